@@ -1,0 +1,545 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file iopf.h
+ * @brief libiopf: I/O page fault handling for user space on Linux.
+ *
+ * libiopf takes page requests from iommufd fault objects (Linux 6.11+) or
+ * from a producer that sees requests one at a time, assembles them into
+ * Page Request Groups, calls your handlers and sends exactly one answer per
+ * group, batched.
+ *
+ * Conventions (the whole API follows them):
+ * - Every object is opaque and reached through a pointer handle.
+ * - Functions returning `int` return 0 (or a count) on success and a
+ *   negative errno value on failure; they never set errno.
+ *   Constructors return NULL on failure and set errno.
+ * - Destructors (iopf_ctx_free(), iopf_source_close()) accept NULL.
+ * - Option structs begin with `size_t sz`, the size the caller was built
+ *   with. Declare them with IOPF_OPTS(). A struct from an older, smaller
+ *   release keeps working (missing fields take their defaults); a larger
+ *   struct from a newer release is accepted if the fields this release
+ *   does not know are zero, and refused with -EINVAL otherwise.
+ *   A NULL options pointer means "all defaults".
+ * - Callbacks take `userdata` last.
+ * - Thread safety is stated per function. Unless said otherwise a function
+ *   may be called from any thread, concurrently with others on the same
+ *   context. No function may be called from a log callback.
+ * - Symbols are versioned (LIBIOPF_1.0, ...); a released symbol never
+ *   changes, new ones are added in new version nodes.
+ *
+ * The exactly-once rule: every group libiopf takes from a source gets
+ * exactly one answer, from your handler, from libiopf itself (INVALID, when
+ * a group is malformed, has no handler, misses its deadline, or its source
+ * or context is closed), or from the kernel (when you detach the page
+ * table). A second answer is refused and counted, never sent.
+ */
+#ifndef IOPF_IOPF_H
+#define IOPF_IOPF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Marks a public symbol (the library is built with hidden visibility). */
+#ifndef IOPF_API
+#define IOPF_API __attribute__((visibility("default")))
+#endif
+
+/** @name Version */
+/**@{*/
+#define IOPF_VERSION_MAJOR 1
+#define IOPF_VERSION_MINOR 0
+#define IOPF_VERSION_PATCH 0
+
+/**
+ * @brief The library's version as "MAJOR.MINOR.PATCH".
+ * @return A static string. Thread safe.
+ */
+IOPF_API const char *iopf_version(void);
+/**@}*/
+
+/** @name Options */
+/**@{*/
+/**
+ * @brief Declare and initialise an options struct: zeroed, with `sz` set.
+ *
+ * Example: `IOPF_OPTS(iopf_ctx_opts, o, .workers = 4);`
+ */
+#define IOPF_OPTS(TYPE, NAME, ...)                                            \
+	struct TYPE NAME = ({                                                  \
+		memset(&NAME, 0, sizeof(struct TYPE));                         \
+		(struct TYPE){ .sz = sizeof(struct TYPE), __VA_ARGS__ };       \
+	})
+/**@}*/
+
+/** @name Objects */
+/**@{*/
+/** A context: handlers, outstanding groups, answers, one pollable fd. */
+struct iopf_ctx;
+/** A fault source: an iommufd fault queue or a one-at-a-time producer. */
+struct iopf_source;
+/** A Page Request Group handed to a handler. */
+struct iopf_group;
+/**@}*/
+
+/** @name Records, codes and constants */
+/**@{*/
+/** Answer codes; the values are those of the kernel ABI. */
+enum iopf_code {
+	IOPF_CODE_SUCCESS = 0, /**< the pages are there: retry the access */
+	IOPF_CODE_INVALID = 1, /**< the request cannot be satisfied */
+};
+
+/** A handler returns this instead of a code to answer later by handle. */
+#define IOPF_DEFER 2
+
+/** PASID value meaning "no PASID" wherever the API takes a PASID. */
+#define IOPF_NO_PASID UINT32_MAX
+
+/** Record and request flag: the PASID field is valid. */
+#define IOPF_F_PASID_VALID (1u << 0)
+/** Record and request flag: the last request of its group. */
+#define IOPF_F_LAST_PAGE (1u << 1)
+
+/** Permission bits of a record (kernel ABI values). */
+#define IOPF_PERM_READ (1u << 0)
+#define IOPF_PERM_WRITE (1u << 1)
+#define IOPF_PERM_EXEC (1u << 2)
+#define IOPF_PERM_PRIV (1u << 3)
+
+/** Group flag: some partial requests of this group were dropped (cap). */
+#define IOPF_GROUP_TRUNCATED (1u << 0)
+
+/**
+ * @brief One page request of a group. Layout fixed for ABI version 1.
+ */
+struct iopf_record {
+	uint64_t addr;  /**< faulting address (page aligned by the device) */
+	uint32_t perm;  /**< IOPF_PERM_* */
+	uint32_t flags; /**< IOPF_F_* */
+};
+
+/**
+ * @brief A page request given to iopf_producer_submit(). Layout fixed.
+ */
+struct iopf_request {
+	uint32_t flags;    /**< IOPF_F_PASID_VALID, IOPF_F_LAST_PAGE */
+	uint32_t dev_id;   /**< device id (iommufd device object id) */
+	uint32_t pasid;    /**< PASID if IOPF_F_PASID_VALID */
+	uint32_t prgi;     /**< Page Request Group index */
+	uint32_t perm;     /**< IOPF_PERM_* */
+	uint32_t reserved; /**< must be 0 */
+	uint64_t addr;     /**< faulting address */
+};
+
+/**
+ * @brief The answer to a producer's group, given to its respond callback.
+ * Layout fixed.
+ */
+struct iopf_response {
+	uint32_t dev_id; /**< as in the group's requests */
+	uint32_t pasid;  /**< IOPF_NO_PASID if the group had no PASID */
+	uint32_t prgi;   /**< Page Request Group index */
+	uint32_t code;   /**< enum iopf_code */
+};
+
+/**
+ * @brief Handle of a group, for answering later from any thread.
+ *
+ * A handle carries a generation: once its group has been answered (by
+ * anyone), the handle can never reach another group, even one that reuses
+ * the same kernel cookie or memory. Never 0.
+ */
+typedef uint64_t iopf_handle_t;
+/**@}*/
+
+/** @name Callbacks */
+/**@{*/
+/**
+ * @brief A group handler.
+ *
+ * Called once per group, with the group's records in order. Return
+ * IOPF_CODE_SUCCESS or IOPF_CODE_INVALID to answer now, or IOPF_DEFER and
+ * answer later with iopf_respond() (the handle from iopf_group_handle()).
+ * Any other value answers INVALID and is logged. The group pointer stays
+ * valid until the group is answered; the handle stays safe forever.
+ * A handler may call iopf_respond() and friends, but not
+ * iopf_ctx_dispatch(), iopf_ctx_run(), iopf_ctx_drain(),
+ * iopf_source_close() or iopf_ctx_free() (they return -EDEADLK or are
+ * refused).
+ */
+typedef int (*iopf_handler_fn)(struct iopf_group *group, void *userdata);
+
+/**
+ * @brief A producer's respond callback: the answer to one of its groups.
+ *
+ * Called exactly once per group the producer completed, from the thread
+ * that answered (a handler, iopf_respond(), a close or flush). It must not
+ * block for long and may call iopf_producer_submit().
+ */
+typedef void (*iopf_respond_fn)(const struct iopf_response *resp,
+				void *userdata);
+
+/**
+ * @brief A log callback. `level` is a syslog level (3 error ... 7 debug).
+ * Called with the context's lock held: it must not call libiopf.
+ */
+typedef void (*iopf_log_fn)(int level, const char *msg, void *userdata);
+/**@}*/
+
+/** @name Context */
+/**@{*/
+/** @brief Options of iopf_ctx_new(). */
+struct iopf_ctx_opts {
+	size_t sz; /**< sizeof(struct iopf_ctx_opts); set by IOPF_OPTS() */
+	/** Worker threads calling handlers in parallel; 0 (default): handlers
+	 *  run in the thread that dispatches. */
+	unsigned int workers;
+	/** Most answers written to one fault fd per write(); 0: 1024. */
+	unsigned int batch_max;
+	/** Stop reading fault queues while this many groups are outstanding
+	 *  (the kernel queue holds the rest); 0: no cap. */
+	unsigned int max_outstanding;
+	/** Answer INVALID any group outstanding longer than this; 0: never. */
+	unsigned int deadline_ms;
+	iopf_log_fn log_fn;  /**< log callback; NULL: silent */
+	void *log_userdata;  /**< passed to log_fn */
+	int log_level;       /**< most verbose level passed; 0: 4 (warning) */
+};
+
+/**
+ * @brief Create a context.
+ * @param opts options, or NULL for defaults.
+ * @return the context, or NULL with errno set: EINVAL (bad options),
+ *         ENOMEM, or an errno of epoll_create1(), eventfd(), timerfd_create()
+ *         or pthread_create().
+ */
+IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts);
+
+/**
+ * @brief Free a context: stop its workers, answer every outstanding group
+ * INVALID, discard partial requests, close its sources.
+ * @param ctx the context, or NULL. Not thread safe: no other call on ctx
+ *        may run or follow.
+ */
+IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx);
+
+/**
+ * @brief The context's pollable fd, for the caller's event loop.
+ *
+ * Readable (POLLIN) when iopf_ctx_dispatch() has work: faults to read,
+ * answers to flush, deadlines, wake-ups. Owned by the context.
+ * @return the fd (>= 0), or -EINVAL if ctx is NULL.
+ */
+IOPF_API int iopf_ctx_get_fd(const struct iopf_ctx *ctx);
+
+/**
+ * @brief Do all pending work without blocking: read every readable source,
+ * call handlers (or hand groups to workers), expire deadlines, write
+ * answers.
+ * @return the number of groups handed to handlers (>= 0), or -EDEADLK
+ *         (called from a handler), -EINVAL, or -EIO if a fault fd failed
+ *         (logged; other sources were still served).
+ * Thread safety: one dispatching thread at a time per context (others
+ * get -EBUSY).
+ */
+IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx);
+
+/**
+ * @brief Dispatch until iopf_ctx_stop(), blocking while idle.
+ * @return 0 once stopped, or an error of iopf_ctx_dispatch() other than
+ *         -EIO, or -errno of epoll_wait().
+ */
+IOPF_API int iopf_ctx_run(struct iopf_ctx *ctx);
+
+/**
+ * @brief Make iopf_ctx_run() return. Async-signal-safe; any thread.
+ * @return 0, or -EINVAL.
+ */
+IOPF_API int iopf_ctx_stop(struct iopf_ctx *ctx);
+
+/**
+ * @brief Write every answer gathered so far.
+ * @return 0, or -EINVAL. Write errors are counted and logged, not returned:
+ *         an answer the kernel refuses is dropped (see iopf_stats).
+ */
+IOPF_API int iopf_ctx_flush(struct iopf_ctx *ctx);
+
+/** Flag of iopf_ctx_drain() and iopf_source_detach(): every PASID of the
+ *  device, and groups without PASID. */
+#define IOPF_ALL_PASIDS (1u << 0)
+
+/**
+ * @brief Wait until every outstanding group of a device (and PASID) is
+ * answered and the answers written, and no fault queue of the context
+ * holds groups not yet read (a queue paused by max_outstanding excepted).
+ *
+ * If no other thread is dispatching, drain dispatches itself meanwhile.
+ * @param dev_id device id.
+ * @param pasid PASID, or IOPF_NO_PASID for groups without one; ignored with
+ *        IOPF_ALL_PASIDS.
+ * @param flags 0 or IOPF_ALL_PASIDS.
+ * @param timeout_ms how long to wait; < 0: forever.
+ * @return 0, -ETIMEDOUT, -EDEADLK (from a handler), -EINVAL.
+ */
+IOPF_API int iopf_ctx_drain(struct iopf_ctx *ctx, uint32_t dev_id,
+			    uint32_t pasid, unsigned int flags, int timeout_ms);
+
+/**
+ * @brief Set the default handler, used when no device or PASID handler
+ * matches. Without any handler, groups are answered INVALID (counted).
+ * @param fn handler, or NULL to remove.
+ * @return 0, or -EINVAL.
+ */
+IOPF_API int iopf_ctx_set_handler(struct iopf_ctx *ctx, iopf_handler_fn fn,
+				  void *userdata);
+
+/**
+ * @brief Set the handler for one device (all its PASIDs).
+ * @return 0, -EINVAL, -ENOMEM.
+ */
+IOPF_API int iopf_ctx_set_device_handler(struct iopf_ctx *ctx, uint32_t dev_id,
+					 iopf_handler_fn fn, void *userdata);
+
+/**
+ * @brief Set the handler for one device and PASID (IOPF_NO_PASID: its
+ * groups without PASID). Takes precedence over the device handler.
+ * @return 0, -EINVAL, -ENOMEM.
+ */
+IOPF_API int iopf_ctx_set_pasid_handler(struct iopf_ctx *ctx, uint32_t dev_id,
+					uint32_t pasid, iopf_handler_fn fn,
+					void *userdata);
+
+/**
+ * @brief Set or replace the log callback.
+ * @param level most verbose syslog level passed (0: 4, warning).
+ * @return 0, or -EINVAL.
+ */
+IOPF_API int iopf_ctx_set_log(struct iopf_ctx *ctx, iopf_log_fn fn,
+			      void *userdata, int level);
+
+/** A log callback printing "libiopf: <msg>" to stderr. */
+IOPF_API void iopf_log_stderr(int level, const char *msg, void *userdata);
+/**@}*/
+
+/** @name Statistics */
+/**@{*/
+/** Buckets of the latency histogram: bucket i counts [2^i, 2^(i+1)) ns. */
+#define IOPF_LAT_BUCKETS 40
+
+/** @brief Counters of a context; read with iopf_ctx_get_stats(). */
+struct iopf_stats {
+	size_t sz;                 /**< sizeof(struct iopf_stats) */
+	uint64_t records;          /**< records read or submitted */
+	uint64_t groups;           /**< complete groups taken in */
+	uint64_t answers_success;  /**< SUCCESS answers sent */
+	uint64_t answers_invalid;  /**< INVALID answers sent (any cause) */
+	uint64_t auto_answers;     /**< INVALID sent by libiopf itself */
+	uint64_t no_handler;       /**< groups with no handler (auto INVALID) */
+	uint64_t deadline_expired; /**< groups past deadline (auto INVALID) */
+	uint64_t malformed;        /**< malformed groups (auto INVALID) */
+	uint64_t alloc_failures;   /**< groups answered INVALID for ENOMEM */
+	uint64_t kernel_answered;  /**< groups the kernel answered (detach) */
+	uint64_t refused_answers;  /**< stale, duplicate or late answers */
+	uint64_t unmatched_answers;/**< iopf_respond_prg() with no match */
+	uint64_t read_calls;       /**< read() calls on fault fds */
+	uint64_t write_calls;      /**< write() calls on fault fds */
+	uint64_t write_errors;     /**< answers the kernel refused (dropped) */
+	uint64_t buffer_growths;   /**< read buffer enlargements */
+	uint64_t partial_dropped;  /**< partial requests dropped or discarded */
+	uint64_t outstanding;      /**< groups awaiting an answer now */
+	uint64_t partial_held;     /**< partial requests held now */
+	/** read-to-answer latency, bucket i: [2^i, 2^(i+1)) nanoseconds */
+	uint64_t latency_hist[IOPF_LAT_BUCKETS];
+};
+
+/**
+ * @brief Copy the context's counters.
+ * @param st out; st->sz must be set (IOPF_OPTS(iopf_stats, st) does).
+ *        An older, smaller struct gets the fields it has.
+ * @return 0, or -EINVAL.
+ */
+IOPF_API int iopf_ctx_get_stats(struct iopf_ctx *ctx, struct iopf_stats *st);
+
+/**
+ * @brief Latency quantile from a histogram, e.g. q = 0.99.
+ * @return the upper bound in ns of the bucket holding quantile q, or 0
+ *         if the histogram is empty.
+ */
+IOPF_API uint64_t iopf_stats_latency_ns(const struct iopf_stats *st, double q);
+/**@}*/
+
+/** @name Fault queues (iommufd fault objects) */
+/**@{*/
+/** Flag of iopf_fault_queue_opts: the source owns the fd and closes it. */
+#define IOPF_FQ_CLOSE_FD (1u << 0)
+
+/** @brief Options of the fault queue constructors. */
+struct iopf_fault_queue_opts {
+	size_t sz;                  /**< set by IOPF_OPTS() */
+	unsigned int flags;         /**< IOPF_FQ_* (alloc always owns its fd) */
+	unsigned int read_records;  /**< first read buffer size in records;
+				         0: 256 */
+	unsigned int max_read_records; /**< buffer growth cap; 0: 65536 */
+};
+
+/**
+ * @brief Allocate a fault queue on an iommufd (IOMMU_FAULT_QUEUE_ALLOC).
+ * @param iommufd an open /dev/iommu fd (not taken over).
+ * @param out_fault_id receives the fault object id to pass to
+ *        IOMMU_HWPT_ALLOC with IOMMU_HWPT_FAULT_ID_VALID.
+ * @return the source, or NULL with errno: EINVAL, ENOMEM, or the ioctl's
+ *         errno (ENOTTY: no fault queues in this kernel).
+ */
+IOPF_API struct iopf_source *
+iopf_fault_queue_alloc(struct iopf_ctx *ctx, int iommufd,
+		       const struct iopf_fault_queue_opts *opts,
+		       uint32_t *out_fault_id);
+
+/**
+ * @brief Adopt a fault fd the caller already has (e.g. a VMM's).
+ * The fd is made non-blocking. With IOPF_FQ_CLOSE_FD the source closes it.
+ * @return the source, or NULL with errno: EINVAL, EBADF, ENOMEM.
+ */
+IOPF_API struct iopf_source *
+iopf_fault_queue_adopt(struct iopf_ctx *ctx, int fault_fd, uint32_t fault_id,
+		       const struct iopf_fault_queue_opts *opts);
+
+/** @return the fault fd, or -EINVAL. */
+IOPF_API int iopf_source_get_fd(const struct iopf_source *src);
+
+/** @return the fault object id (0 for producers or if unknown). */
+IOPF_API uint32_t iopf_source_get_fault_id(const struct iopf_source *src);
+
+/**
+ * @brief Tell libiopf that a device (and PASID) was detached from, or
+ * replaced on, its fault-capable page table: the kernel has answered its
+ * groups INVALID itself. They are dropped without a write; their handles
+ * then get -ESHUTDOWN. Call it right after the detach or replace ioctl.
+ * (libiopf also notices a kernel answer when the kernel reuses a cookie.)
+ * @param flags 0 or IOPF_ALL_PASIDS.
+ * @return the number of groups dropped, or -EINVAL.
+ */
+IOPF_API int iopf_source_detach(struct iopf_source *src, uint32_t dev_id,
+				uint32_t pasid, unsigned int flags);
+
+/**
+ * @brief Close a source: answer every outstanding group INVALID, discard
+ * partial requests, close the fd if owned, free it. Later answers to its
+ * groups get -ESHUTDOWN without touching the kernel.
+ * @param src the source, or NULL. Not concurrently with a dispatch of its
+ *        context (call it from the dispatching thread, or when none runs).
+ */
+IOPF_API void iopf_source_close(struct iopf_source *src);
+/**@}*/
+
+/** @name One-at-a-time producers */
+/**@{*/
+/** @brief Options of iopf_producer_new(). */
+struct iopf_producer_opts {
+	size_t sz;               /**< set by IOPF_OPTS() */
+	iopf_respond_fn respond; /**< required: receives every answer */
+	void *userdata;          /**< passed to respond */
+	/** Partial requests held per device; past it they are dropped and
+	 *  counted and the group is flagged IOPF_GROUP_TRUNCATED. 0: 256. */
+	unsigned int partial_cap;
+};
+
+/**
+ * @brief Create a producer source: for page requests seen one at a time.
+ * @return the source, or NULL with errno: EINVAL (no respond callback or
+ *         bad options), ENOMEM.
+ */
+IOPF_API struct iopf_source *
+iopf_producer_new(struct iopf_ctx *ctx, const struct iopf_producer_opts *opts);
+
+/**
+ * @brief Submit one page request. Requests without IOPF_F_LAST_PAGE are
+ * held per (device, PASID, PRG index) until the LAST one arrives; then the
+ * whole group is queued for dispatch.
+ * @return 0 (held as partial), 1 (group complete and queued),
+ *         -ENOSPC (partial dropped: cap reached; counted),
+ *         -ENOMEM (group answered INVALID at once through respond),
+ *         -EINVAL (bad flags or reserved field; nothing held).
+ */
+IOPF_API int iopf_producer_submit(struct iopf_source *src,
+				  const struct iopf_request *req);
+
+/** Flag of iopf_producer_discard_partial(): every device. */
+#define IOPF_ALL_DEVICES (1u << 1)
+
+/**
+ * @brief Discard held partial requests of a device (or all, with
+ * IOPF_ALL_DEVICES), e.g. after the producer's queue overflowed.
+ * @return the number of requests discarded, or -EINVAL.
+ */
+IOPF_API int iopf_producer_discard_partial(struct iopf_source *src,
+					   uint32_t dev_id, unsigned int flags);
+
+/**
+ * @brief Flush a PASID: discard its partial requests and answer INVALID
+ * every outstanding group of it (through respond), e.g. before the PASID
+ * is torn down.
+ * @param pasid PASID, or IOPF_NO_PASID.
+ * @return the number of groups answered, or -EINVAL.
+ */
+IOPF_API int iopf_producer_flush_pasid(struct iopf_source *src,
+				       uint32_t dev_id, uint32_t pasid);
+/**@}*/
+
+/** @name Groups and answers */
+/**@{*/
+/** @return the group's device id. */
+IOPF_API uint32_t iopf_group_dev_id(const struct iopf_group *g);
+/** @return the group's PASID, or IOPF_NO_PASID if it has none. */
+IOPF_API uint32_t iopf_group_pasid(const struct iopf_group *g);
+/** @return the Page Request Group index. */
+IOPF_API uint32_t iopf_group_prgi(const struct iopf_group *g);
+/** @return IOPF_GROUP_* flags. */
+IOPF_API uint32_t iopf_group_flags(const struct iopf_group *g);
+/** @return the kernel cookie (fault queues), 0 for producer groups. */
+IOPF_API uint32_t iopf_group_cookie(const struct iopf_group *g);
+/** @return the source the group came from. */
+IOPF_API struct iopf_source *iopf_group_source(const struct iopf_group *g);
+/**
+ * @brief The group's records, in arrival order, the LAST one last.
+ * @param n receives the count (>= 1).
+ */
+IOPF_API const struct iopf_record *iopf_group_records(const struct iopf_group *g,
+						      size_t *n);
+/** @return the group's handle, for iopf_respond() from any thread. */
+IOPF_API iopf_handle_t iopf_group_handle(const struct iopf_group *g);
+
+/**
+ * @brief Answer a group by handle.
+ * @return 0 (answer queued; written at the end of the dispatch round, at
+ *         the batch cap, or by iopf_ctx_flush()), or, refused and counted
+ *         without touching the kernel:
+ *         -EALREADY (already answered), -ESHUTDOWN (its source was closed
+ *         or it was detached), -ETIMEDOUT (answered at its deadline),
+ *         -ENOENT (no such handle), -EINVAL (bad code or ctx).
+ */
+IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
+			  enum iopf_code code);
+
+/**
+ * @brief Answer the oldest outstanding group of (device, PASID, PRG index):
+ * a guest's page group response, which names no cookie.
+ * @param pasid PASID, or IOPF_NO_PASID.
+ * @return 0, -ENOENT (no such group outstanding: a late, duplicate or
+ *         unknown answer; counted), -EINVAL.
+ */
+IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
+			      uint32_t pasid, uint32_t prgi,
+			      enum iopf_code code);
+/**@}*/
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IOPF_IOPF_H */

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctx.c - the context: options, its fds, handler registry, statistics and
+ * teardown (every outstanding group answered INVALID before it goes).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DEVICE_ANY 0xfffffffeu /* handler key: every PASID of a device */
+
+static int add_fd(struct iopf_ctx *ctx, int fd, void *tag)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
+
+	return epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts)
+{
+	struct iopf_ctx_opts o = { .sz = sizeof(o) };
+	struct iopf_ctx *ctx;
+	int err;
+
+	if (opts && iopf__opts_copy(&o, sizeof(o), opts)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (o.log_level < 0 || o.log_level > 7 || o.workers > 1024) {
+		errno = EINVAL;
+		return NULL;
+	}
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ctx->workers = o.workers;
+	ctx->batch_max = o.batch_max ? o.batch_max : IOPF_DEFAULT_BATCH;
+	ctx->max_outstanding = o.max_outstanding;
+	ctx->deadline_ms = o.deadline_ms;
+	ctx->log_fn = o.log_fn;
+	ctx->log_ud = o.log_userdata;
+	ctx->log_level = o.log_level ? o.log_level : LOG_W;
+	ctx->st.sz = sizeof(ctx->st);
+	ctx->epfd = ctx->wakefd = ctx->timerfd = -1;
+	pthread_mutex_init(&ctx->lock, NULL);
+	pthread_mutex_init(&ctx->wq_lock, NULL);
+	pthread_cond_init(&ctx->wq_cond, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_cond_init(&ctx->answered, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+
+	ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
+	ctx->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ctx->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (ctx->epfd < 0 || ctx->wakefd < 0 || ctx->timerfd < 0) {
+		err = errno;
+		goto fail;
+	}
+	if ((err = -add_fd(ctx, ctx->wakefd, (void *)1)) ||
+	    (err = -add_fd(ctx, ctx->timerfd, (void *)2)))
+		goto fail;
+	if (ctx->workers && (err = -iopf__workers_start(ctx)))
+		goto fail;
+	return ctx;
+fail:
+	iopf_ctx_free(ctx);
+	errno = err;
+	return NULL;
+}
+
+IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx)
+{
+	struct handler_ent *h, *tmp;
+
+	if (!ctx)
+		return;
+	if (ctx->nthreads)
+		iopf__workers_stop(ctx);
+	pthread_mutex_lock(&ctx->lock);
+	while (ctx->sources)
+		iopf__source_close_locked(ctx, ctx->sources);
+	pthread_mutex_unlock(&ctx->lock);
+	iopf__deliver_responses(ctx);
+
+	HASH_ITER(hh, ctx->handlers, h, tmp) {
+		HASH_DEL(ctx->handlers, h);
+		free(h);
+	}
+	iopf__groups_free(ctx);
+	if (ctx->epfd >= 0)
+		close(ctx->epfd);
+	if (ctx->wakefd >= 0)
+		close(ctx->wakefd);
+	if (ctx->timerfd >= 0)
+		close(ctx->timerfd);
+	pthread_cond_destroy(&ctx->answered);
+	pthread_cond_destroy(&ctx->wq_cond);
+	pthread_mutex_destroy(&ctx->wq_lock);
+	pthread_mutex_destroy(&ctx->lock);
+	free(ctx);
+}
+
+IOPF_API int iopf_ctx_get_fd(const struct iopf_ctx *ctx)
+{
+	return ctx ? ctx->epfd : -EINVAL;
+}
+
+static int set_handler(struct iopf_ctx *ctx, uint32_t dev, uint32_t pasid,
+		       iopf_handler_fn fn, void *ud)
+{
+	uint64_t key = (uint64_t)dev << 32 | pasid;
+	struct handler_ent *h;
+	int rc = 0;
+
+	pthread_mutex_lock(&ctx->lock);
+	HASH_FIND(hh, ctx->handlers, &key, sizeof(key), h);
+	if (!fn) {
+		if (h) {
+			HASH_DEL(ctx->handlers, h);
+			free(h);
+		}
+	} else if (h) {
+		h->fn = fn;
+		h->ud = ud;
+	} else if ((h = calloc(1, sizeof(*h)))) {
+		h->key = key;
+		h->fn = fn;
+		h->ud = ud;
+		HASH_ADD(hh, ctx->handlers, key, sizeof(h->key), h);
+	} else {
+		rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return rc;
+}
+
+IOPF_API int iopf_ctx_set_handler(struct iopf_ctx *ctx, iopf_handler_fn fn,
+				  void *userdata)
+{
+	if (!ctx)
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	ctx->default_fn = fn;
+	ctx->default_ud = userdata;
+	pthread_mutex_unlock(&ctx->lock);
+	return 0;
+}
+
+IOPF_API int iopf_ctx_set_device_handler(struct iopf_ctx *ctx, uint32_t dev_id,
+					 iopf_handler_fn fn, void *userdata)
+{
+	if (!ctx)
+		return -EINVAL;
+	return set_handler(ctx, dev_id, DEVICE_ANY, fn, userdata);
+}
+
+IOPF_API int iopf_ctx_set_pasid_handler(struct iopf_ctx *ctx, uint32_t dev_id,
+					uint32_t pasid, iopf_handler_fn fn,
+					void *userdata)
+{
+	if (!ctx || pasid == DEVICE_ANY)
+		return -EINVAL;
+	return set_handler(ctx, dev_id, pasid, fn, userdata);
+}
+
+IOPF_API int iopf_ctx_set_log(struct iopf_ctx *ctx, iopf_log_fn fn,
+			      void *userdata, int level)
+{
+	if (!ctx || level < 0 || level > 7)
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	ctx->log_fn = fn;
+	ctx->log_ud = userdata;
+	ctx->log_level = level ? level : LOG_W;
+	pthread_mutex_unlock(&ctx->lock);
+	return 0;
+}
+
+IOPF_API int iopf_ctx_get_stats(struct iopf_ctx *ctx, struct iopf_stats *st)
+{
+	struct iopf_stats cur;
+	size_t n;
+
+	if (!ctx || !st || st->sz < sizeof(st->sz))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	cur = ctx->st;
+	cur.outstanding = ctx->outstanding;
+	cur.partial_held = ctx->partial_held;
+	pthread_mutex_unlock(&ctx->lock);
+	n = st->sz < sizeof(cur) ? st->sz : sizeof(cur);
+	cur.sz = st->sz;
+	memcpy(st, &cur, n);
+	return 0;
+}
+
+IOPF_API uint64_t iopf_stats_latency_ns(const struct iopf_stats *st, double q)
+{
+	uint64_t total = 0, acc = 0;
+
+	if (!st || st->sz < offsetof(struct iopf_stats, latency_hist) +
+				    sizeof(st->latency_hist))
+		return 0;
+	for (int i = 0; i < IOPF_LAT_BUCKETS; i++)
+		total += st->latency_hist[i];
+	if (!total)
+		return 0;
+	if (q < 0)
+		q = 0;
+	if (q > 1)
+		q = 1;
+	for (int i = 0; i < IOPF_LAT_BUCKETS; i++) {
+		acc += st->latency_hist[i];
+		if ((double)acc >= q * (double)total && acc)
+			return (uint64_t)2 << i;
+	}
+	return (uint64_t)1 << IOPF_LAT_BUCKETS;
+}
