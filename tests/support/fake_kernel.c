@@ -1,0 +1,541 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fake_kernel.c - a model of the iommufd fault object; see fake_kernel.h.
+ * One global lock keeps it simple: tests raise faults from one thread while
+ * libiopf reads and writes from others.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "fake_kernel.h"
+#include "internal.h"
+
+struct fk_group {
+	uint64_t seq;           /* 0: raw injected records */
+	uint32_t dev_id, pasid, grpid;
+	unsigned int n;
+	struct iopf_k_pgfault *recs;
+	struct fk_group *next;
+};
+
+struct fk_fault {
+	int fd;                 /* eventfd: readable while groups wait */
+	uint32_t id;
+	bool signaled;
+	enum fk_small small;
+	enum fk_break defect;
+	struct fk_group *head, *tail;
+	unsigned int queued, outstanding;
+	struct fk_group **by_cookie; /* read, not answered */
+	uint32_t cookie_cap, hint, next_mono;
+	struct fk_answer *answers;
+	size_t nanswers, answers_cap;
+	uint64_t seq, reads, writes;
+};
+
+enum { FD_NONE, FD_FAULT, FD_IOMMU };
+
+static pthread_mutex_t fk_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { int kind; struct fk_fault *f; } *fds;
+static int nfds_cap;
+static uint32_t next_id = 100;
+
+static void fd_register(int fd, int kind, struct fk_fault *f)
+{
+	if (fd >= nfds_cap) {
+		int cap = fd + 64;
+
+		fds = realloc(fds, (size_t)cap * sizeof(*fds));
+		memset(fds + nfds_cap, 0, (size_t)(cap - nfds_cap) * sizeof(*fds));
+		nfds_cap = cap;
+	}
+	fds[fd].kind = kind;
+	fds[fd].f = f;
+}
+
+static int fd_kind(int fd, struct fk_fault **f)
+{
+	if (fd < 0 || fd >= nfds_cap)
+		return FD_NONE;
+	if (f)
+		*f = fds[fd].f;
+	return fds[fd].kind;
+}
+
+/* Mirror "groups waiting" into the eventfd so epoll sees POLLIN. */
+static void mirror(struct fk_fault *f)
+{
+	uint64_t v = 1;
+
+	if (f->fd < 0)
+		return;
+	if (f->head && !f->signaled) {
+		(void)!write(f->fd, &v, sizeof(v));
+		f->signaled = true;
+	} else if (!f->head && f->signaled) {
+		(void)!read(f->fd, &v, sizeof(v));
+		f->signaled = false;
+	}
+}
+
+static void log_answer(struct fk_fault *f, struct fk_group *g, uint32_t code,
+		       bool automatic)
+{
+	if (f->nanswers == f->answers_cap) {
+		f->answers_cap = f->answers_cap ? f->answers_cap * 2 : 64;
+		f->answers = realloc(f->answers,
+				     f->answers_cap * sizeof(*f->answers));
+	}
+	f->answers[f->nanswers++] = (struct fk_answer){
+		.seq = g->seq, .dev_id = g->dev_id, .pasid = g->pasid,
+		.grpid = g->grpid, .code = code, .automatic = automatic,
+	};
+}
+
+static void group_free(struct fk_group *g)
+{
+	free(g->recs);
+	free(g);
+}
+
+static void cookie_grow(struct fk_fault *f, uint32_t c)
+{
+	if (c < f->cookie_cap)
+		return;
+	uint32_t cap = f->cookie_cap ? f->cookie_cap : 64;
+
+	while (cap <= c)
+		cap *= 2;
+	f->by_cookie = realloc(f->by_cookie, cap * sizeof(*f->by_cookie));
+	memset(f->by_cookie + f->cookie_cap, 0,
+	       (cap - f->cookie_cap) * sizeof(*f->by_cookie));
+	f->cookie_cap = cap;
+}
+
+/* xa_alloc with XA_FLAGS_ALLOC1: the lowest free id from 1. */
+static uint32_t cookie_alloc(struct fk_fault *f, struct fk_group *g)
+{
+	uint32_t c;
+
+	if (f->defect == FK_BREAK_COOKIE_REUSE) {
+		c = ++f->next_mono;
+	} else {
+		c = f->hint ? f->hint : 1;
+		while (c < f->cookie_cap && f->by_cookie[c])
+			c++;
+		f->hint = c + 1;
+	}
+	cookie_grow(f, c);
+	f->by_cookie[c] = g;
+	f->outstanding++;
+	return c;
+}
+
+static void cookie_free(struct fk_fault *f, uint32_t c)
+{
+	f->by_cookie[c] = NULL;
+	f->outstanding--;
+	if (c < f->hint)
+		f->hint = c;
+}
+
+static void enqueue(struct fk_fault *f, struct fk_group *g)
+{
+	if (f->tail)
+		f->tail->next = g;
+	else
+		f->head = g;
+	f->tail = g;
+	f->queued++;
+	mirror(f);
+}
+
+ssize_t fk_sys_read(int fd, void *buf, size_t count)
+{
+	struct fk_fault *f;
+	size_t done = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&fk_lock);
+	if (fd_kind(fd, &f) != FD_FAULT) {
+		pthread_mutex_unlock(&fk_lock);
+		return read(fd, buf, count);
+	}
+	f->reads++;
+	if (count % sizeof(struct iopf_k_pgfault)) {
+		pthread_mutex_unlock(&fk_lock);
+		errno = ESPIPE;
+		return -1;
+	}
+	while (f->head) {
+		struct fk_group *g = f->head;
+		size_t sz = g->n * sizeof(struct iopf_k_pgfault);
+		struct iopf_k_pgfault *out = (void *)((char *)buf + done);
+
+		if (done >= count || sz > count - done) {
+			if (done == 0 && f->small == FK_SMALL_EINVAL)
+				rc = -EINVAL;
+			break;
+		}
+		f->head = g->next;
+		if (!f->head)
+			f->tail = NULL;
+		f->queued--;
+		g->next = NULL;
+		memcpy(out, g->recs, sz);
+		if (g->seq) {
+			uint32_t c = cookie_alloc(f, g);
+
+			for (unsigned int i = 0; i < g->n; i++)
+				out[i].cookie = c;
+		} else {
+			/* raw records: their cookies become outstanding */
+			for (unsigned int i = 0; i < g->n; i++) {
+				uint32_t c = g->recs[i].cookie;
+				struct fk_group *p;
+
+				cookie_grow(f, c);
+				if (!c || f->by_cookie[c])
+					continue;
+				p = calloc(1, sizeof(*p));
+				p->dev_id = g->recs[i].dev_id;
+				p->grpid = g->recs[i].grpid;
+				p->pasid = g->recs[i].pasid;
+				f->by_cookie[c] = p;
+				f->outstanding++;
+			}
+			group_free(g);
+		}
+		done += sz;
+	}
+	mirror(f);
+	pthread_mutex_unlock(&fk_lock);
+	if (done == 0 && rc) {
+		errno = -rc;
+		return -1;
+	}
+	return (ssize_t)done;
+}
+
+ssize_t fk_sys_write(int fd, const void *buf, size_t count)
+{
+	const struct iopf_k_page_response *r = buf;
+	struct fk_fault *f;
+	size_t done = 0, i;
+	int rc = 0;
+
+	pthread_mutex_lock(&fk_lock);
+	if (fd_kind(fd, &f) != FD_FAULT) {
+		pthread_mutex_unlock(&fk_lock);
+		return write(fd, buf, count);
+	}
+	f->writes++;
+	if (count % sizeof(*r)) {
+		pthread_mutex_unlock(&fk_lock);
+		errno = ESPIPE;
+		return -1;
+	}
+	for (i = 0; i < count / sizeof(*r); i++) {
+		uint32_t c = r[i].cookie;
+		struct fk_group *g;
+
+		if ((r[i].code != IOPF_K_PAGE_RESP_SUCCESS &&
+		     r[i].code != IOPF_K_PAGE_RESP_INVALID) ||
+		    c >= f->cookie_cap || !(g = f->by_cookie[c])) {
+			if (f->defect == FK_BREAK_WRITE_STOP) {
+				done += sizeof(*r);
+				continue;
+			}
+			rc = -EINVAL;
+			break;
+		}
+		cookie_free(f, c);
+		log_answer(f, g, r[i].code, false);
+		group_free(g);
+		done += sizeof(*r);
+	}
+	pthread_mutex_unlock(&fk_lock);
+	if (done == 0 && rc) {
+		errno = -rc;
+		return -1;
+	}
+	return (ssize_t)done;
+}
+
+int fk_sys_poll(struct pollfd *p, nfds_t n, int timeout)
+{
+	int ready = 0;
+	bool all_fake = true;
+
+	pthread_mutex_lock(&fk_lock);
+	for (nfds_t i = 0; i < n; i++) {
+		struct fk_fault *f;
+
+		if (fd_kind(p[i].fd, &f) != FD_FAULT) {
+			all_fake = false;
+			continue;
+		}
+		p[i].revents = (short)(p[i].events & (POLLOUT | (f->head ? POLLIN : 0)));
+		if (p[i].revents)
+			ready++;
+	}
+	pthread_mutex_unlock(&fk_lock);
+	return all_fake ? ready : poll(p, n, timeout);
+}
+
+int fk_sys_ioctl(int fd, unsigned long req, void *arg)
+{
+	int kind;
+
+	pthread_mutex_lock(&fk_lock);
+	kind = fd_kind(fd, NULL);
+	pthread_mutex_unlock(&fk_lock);
+	if (kind == FD_NONE)
+		return ioctl(fd, req, arg);
+	if (kind == FD_IOMMU && req == IOPF_K_FAULT_QUEUE_ALLOC) {
+		struct iopf_k_fault_alloc *cmd = arg;
+		struct fk_fault *f;
+
+		if (cmd->flags) {
+			errno = EOPNOTSUPP;
+			return -1;
+		}
+		f = fk_fault_new();
+		cmd->out_fault_id = f->id;
+		cmd->out_fault_fd = (uint32_t)f->fd;
+		return 0;
+	}
+	if (kind == FD_IOMMU && req == IOPF_K_DESTROY)
+		return 0;
+	errno = ENOTTY;
+	return -1;
+}
+
+int fk_sys_close(int fd)
+{
+	struct fk_fault *f;
+
+	pthread_mutex_lock(&fk_lock);
+	if (fd_kind(fd, &f) == FD_FAULT) {
+		fd_register(fd, FD_NONE, NULL);
+		f->fd = -1; /* the object lives on, as in the kernel */
+	} else if (fd_kind(fd, NULL) == FD_IOMMU) {
+		fd_register(fd, FD_NONE, NULL);
+	}
+	pthread_mutex_unlock(&fk_lock);
+	return close(fd);
+}
+
+static const struct iopf_sys fk_sys = {
+	.read = fk_sys_read,
+	.write = fk_sys_write,
+	.poll = fk_sys_poll,
+	.ioctl = fk_sys_ioctl,
+	.close = fk_sys_close,
+};
+
+void fk_install(void)
+{
+	iopf__set_sys(&fk_sys);
+}
+
+void fk_uninstall(void)
+{
+	iopf__set_sys(NULL);
+}
+
+int fk_iommufd_open(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC);
+
+	pthread_mutex_lock(&fk_lock);
+	fd_register(fd, FD_IOMMU, NULL);
+	pthread_mutex_unlock(&fk_lock);
+	return fd;
+}
+
+struct fk_fault *fk_fault_by_fd(int fd)
+{
+	struct fk_fault *f = NULL;
+
+	pthread_mutex_lock(&fk_lock);
+	if (fd_kind(fd, &f) != FD_FAULT)
+		f = NULL;
+	pthread_mutex_unlock(&fk_lock);
+	return f;
+}
+
+struct fk_fault *fk_fault_new(void)
+{
+	struct fk_fault *f = calloc(1, sizeof(*f));
+
+	f->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_mutex_lock(&fk_lock);
+	f->id = next_id++;
+	fd_register(f->fd, FD_FAULT, f);
+	pthread_mutex_unlock(&fk_lock);
+	return f;
+}
+
+void fk_fault_free(struct fk_fault *f)
+{
+	struct fk_group *g, *nx;
+
+	if (!f)
+		return;
+	pthread_mutex_lock(&fk_lock);
+	if (f->fd >= 0) {
+		fd_register(f->fd, FD_NONE, NULL);
+		close(f->fd);
+	}
+	pthread_mutex_unlock(&fk_lock);
+	for (g = f->head; g; g = nx) {
+		nx = g->next;
+		group_free(g);
+	}
+	for (uint32_t c = 0; c < f->cookie_cap; c++)
+		if (f->by_cookie[c])
+			group_free(f->by_cookie[c]);
+	free(f->by_cookie);
+	free(f->answers);
+	free(f);
+}
+
+int fk_fault_fd(struct fk_fault *f)
+{
+	return f->fd;
+}
+
+uint32_t fk_fault_id(struct fk_fault *f)
+{
+	return f->id;
+}
+
+void fk_set_small(struct fk_fault *f, enum fk_small mode)
+{
+	f->small = mode;
+}
+
+void fk_set_break(struct fk_fault *f, enum fk_break defect)
+{
+	f->defect = defect;
+}
+
+uint64_t fk_trigger_group(struct fk_fault *f, const struct iopf_k_pgfault *recs,
+			  unsigned int n)
+{
+	struct fk_group *g = calloc(1, sizeof(*g));
+	uint64_t seq;
+
+	g->n = n;
+	g->recs = calloc(n, sizeof(*recs));
+	memcpy(g->recs, recs, n * sizeof(*recs));
+	for (unsigned int i = 0; i < n; i++) {
+		g->recs[i].cookie = 0;
+		g->recs[i].length = 0;
+	}
+	g->dev_id = recs[0].dev_id;
+	g->pasid = recs[0].pasid;
+	g->grpid = recs[0].grpid;
+	pthread_mutex_lock(&fk_lock);
+	seq = g->seq = ++f->seq;
+	enqueue(f, g);
+	pthread_mutex_unlock(&fk_lock);
+	return seq;
+}
+
+uint64_t fk_trigger(struct fk_fault *f, uint32_t dev, uint32_t pasid,
+		    uint32_t grpid, uint32_t perm, uint64_t addr)
+{
+	struct iopf_k_pgfault r = {
+		.flags = IOPF_K_PGFAULT_FLAGS_LAST_PAGE |
+			 (pasid ? IOPF_K_PGFAULT_FLAGS_PASID_VALID : 0),
+		.dev_id = dev, .pasid = pasid, .grpid = grpid, .perm = perm,
+		.addr = addr,
+	};
+
+	return fk_trigger_group(f, &r, 1);
+}
+
+void fk_inject_raw(struct fk_fault *f, const struct iopf_k_pgfault *recs,
+		   unsigned int n)
+{
+	struct fk_group *g = calloc(1, sizeof(*g));
+
+	g->n = n;
+	g->recs = calloc(n, sizeof(*recs));
+	memcpy(g->recs, recs, n * sizeof(*recs));
+	pthread_mutex_lock(&fk_lock);
+	enqueue(f, g);
+	pthread_mutex_unlock(&fk_lock);
+}
+
+unsigned int fk_detach(struct fk_fault *f, uint32_t dev_id)
+{
+	struct fk_group **pp, *g;
+	unsigned int n = 0;
+
+	pthread_mutex_lock(&fk_lock);
+	for (pp = &f->head; (g = *pp);) {
+		if (g->dev_id != dev_id) {
+			f->tail = g;
+			pp = &g->next;
+			continue;
+		}
+		*pp = g->next;
+		f->queued--;
+		log_answer(f, g, IOPF_K_PAGE_RESP_INVALID, true);
+		group_free(g);
+		n++;
+	}
+	if (!f->head)
+		f->tail = NULL;
+	for (uint32_t c = 0; c < f->cookie_cap; c++) {
+		g = f->by_cookie[c];
+		if (!g || g->dev_id != dev_id)
+			continue;
+		cookie_free(f, c);
+		log_answer(f, g, IOPF_K_PAGE_RESP_INVALID, true);
+		group_free(g);
+		n++;
+	}
+	mirror(f);
+	pthread_mutex_unlock(&fk_lock);
+	return n;
+}
+
+unsigned int fk_queued(struct fk_fault *f)
+{
+	return f->queued;
+}
+
+unsigned int fk_outstanding(struct fk_fault *f)
+{
+	return f->outstanding;
+}
+
+const struct fk_answer *fk_answers(struct fk_fault *f, size_t *n)
+{
+	*n = f->nanswers;
+	return f->answers;
+}
+
+uint64_t fk_triggered(struct fk_fault *f)
+{
+	return f->seq;
+}
+
+uint64_t fk_reads(struct fk_fault *f)
+{
+	return f->reads;
+}
+
+uint64_t fk_writes(struct fk_fault *f)
+{
+	return f->writes;
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fake_kernel.h - a test double of the kernel's iommufd fault object
+ * (drivers/iommu/iommufd/fault.c, Linux 6.12), behind libiopf's syscall
+ * seam. It reproduces every fact of ../shared/kernel/ABI-FACTS.md:
+ * whole-group reads, cookies allocated at read time lowest-free first,
+ * ESPIPE on misaligned counts, EINVAL (6.12) or 0 (newer) when the first
+ * group does not fit, writes applied in order stopping at the first bad
+ * answer, POLLOUT always and POLLIN while groups wait, and INVALID
+ * auto-answers on detach. tests/kernel/differential.c holds it against the
+ * real kernel.
+ *
+ * Its fds are real eventfds (readable while groups wait), so epoll works;
+ * read/write/poll/ioctl on them are served by the model.
+ */
+#ifndef IOPF_FAKE_KERNEL_H
+#define IOPF_FAKE_KERNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <poll.h>
+#include <sys/types.h>
+
+#include "kabi.h"
+
+struct fk_fault;
+
+/* What the fake does when the first waiting group does not fit a read. */
+enum fk_small { FK_SMALL_EINVAL = 0 /* 6.12 */, FK_SMALL_ZERO /* newer */ };
+
+/* Deliberate defects, to prove the differential test catches them. */
+enum fk_break {
+	FK_BREAK_NONE = 0,
+	FK_BREAK_COOKIE_REUSE = 1, /* cookies never reused (monotonic) */
+	FK_BREAK_WRITE_STOP = 2,   /* writes skip bad answers, go on */
+};
+
+/* One answer the "device" received. */
+struct fk_answer {
+	uint64_t seq;   /* the group's trigger sequence number (from 1) */
+	uint32_t dev_id, pasid, grpid;
+	uint32_t code;
+	bool automatic; /* by the kernel (detach, destroy) */
+};
+
+/* Install the fake behind libiopf's syscalls (idempotent). */
+void fk_install(void);
+void fk_uninstall(void);
+/* The same entry points, for code that drives the ABI without libiopf. */
+ssize_t fk_sys_read(int fd, void *buf, size_t count);
+ssize_t fk_sys_write(int fd, const void *buf, size_t count);
+int fk_sys_poll(struct pollfd *fds, nfds_t n, int timeout);
+int fk_sys_ioctl(int fd, unsigned long req, void *arg);
+int fk_sys_close(int fd);
+
+/* A fake /dev/iommu fd: IOMMU_FAULT_QUEUE_ALLOC on it makes a fault. */
+int fk_iommufd_open(void);
+struct fk_fault *fk_fault_by_fd(int fd);
+
+struct fk_fault *fk_fault_new(void);
+void fk_fault_free(struct fk_fault *f);
+int fk_fault_fd(struct fk_fault *f);
+uint32_t fk_fault_id(struct fk_fault *f);
+void fk_set_small(struct fk_fault *f, enum fk_small mode);
+void fk_set_break(struct fk_fault *f, enum fk_break defect);
+
+/* Raise a group of n records (flags as given: the caller sets LAST on the
+ * last one, or not, to make broken groups). Returns its sequence number. */
+uint64_t fk_trigger_group(struct fk_fault *f, const struct iopf_k_pgfault *recs,
+			  unsigned int n);
+/* Like the selftest mock: one record, LAST, PASID_VALID unless pasid 0. */
+uint64_t fk_trigger(struct fk_fault *f, uint32_t dev, uint32_t pasid,
+		    uint32_t grpid, uint32_t perm, uint64_t addr);
+/* Queue records returned verbatim by the next read, cookies included; each
+ * distinct cookie becomes outstanding so an answer to it is accepted. */
+void fk_inject_raw(struct fk_fault *f, const struct iopf_k_pgfault *recs,
+		   unsigned int n);
+/* Detach a device: answer INVALID its queued and read groups. */
+unsigned int fk_detach(struct fk_fault *f, uint32_t dev_id);
+
+unsigned int fk_queued(struct fk_fault *f);      /* waiting to be read */
+unsigned int fk_outstanding(struct fk_fault *f); /* read, not answered */
+/* Answers so far (the array stays owned by the fake). */
+const struct fk_answer *fk_answers(struct fk_fault *f, size_t *n);
+uint64_t fk_triggered(struct fk_fault *f);
+uint64_t fk_reads(struct fk_fault *f);
+uint64_t fk_writes(struct fk_fault *f);
+
+#endif

@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: MIT */
+/* test_batch.c - answers are batched; a refused answer costs only itself. */
+#include "testutil.h"
+
+static iopf_handle_t handles[4096];
+static int nhandles;
+
+static int h_defer(struct iopf_group *g, void *ud)
+{
+	(void)ud;
+	handles[nhandles++] = iopf_group_handle(g);
+	return IOPF_DEFER;
+}
+
+START_TEST(one_write_per_round)
+{
+	struct tctx t;
+	int n = 0;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	for (int i = 0; i < 100; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 100);
+	ck_assert_uint_eq(fk_writes(t.f), 1);
+	ck_assert_uint_eq(tstats(t.ctx).write_calls, 1);
+	ck_assert_uint_eq(tstats(t.ctx).answers_success, 100);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+START_TEST(batch_cap_splits_writes)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .batch_max = 16);
+	struct tctx t;
+	int n = 0;
+
+	tctx_init_opts(&t, &o, NULL);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	for (int i = 0; i < 100; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	drive(t.ctx);
+	ck_assert_uint_eq(fk_writes(t.f), 7); /* ceil(100 / 16) */
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+START_TEST(deferred_answers_wait_for_flush)
+{
+	struct tctx t;
+
+	nhandles = 0;
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
+	for (int i = 0; i < 10; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(nhandles, 10);
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(iopf_respond(t.ctx, handles[i], IOPF_CODE_SUCCESS), 0);
+	ck_assert_uint_eq(fk_writes(t.f), 0); /* gathered, not yet written */
+	ck_assert_int_eq(iopf_ctx_flush(t.ctx), 0);
+	ck_assert_uint_eq(fk_writes(t.f), 1);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+START_TEST(kernel_refusal_mid_batch_drops_only_that_answer)
+{
+	struct tctx t;
+
+	nhandles = 0;
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	fk_trigger(t.f, 2, 0, 2, 1, 0); /* dev 2 is detached behind our back */
+	fk_trigger(t.f, 1, 0, 3, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(nhandles, 3);
+	fk_detach(t.f, 2);
+	for (int i = 0; i < 3; i++)
+		iopf_respond(t.ctx, handles[i], IOPF_CODE_SUCCESS);
+	iopf_ctx_flush(t.ctx);
+	/* [good, bad, good]: the kernel took 8 bytes, we wrote the rest */
+	ck_assert_uint_eq(fk_writes(t.f), 2);
+	ck_assert_uint_eq(tstats(t.ctx).write_errors, 1);
+	ck_assert_int_eq(answer_of(t.f, 1), IOPF_CODE_SUCCESS);
+	ck_assert_int_eq(answer_of(t.f, 3), IOPF_CODE_SUCCESS);
+	assert_each_answered_once(t.f);
+	ck_assert_uint_eq(tstats(t.ctx).outstanding, 0);
+	tctx_fini(&t);
+}
+END_TEST
+
+START_TEST(first_answer_refused_rest_written)
+{
+	struct tctx t;
+
+	nhandles = 0;
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
+	fk_trigger(t.f, 2, 0, 1, 1, 0);
+	fk_trigger(t.f, 1, 0, 2, 1, 0);
+	drive(t.ctx);
+	fk_detach(t.f, 2);
+	iopf_respond(t.ctx, handles[0], IOPF_CODE_SUCCESS);
+	iopf_respond(t.ctx, handles[1], IOPF_CODE_SUCCESS);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_uint_eq(tstats(t.ctx).write_errors, 1);
+	ck_assert_int_eq(answer_of(t.f, 2), IOPF_CODE_SUCCESS);
+	tctx_fini(&t);
+}
+END_TEST
+
+Suite *suite_batch(void)
+{
+	Suite *s = suite_create("batch");
+	TCase *tc = tcase_create("batch");
+
+	tcase_add_test(tc, one_write_per_round);
+	tcase_add_test(tc, batch_cap_splits_writes);
+	tcase_add_test(tc, deferred_answers_wait_for_flush);
+	tcase_add_test(tc, kernel_refusal_mid_batch_drops_only_that_answer);
+	tcase_add_test(tc, first_answer_refused_rest_written);
+	suite_add_tcase(s, tc);
+	return s;
+}

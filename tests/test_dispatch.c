@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/* test_dispatch.c - handlers, event loop integration, threads, drain and
+ * the policies (max outstanding). */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "testutil.h"
+
+static int tag_default(struct iopf_group *g, void *ud) { (void)g; *(int *)ud = 1; return 0; }
+static int tag_device(struct iopf_group *g, void *ud) { (void)g; *(int *)ud = 2; return 0; }
+static int tag_pasid(struct iopf_group *g, void *ud) { (void)g; *(int *)ud = 3; return 0; }
+static int h_garbage(struct iopf_group *g, void *ud) { (void)g; (void)ud; return 77; }
+
+START_TEST(handler_precedence)
+{
+	struct tctx t;
+	int who = 0;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, tag_default, &who);
+	iopf_ctx_set_device_handler(t.ctx, 2, tag_device, &who);
+	iopf_ctx_set_pasid_handler(t.ctx, 2, 9, tag_pasid, &who);
+	fk_trigger(t.f, 1, 9, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(who, 1);
+	fk_trigger(t.f, 2, 8, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(who, 2);
+	fk_trigger(t.f, 2, 9, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(who, 3);
+	iopf_ctx_set_pasid_handler(t.ctx, 2, 9, NULL, NULL); /* removed */
+	fk_trigger(t.f, 2, 9, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(who, 2);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+static int nlogs;
+static void count_log(int level, const char *msg, void *ud)
+{
+	(void)level; (void)msg; (void)ud;
+	nlogs++;
+}
+
+START_TEST(no_handler_or_bad_return_answers_invalid_and_logs)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .log_fn = count_log);
+	struct tctx t;
+
+	nlogs = 0;
+	tctx_init_opts(&t, &o, NULL);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(answer_of(t.f, 1), IOPF_CODE_INVALID);
+	ck_assert_uint_eq(tstats(t.ctx).no_handler, 1);
+	iopf_ctx_set_handler(t.ctx, h_garbage, NULL);
+	fk_trigger(t.f, 1, 0, 2, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(answer_of(t.f, 2), IOPF_CODE_INVALID);
+	ck_assert_uint_eq(tstats(t.ctx).auto_answers, 2);
+	ck_assert_int_eq(nlogs, 2);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+static iopf_handle_t last_handle;
+static int h_defer1(struct iopf_group *g, void *ud)
+{
+	(void)ud;
+	last_handle = iopf_group_handle(g);
+	return IOPF_DEFER;
+}
+
+struct answer_arg { struct iopf_ctx *ctx; iopf_handle_t h; };
+static void *answer_later(void *p)
+{
+	struct answer_arg *a = p;
+
+	usleep(20000);
+	iopf_respond(a->ctx, a->h, IOPF_CODE_SUCCESS);
+	return NULL;
+}
+
+START_TEST(answer_from_other_thread_wakes_the_loop)
+{
+	struct tctx t;
+	pthread_t th;
+	struct answer_arg a;
+	struct pollfd p;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_defer1, NULL);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	drive(t.ctx);
+	a = (struct answer_arg){ t.ctx, last_handle };
+	pthread_create(&th, NULL, answer_later, &a);
+	p = (struct pollfd){ .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 0);
+	ck_assert_int_eq(answer_of(t.f, 1), IOPF_CODE_SUCCESS);
+	tctx_fini(&t);
+}
+END_TEST
+
+static void *run_loop(void *p)
+{
+	return (void *)(intptr_t)iopf_ctx_run(p);
+}
+
+START_TEST(run_until_stop)
+{
+	struct tctx t;
+	pthread_t th;
+	void *rc;
+	int n = 0;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	pthread_create(&th, NULL, run_loop, t.ctx);
+	for (int i = 0; i < 50; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	ck_assert_int_eq(iopf_ctx_drain(t.ctx, 1, 0, IOPF_ALL_PASIDS, 5000), 0);
+	iopf_ctx_stop(t.ctx);
+	pthread_join(th, &rc);
+	ck_assert_int_eq((int)(intptr_t)rc, 0);
+	ck_assert_int_eq(n, 50);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+struct wstate {
+	atomic_int n;
+	struct iopf_ctx *ctx;
+};
+
+static int h_count_some_by_handle(struct iopf_group *g, void *ud)
+{
+	struct wstate *w = ud;
+
+	atomic_fetch_add(&w->n, 1);
+	/* every third group is answered by handle from the worker itself */
+	if (iopf_group_prgi(g) % 3 == 0) {
+		iopf_respond(w->ctx, iopf_group_handle(g), IOPF_CODE_SUCCESS);
+		return IOPF_DEFER;
+	}
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(workers_handle_ten_thousand_once_each)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .workers = 4);
+	struct tctx t;
+	struct wstate w;
+
+	tctx_init_opts(&t, &o, NULL);
+	atomic_init(&w.n, 0);
+	w.ctx = t.ctx;
+	iopf_ctx_set_handler(t.ctx, h_count_some_by_handle, &w);
+	for (int i = 0; i < 10000; i++)
+		fk_trigger(t.f, 1 + (uint32_t)(i % 4), 0, (uint32_t)i, 1, 0);
+	for (int i = 0; i < 5000 && fk_outstanding(t.f) + fk_queued(t.f); i++) {
+		struct pollfd p = { .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
+
+		poll(&p, 1, 10);
+		iopf_ctx_dispatch(t.ctx);
+	}
+	ck_assert_int_eq(atomic_load(&w.n), 10000);
+	assert_each_answered_once(t.f);
+	ck_assert_uint_eq(tstats(t.ctx).refused_answers, 0);
+	ck_assert_uint_eq(tstats(t.ctx).answers_success, 10000);
+	tctx_fini(&t);
+}
+END_TEST
+
+START_TEST(drain_waits_and_times_out)
+{
+	struct tctx t;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_defer1, NULL);
+	fk_trigger(t.f, 4, 7, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(iopf_ctx_drain(t.ctx, 4, 7, 0, 50), -ETIMEDOUT);
+	ck_assert_int_eq(iopf_ctx_drain(t.ctx, 4, 8, 0, 50), 0); /* other PASID */
+	ck_assert_int_eq(iopf_ctx_drain(t.ctx, 5, 0, IOPF_ALL_PASIDS, 50), 0);
+	iopf_respond(t.ctx, last_handle, IOPF_CODE_SUCCESS);
+	ck_assert_int_eq(iopf_ctx_drain(t.ctx, 4, 0, IOPF_ALL_PASIDS, 50), 0);
+	ck_assert_int_eq(answer_of(t.f, 1), IOPF_CODE_SUCCESS); /* written */
+	tctx_fini(&t);
+}
+END_TEST
+
+static struct iopf_ctx *reentry_ctx;
+static int reentry_rc[3];
+static int h_reenter(struct iopf_group *g, void *ud)
+{
+	(void)g; (void)ud;
+	reentry_rc[0] = iopf_ctx_dispatch(reentry_ctx);
+	reentry_rc[1] = iopf_ctx_run(reentry_ctx);
+	reentry_rc[2] = iopf_ctx_drain(reentry_ctx, 1, 0, IOPF_ALL_PASIDS, 0);
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(no_reentry_from_handlers)
+{
+	struct tctx t;
+
+	tctx_init(&t);
+	reentry_ctx = t.ctx;
+	iopf_ctx_set_handler(t.ctx, h_reenter, NULL);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	drive(t.ctx);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(reentry_rc[i], -EDEADLK);
+	ck_assert_int_eq(answer_of(t.f, 1), IOPF_CODE_SUCCESS);
+	tctx_fini(&t);
+}
+END_TEST
+
+START_TEST(max_outstanding_pauses_reading)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .max_outstanding = 4);
+	IOPF_OPTS(iopf_fault_queue_opts, fo, .read_records = 4);
+	struct tctx t;
+	struct pollfd p;
+
+	tctx_init_opts(&t, &o, &fo);
+	iopf_ctx_set_handler(t.ctx, h_defer1, NULL);
+	for (int i = 0; i < 10; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	drive(t.ctx);
+	ck_assert_uint_eq(tstats(t.ctx).outstanding, 4);
+	ck_assert_uint_eq(fk_queued(t.f), 6); /* the kernel holds the rest */
+	p = (struct pollfd){ .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 0), 0); /* quiet while paused */
+	iopf_respond(t.ctx, last_handle, IOPF_CODE_SUCCESS);
+	drive(t.ctx);
+	ck_assert_uint_eq(fk_queued(t.f), 2);
+	tctx_fini(&t);
+}
+END_TEST
+
+START_TEST(dispatch_busy_and_null)
+{
+	ck_assert_int_eq(iopf_ctx_dispatch(NULL), -EINVAL);
+	ck_assert_int_eq(iopf_ctx_stop(NULL), -EINVAL);
+	ck_assert_int_eq(iopf_ctx_flush(NULL), -EINVAL);
+	ck_assert_int_eq(iopf_ctx_drain(NULL, 0, 0, 0, 0), -EINVAL);
+}
+END_TEST
+
+START_TEST(latency_histogram_counts_answers)
+{
+	struct tctx t;
+	int n = 0;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	for (int i = 0; i < 10; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	drive(t.ctx);
+	struct iopf_stats st = tstats(t.ctx);
+	uint64_t total = 0;
+	for (int i = 0; i < IOPF_LAT_BUCKETS; i++)
+		total += st.latency_hist[i];
+	ck_assert_uint_eq(total, 10);
+	ck_assert_uint_gt(iopf_stats_latency_ns(&st, 0.99), 0);
+	ck_assert_uint_le(iopf_stats_latency_ns(&st, 0.5), iopf_stats_latency_ns(&st, 0.99));
+	tctx_fini(&t);
+}
+END_TEST
+
+Suite *suite_dispatch(void)
+{
+	Suite *s = suite_create("dispatch");
+	TCase *tc = tcase_create("dispatch");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, handler_precedence);
+	tcase_add_test(tc, no_handler_or_bad_return_answers_invalid_and_logs);
+	tcase_add_test(tc, answer_from_other_thread_wakes_the_loop);
+	tcase_add_test(tc, run_until_stop);
+	tcase_add_test(tc, workers_handle_ten_thousand_once_each);
+	tcase_add_test(tc, drain_waits_and_times_out);
+	tcase_add_test(tc, no_reentry_from_handlers);
+	tcase_add_test(tc, max_outstanding_pauses_reading);
+	tcase_add_test(tc, dispatch_busy_and_null);
+	tcase_add_test(tc, latency_histogram_counts_answers);
+	suite_add_tcase(s, tc);
+	return s;
+}
