@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_kernel.c - libiopf against the real kernel: iommufd fault queues
+ * fed by the selftest mock device. Runs inside ../shared/kernel/vmrun
+ * (tests/kernel/run-in-vm.sh). Only libiopf's public API and raw iommufd
+ * ioctls are used; the kernel itself is the witness of every answer
+ * (a second write of an answered cookie gets EINVAL).
+ */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "iopf/iopf.h"
+#include "kmock.h"
+
+/* One mock device attached to a fault-capable nested table. */
+struct kt {
+	struct kmock m;
+	struct iopf_ctx *ctx;
+	struct iopf_source *src;
+	uint32_t fault_id, parent_id, hwpt_id;
+};
+
+static void kt_setup(struct kt *t, const struct iopf_ctx_opts *o)
+{
+	ck_assert_int_eq(kmock_open(&t->m), 0);
+	t->ctx = iopf_ctx_new(o);
+	ck_assert_ptr_nonnull(t->ctx);
+	t->src = iopf_fault_queue_alloc(t->ctx, t->m.fd, NULL, &t->fault_id);
+	ck_assert_ptr_nonnull(t->src);
+	ck_assert_int_eq(kmock_hwpt_nested_iopf(&t->m, t->m.idev_id, t->fault_id,
+						&t->parent_id, &t->hwpt_id), 0);
+	ck_assert_int_eq(kmock_replace(&t->m, t->m.stdev_id, t->hwpt_id), 0);
+}
+
+static void kt_teardown(struct kt *t)
+{
+	iopf_ctx_free(t->ctx);
+	kmock_close(&t->m);
+}
+
+static void trig(struct kt *t, uint32_t pasid, uint32_t grpid, uint64_t addr)
+{
+	ck_assert_int_eq(kmock_trigger(&t->m, t->m.idev_id, pasid, grpid,
+				       IOPF_PERM_READ | IOPF_PERM_WRITE, addr), 0);
+}
+
+static struct iopf_stats st_of(struct iopf_ctx *ctx)
+{
+	IOPF_OPTS(iopf_stats, st);
+	ck_assert_int_eq(iopf_ctx_get_stats(ctx, &st), 0);
+	return st;
+}
+
+static int drive(struct iopf_ctx *ctx)
+{
+	int total = 0;
+
+	for (int i = 0; i < 10000; i++) {
+		struct pollfd p = { .fd = iopf_ctx_get_fd(ctx), .events = POLLIN };
+		int n;
+
+		if (poll(&p, 1, 0) <= 0)
+			break;
+		n = iopf_ctx_dispatch(ctx);
+		ck_assert_int_ge(n, 0);
+		total += n;
+	}
+	return total;
+}
+
+/* The kernel's witness: writing this cookie again must be refused. */
+static void assert_kernel_has_no(struct kt *t, uint32_t cookie)
+{
+	struct iopf_k_page_response r = { .cookie = cookie, .code = 0 };
+
+	errno = 0;
+	ck_assert_int_eq(write(iopf_source_get_fd(t->src), &r, sizeof(r)), -1);
+	ck_assert_int_eq(errno, EINVAL);
+}
+
+static void assert_queue_empty(struct kt *t)
+{
+	struct pollfd p = { .fd = iopf_source_get_fd(t->src), .events = POLLIN };
+
+	ck_assert_int_eq(poll(&p, 1, 0), 0);
+}
+
+struct seen {
+	int n;
+	uint32_t dev, pasid, prgi, cookie, perm, flags;
+	uint64_t addr;
+};
+
+static int h_seen(struct iopf_group *g, void *ud)
+{
+	struct seen *s = ud;
+	size_t nr;
+	const struct iopf_record *r = iopf_group_records(g, &nr);
+
+	s->n++;
+	s->dev = iopf_group_dev_id(g);
+	s->pasid = iopf_group_pasid(g);
+	s->prgi = iopf_group_prgi(g);
+	s->cookie = iopf_group_cookie(g);
+	s->perm = r[nr - 1].perm;
+	s->flags = r[nr - 1].flags;
+	s->addr = r[nr - 1].addr;
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(paging_table_kinds)
+{
+	struct kt t;
+	uint32_t id;
+	int rc;
+
+	kt_setup(&t, NULL);
+	/* Linux 6.12 accepts a fault id on nested tables only; a plain
+	 * paging table gets EOPNOTSUPP (newer kernels accept it). */
+	rc = kmock_hwpt_paging_iopf(&t.m, t.m.idev_id, t.fault_id, &id);
+	ck_assert_msg(rc == 0 || rc == -EOPNOTSUPP, "paging+fault: %d", rc);
+	printf("kernel: fault-capable plain paging table %s\n",
+	       rc ? "refused (EOPNOTSUPP)" : "accepted");
+	kt_teardown(&t);
+}
+END_TEST
+
+START_TEST(delivery_and_every_field)
+{
+	struct kt t;
+	struct seen s = { 0 };
+
+	kt_setup(&t, NULL);
+	iopf_ctx_set_handler(t.ctx, h_seen, &s);
+	trig(&t, 7, 21, 0x1234000);
+	ck_assert_int_eq(drive(t.ctx), 1);
+	ck_assert_int_eq(s.n, 1);
+	ck_assert_uint_eq(s.dev, t.m.idev_id);
+	ck_assert_uint_eq(s.pasid, 7);
+	ck_assert_uint_eq(s.prgi, 21);
+	ck_assert_uint_eq(s.cookie, 1);
+	ck_assert_uint_eq(s.perm, IOPF_PERM_READ | IOPF_PERM_WRITE);
+	ck_assert_uint_eq(s.flags, IOPF_F_LAST_PAGE | IOPF_F_PASID_VALID);
+	ck_assert_uint_eq(s.addr, 0x1234000);
+	trig(&t, 0, 22, 0x5000);
+	drive(t.ctx);
+	ck_assert_uint_eq(s.pasid, IOPF_NO_PASID);
+	ck_assert_uint_eq(s.flags, IOPF_F_LAST_PAGE);
+	assert_kernel_has_no(&t, 1);
+	assert_queue_empty(&t);
+	kt_teardown(&t);
+}
+END_TEST
+
+START_TEST(many_per_read_answers_batched)
+{
+	struct kt t;
+	struct seen s = { 0 };
+
+	kt_setup(&t, NULL);
+	iopf_ctx_set_handler(t.ctx, h_seen, &s);
+	for (uint32_t i = 0; i < 500; i++)
+		trig(&t, 1, i, 0x100000 + i * 0x1000ull);
+	drive(t.ctx);
+	ck_assert_int_eq(s.n, 500);
+	struct iopf_stats st = st_of(t.ctx);
+	ck_assert_uint_le(st.read_calls, 4);  /* 256 records a read */
+	ck_assert_uint_le(st.write_calls, 3); /* one per dispatch round */
+	ck_assert_uint_eq(st.answers_success, 500);
+	ck_assert_uint_eq(st.write_errors, 0);
+	for (uint32_t c = 1; c <= 500; c += 97)
+		assert_kernel_has_no(&t, c);
+	assert_queue_empty(&t);
+	kt_teardown(&t);
+}
+END_TEST
+
+static iopf_handle_t handles[256];
+static int nh;
+static int h_defer(struct iopf_group *g, void *ud)
+{
+	(void)ud;
+	handles[nh++] = iopf_group_handle(g);
+	return IOPF_DEFER;
+}
+
+START_TEST(cookie_reuse_cannot_misroute)
+{
+	struct kt t;
+
+	nh = 0;
+	kt_setup(&t, NULL);
+	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
+	trig(&t, 1, 1, 0x1000);
+	drive(t.ctx);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[0], IOPF_CODE_SUCCESS), 0);
+	ck_assert_int_eq(iopf_ctx_flush(t.ctx), 0);
+	trig(&t, 1, 2, 0x2000); /* the kernel gives it cookie 1 again */
+	drive(t.ctx);
+	ck_assert_int_eq(nh, 2);
+	/* a stale handle and a duplicate guest answer must not reach it */
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[0], IOPF_CODE_INVALID), -EALREADY);
+	ck_assert_int_eq(iopf_respond_prg(t.ctx, t.m.idev_id, 1, 1, IOPF_CODE_INVALID), -ENOENT);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_uint_eq(st_of(t.ctx).write_calls, 1);
+	ck_assert_uint_eq(st_of(t.ctx).outstanding, 1);
+	/* the new group is still the kernel's and ours to answer */
+	ck_assert_int_eq(iopf_respond_prg(t.ctx, t.m.idev_id, 1, 2, IOPF_CODE_SUCCESS), 0);
+	ck_assert_int_eq(iopf_respond_prg(t.ctx, t.m.idev_id, 1, 2, IOPF_CODE_SUCCESS), -ENOENT);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_uint_eq(st_of(t.ctx).write_errors, 0);
+	assert_kernel_has_no(&t, 1);
+	kt_teardown(&t);
+}
+END_TEST
+
+START_TEST(detach_with_groups_outstanding)
+{
+	struct kt t;
+
+	nh = 0;
+	kt_setup(&t, NULL);
+	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
+	for (uint32_t i = 0; i < 3; i++)
+		trig(&t, 1, i, 0x1000);
+	drive(t.ctx);
+	trig(&t, 1, 9, 0x1000); /* one still queued in the kernel */
+	/* replace: the kernel answers all four INVALID itself */
+	ck_assert_int_eq(kmock_detach(&t.m, t.m.stdev_id), 0);
+	ck_assert_int_eq(iopf_source_detach(t.src, t.m.idev_id, 0, IOPF_ALL_PASIDS), 3);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[0], IOPF_CODE_SUCCESS), -ESHUTDOWN);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_uint_eq(st_of(t.ctx).write_calls, 0); /* nothing touched */
+	ck_assert_uint_eq(st_of(t.ctx).kernel_answered, 3);
+	assert_queue_empty(&t);
+	assert_kernel_has_no(&t, 1);
+	kt_teardown(&t);
+}
+END_TEST
+
+START_TEST(unannounced_detach_seen_through_cookie_reuse)
+{
+	struct kt t;
+
+	nh = 0;
+	kt_setup(&t, NULL);
+	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
+	trig(&t, 1, 1, 0x1000);
+	drive(t.ctx);
+	ck_assert_int_eq(kmock_detach(&t.m, t.m.stdev_id), 0);
+	ck_assert_int_eq(kmock_replace(&t.m, t.m.stdev_id, t.hwpt_id), 0);
+	trig(&t, 1, 2, 0x2000); /* cookie 1 again */
+	drive(t.ctx);
+	ck_assert_uint_eq(st_of(t.ctx).kernel_answered, 1);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[0], IOPF_CODE_INVALID), -ESHUTDOWN);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[1], IOPF_CODE_SUCCESS), 0);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_uint_eq(st_of(t.ctx).write_errors, 0);
+	assert_kernel_has_no(&t, 1);
+	kt_teardown(&t);
+}
+END_TEST
+
+START_TEST(close_answers_outstanding)
+{
+	struct kt t;
+	IOPF_OPTS(iopf_fault_queue_opts, fo);
+	int fd;
+
+	nh = 0;
+	kt_setup(&t, NULL);
+	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
+	/* adopt a second view of the same fd so we can witness after close */
+	fd = dup(iopf_source_get_fd(t.src));
+	for (uint32_t i = 0; i < 4; i++)
+		trig(&t, 2, i, 0x1000);
+	drive(t.ctx);
+	iopf_source_close(t.src);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[3], IOPF_CODE_SUCCESS), -ESHUTDOWN);
+	for (uint32_t c = 1; c <= 4; c++) {
+		struct iopf_k_page_response r = { .cookie = c };
+
+		errno = 0;
+		ck_assert_int_eq(write(fd, &r, sizeof(r)), -1);
+		ck_assert_int_eq(errno, EINVAL);
+	}
+	ck_assert_uint_eq(st_of(t.ctx).answers_invalid, 4);
+	close(fd);
+	(void)fo;
+	iopf_ctx_free(t.ctx);
+	kmock_close(&t.m);
+}
+END_TEST
+
+struct later { struct iopf_ctx *ctx; };
+static void *answer_all_later(void *p)
+{
+	struct later *l = p;
+
+	usleep(50000);
+	for (int i = 0; i < nh; i++)
+		iopf_respond(l->ctx, handles[i], IOPF_CODE_SUCCESS);
+	return NULL;
+}
+
+START_TEST(drain_waits_for_deferred_answers)
+{
+	struct kt t;
+	pthread_t th;
+	struct later l;
+
+	nh = 0;
+	kt_setup(&t, NULL);
+	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
+	for (uint32_t i = 0; i < 8; i++)
+		trig(&t, 3, i, 0x1000);
+	drive(t.ctx);
+	l.ctx = t.ctx;
+	pthread_create(&th, NULL, answer_all_later, &l);
+	ck_assert_int_eq(iopf_ctx_drain(t.ctx, t.m.idev_id, 3, 0, 10000), 0);
+	pthread_join(th, NULL);
+	for (uint32_t c = 1; c <= 8; c++)
+		assert_kernel_has_no(&t, c);
+	kt_teardown(&t);
+}
+END_TEST
+
+struct stream {
+	atomic_ulong calls;
+	unsigned char *seen; /* per grpid: handler calls */
+};
+
+static int h_stream(struct iopf_group *g, void *ud)
+{
+	struct stream *s = ud;
+	uint32_t id = iopf_group_prgi(g);
+
+	atomic_fetch_add(&s->calls, 1);
+	s->seen[id]++;
+	return IOPF_CODE_SUCCESS;
+}
+
+static void *run_loop(void *p)
+{
+	return (void *)(intptr_t)iopf_ctx_run(p);
+}
+
+START_TEST(stream_100k_through_worker_pool)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .workers = 2);
+	enum { N = 100000 };
+	struct kt t;
+	struct stream s = { .seen = calloc(N, 1) };
+	pthread_t th;
+	void *rc;
+
+	atomic_init(&s.calls, 0);
+	kt_setup(&t, &o);
+	iopf_ctx_set_handler(t.ctx, h_stream, &s);
+	pthread_create(&th, NULL, run_loop, t.ctx);
+	for (uint32_t i = 0; i < N; i++)
+		trig(&t, 1 + (i & 7), i, 0x100000 + (i & 255) * 0x1000ull);
+	ck_assert_int_eq(iopf_ctx_drain(t.ctx, t.m.idev_id, 0, IOPF_ALL_PASIDS, 120000), 0);
+	iopf_ctx_stop(t.ctx);
+	pthread_join(th, &rc);
+	ck_assert_int_eq((int)(intptr_t)rc, 0);
+	ck_assert_uint_eq(atomic_load(&s.calls), N);
+	for (uint32_t i = 0; i < N; i++)
+		ck_assert_msg(s.seen[i] == 1, "grpid %u handled %u times", i, s.seen[i]);
+	struct iopf_stats st = st_of(t.ctx);
+	ck_assert_uint_eq(st.answers_success, N);
+	ck_assert_uint_eq(st.write_errors, 0);
+	ck_assert_uint_eq(st.refused_answers, 0);
+	ck_assert_uint_eq(st.outstanding, 0);
+	printf("stream: %d groups, %llu reads, %llu writes, p99 %llu ns\n", N,
+	       (unsigned long long)st.read_calls,
+	       (unsigned long long)st.write_calls,
+	       (unsigned long long)iopf_stats_latency_ns(&st, 0.99));
+	assert_queue_empty(&t);
+	assert_kernel_has_no(&t, 1); /* nothing outstanding in the kernel */
+	free(s.seen);
+	kt_teardown(&t);
+}
+END_TEST
+
+/* The accelerator-runtime pattern: map the faulting page on demand. */
+struct mapper {
+	struct kmock *m;
+	void *mem;
+	int mapped;
+};
+
+static int h_map(struct iopf_group *g, void *ud)
+{
+	struct mapper *mp = ud;
+	size_t n;
+	const struct iopf_record *r = iopf_group_records(g, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t iova = r[i].addr & ~0xfffull;
+		char *page = (char *)mp->mem + (iova - 0x4000000);
+
+		if (kmock_map(mp->m, page, 4096, iova))
+			return IOPF_CODE_INVALID;
+		mp->mapped++;
+	}
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(on_demand_mapping)
+{
+	struct kt t;
+	struct mapper mp;
+
+	kt_setup(&t, NULL);
+	mp.m = &t.m;
+	mp.mapped = 0;
+	mp.mem = mmap(NULL, 16 * 4096, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(mp.mem, MAP_FAILED);
+	iopf_ctx_set_handler(t.ctx, h_map, &mp);
+	/* nothing is mapped (pinned) up front */
+	ck_assert_int_ne(kmock_check_map(&t.m, t.parent_id, 0x4003000, 4096,
+					 (char *)mp.mem + 0x3000), 0);
+	trig(&t, 1, 1, 0x4003010);
+	trig(&t, 1, 2, 0x4007000);
+	drive(t.ctx);
+	ck_assert_int_eq(mp.mapped, 2);
+	ck_assert_int_eq(kmock_check_map(&t.m, t.parent_id, 0x4003000, 4096,
+					 (char *)mp.mem + 0x3000), 0);
+	ck_assert_int_eq(kmock_check_map(&t.m, t.parent_id, 0x4007000, 4096,
+					 (char *)mp.mem + 0x7000), 0);
+	ck_assert_int_ne(kmock_check_map(&t.m, t.parent_id, 0x4005000, 4096,
+					 (char *)mp.mem + 0x5000), 0);
+	ck_assert_uint_eq(st_of(t.ctx).answers_success, 2);
+	assert_kernel_has_no(&t, 1);
+	kt_teardown(&t);
+}
+END_TEST
+
+static Suite *suite_kernel(void)
+{
+	Suite *s = suite_create("kernel");
+	TCase *tc = tcase_create("mock-device");
+
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, paging_table_kinds);
+	tcase_add_test(tc, delivery_and_every_field);
+	tcase_add_test(tc, many_per_read_answers_batched);
+	tcase_add_test(tc, cookie_reuse_cannot_misroute);
+	tcase_add_test(tc, detach_with_groups_outstanding);
+	tcase_add_test(tc, unannounced_detach_seen_through_cookie_reuse);
+	tcase_add_test(tc, close_answers_outstanding);
+	tcase_add_test(tc, drain_waits_for_deferred_answers);
+	tcase_add_test(tc, stream_100k_through_worker_pool);
+	tcase_add_test(tc, on_demand_mapping);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite_kernel());
+	int failed;
+
+	if (access("/dev/iommu", R_OK | W_OK)) {
+		fprintf(stderr, "no /dev/iommu: run me inside vmrun\n");
+		return 2;
+	}
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
