@@ -52,9 +52,9 @@ extern "C" {
 
 /** @name Version */
 /**@{*/
-#define IOPF_VERSION_MAJOR 1
-#define IOPF_VERSION_MINOR 0
-#define IOPF_VERSION_PATCH 0
+#define IOPF_VERSION_MAJOR 1 /**< major version: the SONAME's number */
+#define IOPF_VERSION_MINOR 0 /**< minor version: new symbols */
+#define IOPF_VERSION_PATCH 0 /**< patch level */
 
 /**
  * @brief The library's version as "MAJOR.MINOR.PATCH".
@@ -106,11 +106,10 @@ enum iopf_code {
 /** Record and request flag: the last request of its group. */
 #define IOPF_F_LAST_PAGE (1u << 1)
 
-/** Permission bits of a record (kernel ABI values). */
-#define IOPF_PERM_READ (1u << 0)
-#define IOPF_PERM_WRITE (1u << 1)
-#define IOPF_PERM_EXEC (1u << 2)
-#define IOPF_PERM_PRIV (1u << 3)
+#define IOPF_PERM_READ (1u << 0)  /**< record permission: read */
+#define IOPF_PERM_WRITE (1u << 1) /**< record permission: write */
+#define IOPF_PERM_EXEC (1u << 2)  /**< record permission: execute */
+#define IOPF_PERM_PRIV (1u << 3)  /**< record permission: privileged */
 
 /** Group flag: some partial requests of this group were dropped (cap). */
 #define IOPF_GROUP_TRUNCATED (1u << 0)
@@ -234,6 +233,7 @@ IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx);
  *
  * Readable (POLLIN) when iopf_ctx_dispatch() has work: faults to read,
  * answers to flush, deadlines, wake-ups. Owned by the context.
+ * @param ctx the context.
  * @return the fd (>= 0), or -EINVAL if ctx is NULL.
  */
 IOPF_API int iopf_ctx_get_fd(const struct iopf_ctx *ctx);
@@ -242,6 +242,7 @@ IOPF_API int iopf_ctx_get_fd(const struct iopf_ctx *ctx);
  * @brief Do all pending work without blocking: read every readable source,
  * call handlers (or hand groups to workers), expire deadlines, write
  * answers.
+ * @param ctx the context.
  * @return the number of groups handed to handlers (>= 0), or -EDEADLK
  *         (called from a handler), -EINVAL, or -EIO if a fault fd failed
  *         (logged; other sources were still served).
@@ -252,6 +253,7 @@ IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx);
 
 /**
  * @brief Dispatch until iopf_ctx_stop(), blocking while idle.
+ * @param ctx the context.
  * @return 0 once stopped, or an error of iopf_ctx_dispatch() other than
  *         -EIO, or -errno of epoll_wait().
  */
@@ -259,12 +261,14 @@ IOPF_API int iopf_ctx_run(struct iopf_ctx *ctx);
 
 /**
  * @brief Make iopf_ctx_run() return. Async-signal-safe; any thread.
+ * @param ctx the context.
  * @return 0, or -EINVAL.
  */
 IOPF_API int iopf_ctx_stop(struct iopf_ctx *ctx);
 
 /**
  * @brief Write every answer gathered so far.
+ * @param ctx the context.
  * @return 0, or -EINVAL. Write errors are counted and logged, not returned:
  *         an answer the kernel refuses is dropped (see iopf_stats).
  */
@@ -285,6 +289,7 @@ IOPF_API int iopf_ctx_flush(struct iopf_ctx *ctx);
  *        IOPF_ALL_PASIDS.
  * @param flags 0 or IOPF_ALL_PASIDS.
  * @param timeout_ms how long to wait; < 0: forever.
+ * @param ctx the context.
  * @return 0, -ETIMEDOUT, -EDEADLK (from a handler), -EINVAL.
  */
 IOPF_API int iopf_ctx_drain(struct iopf_ctx *ctx, uint32_t dev_id,
@@ -294,6 +299,8 @@ IOPF_API int iopf_ctx_drain(struct iopf_ctx *ctx, uint32_t dev_id,
  * @brief Set the default handler, used when no device or PASID handler
  * matches. Without any handler, groups are answered INVALID (counted).
  * @param fn handler, or NULL to remove.
+ * @param ctx the context.
+ * @param userdata passed to fn, last.
  * @return 0, or -EINVAL.
  */
 IOPF_API int iopf_ctx_set_handler(struct iopf_ctx *ctx, iopf_handler_fn fn,
@@ -301,6 +308,10 @@ IOPF_API int iopf_ctx_set_handler(struct iopf_ctx *ctx, iopf_handler_fn fn,
 
 /**
  * @brief Set the handler for one device (all its PASIDs).
+ * @param ctx the context.
+ * @param dev_id device id (the iommufd device object id faults carry).
+ * @param fn the callback, or NULL to remove it.
+ * @param userdata passed to fn, last.
  * @return 0, -EINVAL, -ENOMEM.
  */
 IOPF_API int iopf_ctx_set_device_handler(struct iopf_ctx *ctx, uint32_t dev_id,
@@ -309,6 +320,11 @@ IOPF_API int iopf_ctx_set_device_handler(struct iopf_ctx *ctx, uint32_t dev_id,
 /**
  * @brief Set the handler for one device and PASID (IOPF_NO_PASID: its
  * groups without PASID). Takes precedence over the device handler.
+ * @param ctx the context.
+ * @param dev_id device id (the iommufd device object id faults carry).
+ * @param pasid PASID, or IOPF_NO_PASID for groups without one.
+ * @param fn the callback, or NULL to remove it.
+ * @param userdata passed to fn, last.
  * @return 0, -EINVAL, -ENOMEM.
  */
 IOPF_API int iopf_ctx_set_pasid_handler(struct iopf_ctx *ctx, uint32_t dev_id,
@@ -318,12 +334,19 @@ IOPF_API int iopf_ctx_set_pasid_handler(struct iopf_ctx *ctx, uint32_t dev_id,
 /**
  * @brief Set or replace the log callback.
  * @param level most verbose syslog level passed (0: 4, warning).
+ * @param ctx the context.
+ * @param fn the callback, or NULL to remove it.
+ * @param userdata passed to fn, last.
  * @return 0, or -EINVAL.
  */
 IOPF_API int iopf_ctx_set_log(struct iopf_ctx *ctx, iopf_log_fn fn,
 			      void *userdata, int level);
 
-/** A log callback printing "libiopf: <msg>" to stderr. */
+/** A log callback printing "libiopf: <msg>" to stderr.
+ * @param level most verbose syslog level passed (0: 4, warning).
+ * @param msg the message, without newline.
+ * @param userdata passed to fn, last.
+ */
 IOPF_API void iopf_log_stderr(int level, const char *msg, void *userdata);
 /**@}*/
 
@@ -362,12 +385,15 @@ struct iopf_stats {
  * @brief Copy the context's counters.
  * @param st out; st->sz must be set (IOPF_OPTS(iopf_stats, st) does).
  *        An older, smaller struct gets the fields it has.
+ * @param ctx the context.
  * @return 0, or -EINVAL.
  */
 IOPF_API int iopf_ctx_get_stats(struct iopf_ctx *ctx, struct iopf_stats *st);
 
 /**
  * @brief Latency quantile from a histogram, e.g. q = 0.99.
+ * @param st the counters.
+ * @param q quantile, from 0 to 1.
  * @return the upper bound in ns of the bucket holding quantile q, or 0
  *         if the histogram is empty.
  */
@@ -393,6 +419,8 @@ struct iopf_fault_queue_opts {
  * @param iommufd an open /dev/iommu fd (not taken over).
  * @param out_fault_id receives the fault object id to pass to
  *        IOMMU_HWPT_ALLOC with IOMMU_HWPT_FAULT_ID_VALID.
+ * @param ctx the context.
+ * @param opts options, or NULL for defaults.
  * @return the source, or NULL with errno: EINVAL, ENOMEM, or the ioctl's
  *         errno (ENOTTY: no fault queues in this kernel).
  */
@@ -404,16 +432,24 @@ iopf_fault_queue_alloc(struct iopf_ctx *ctx, int iommufd,
 /**
  * @brief Adopt a fault fd the caller already has (e.g. a VMM's).
  * The fd is made non-blocking. With IOPF_FQ_CLOSE_FD the source closes it.
+ * @param ctx the context.
+ * @param fault_fd the fault fd.
+ * @param fault_id its fault object id (0 if unknown).
+ * @param opts options, or NULL for defaults.
  * @return the source, or NULL with errno: EINVAL, EBADF, ENOMEM.
  */
 IOPF_API struct iopf_source *
 iopf_fault_queue_adopt(struct iopf_ctx *ctx, int fault_fd, uint32_t fault_id,
 		       const struct iopf_fault_queue_opts *opts);
 
-/** @return the fault fd, or -EINVAL. */
+/** @return the fault fd, or -EINVAL.
+ * @param src the source.
+ */
 IOPF_API int iopf_source_get_fd(const struct iopf_source *src);
 
-/** @return the fault object id (0 for producers or if unknown). */
+/** @return the fault object id (0 for producers or if unknown).
+ * @param src the source.
+ */
 IOPF_API uint32_t iopf_source_get_fault_id(const struct iopf_source *src);
 
 /**
@@ -423,6 +459,9 @@ IOPF_API uint32_t iopf_source_get_fault_id(const struct iopf_source *src);
  * then get -ESHUTDOWN. Call it right after the detach or replace ioctl.
  * (libiopf also notices a kernel answer when the kernel reuses a cookie.)
  * @param flags 0 or IOPF_ALL_PASIDS.
+ * @param src the source.
+ * @param dev_id device id (the iommufd device object id faults carry).
+ * @param pasid PASID, or IOPF_NO_PASID for groups without one.
  * @return the number of groups dropped, or -EINVAL.
  */
 IOPF_API int iopf_source_detach(struct iopf_source *src, uint32_t dev_id,
@@ -452,6 +491,8 @@ struct iopf_producer_opts {
 
 /**
  * @brief Create a producer source: for page requests seen one at a time.
+ * @param ctx the context.
+ * @param opts options, or NULL for defaults.
  * @return the source, or NULL with errno: EINVAL (no respond callback or
  *         bad options), ENOMEM.
  */
@@ -462,6 +503,8 @@ iopf_producer_new(struct iopf_ctx *ctx, const struct iopf_producer_opts *opts);
  * @brief Submit one page request. Requests without IOPF_F_LAST_PAGE are
  * held per (device, PASID, PRG index) until the LAST one arrives; then the
  * whole group is queued for dispatch.
+ * @param src the source.
+ * @param req the request.
  * @return 0 (held as partial), 1 (group complete and queued),
  *         -ENOSPC (partial dropped: cap reached; counted),
  *         -ENOMEM (group answered INVALID at once through respond),
@@ -476,6 +519,9 @@ IOPF_API int iopf_producer_submit(struct iopf_source *src,
 /**
  * @brief Discard held partial requests of a device (or all, with
  * IOPF_ALL_DEVICES), e.g. after the producer's queue overflowed.
+ * @param src the source.
+ * @param dev_id device id (the iommufd device object id faults carry).
+ * @param flags flags, see above; 0 for none.
  * @return the number of requests discarded, or -EINVAL.
  */
 IOPF_API int iopf_producer_discard_partial(struct iopf_source *src,
@@ -486,6 +532,8 @@ IOPF_API int iopf_producer_discard_partial(struct iopf_source *src,
  * every outstanding group of it (through respond), e.g. before the PASID
  * is torn down.
  * @param pasid PASID, or IOPF_NO_PASID.
+ * @param src the source.
+ * @param dev_id device id (the iommufd device object id faults carry).
  * @return the number of groups answered, or -EINVAL.
  */
 IOPF_API int iopf_producer_flush_pasid(struct iopf_source *src,
@@ -494,29 +542,47 @@ IOPF_API int iopf_producer_flush_pasid(struct iopf_source *src,
 
 /** @name Groups and answers */
 /**@{*/
-/** @return the group's device id. */
+/** @return the group's device id.
+ * @param g the group.
+ */
 IOPF_API uint32_t iopf_group_dev_id(const struct iopf_group *g);
-/** @return the group's PASID, or IOPF_NO_PASID if it has none. */
+/** @return the group's PASID, or IOPF_NO_PASID if it has none.
+ * @param g the group.
+ */
 IOPF_API uint32_t iopf_group_pasid(const struct iopf_group *g);
-/** @return the Page Request Group index. */
+/** @return the Page Request Group index.
+ * @param g the group.
+ */
 IOPF_API uint32_t iopf_group_prgi(const struct iopf_group *g);
-/** @return IOPF_GROUP_* flags. */
+/** @return IOPF_GROUP_* flags.
+ * @param g the group.
+ */
 IOPF_API uint32_t iopf_group_flags(const struct iopf_group *g);
-/** @return the kernel cookie (fault queues), 0 for producer groups. */
+/** @return the kernel cookie (fault queues), 0 for producer groups.
+ * @param g the group.
+ */
 IOPF_API uint32_t iopf_group_cookie(const struct iopf_group *g);
-/** @return the source the group came from. */
+/** @return the source the group came from.
+ * @param g the group.
+ */
 IOPF_API struct iopf_source *iopf_group_source(const struct iopf_group *g);
 /**
  * @brief The group's records, in arrival order, the LAST one last.
  * @param n receives the count (>= 1).
+ * @param g the group.
  */
 IOPF_API const struct iopf_record *iopf_group_records(const struct iopf_group *g,
 						      size_t *n);
-/** @return the group's handle, for iopf_respond() from any thread. */
+/** @return the group's handle, for iopf_respond() from any thread.
+ * @param g the group.
+ */
 IOPF_API iopf_handle_t iopf_group_handle(const struct iopf_group *g);
 
 /**
  * @brief Answer a group by handle.
+ * @param ctx the context.
+ * @param h a handle from iopf_group_handle().
+ * @param code IOPF_CODE_SUCCESS or IOPF_CODE_INVALID.
  * @return 0 (answer queued; written at the end of the dispatch round, at
  *         the batch cap, or by iopf_ctx_flush()), or, refused and counted
  *         without touching the kernel:
@@ -531,6 +597,10 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
  * @brief Answer the oldest outstanding group of (device, PASID, PRG index):
  * a guest's page group response, which names no cookie.
  * @param pasid PASID, or IOPF_NO_PASID.
+ * @param ctx the context.
+ * @param dev_id device id (the iommufd device object id faults carry).
+ * @param prgi Page Request Group index.
+ * @param code IOPF_CODE_SUCCESS or IOPF_CODE_INVALID.
  * @return 0, -ENOENT (no such group outstanding: a late, duplicate or
  *         unknown answer; counted), -EINVAL.
  */

@@ -1,0 +1,15 @@
+#!/bin/bash
+# install-deps.sh - the Debian 12 packages libiopf needs to build, test and
+# document itself, and qemu for the kernel tests.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config check uthash-dev libnl-3-dev doxygen
+      qemu-system-x86 clang)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	sudo_=; [ "$(id -u)" -eq 0 ] || sudo_=sudo
+	$sudo_ apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
