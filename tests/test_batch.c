@@ -115,6 +115,84 @@ START_TEST(first_answer_refused_rest_written)
 }
 END_TEST
 
+static void transient_write_error(int err)
+{
+	struct tctx t;
+	int n = 0;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	for (int i = 0; i < 5; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	fk_fail_next(t.f, 1, err);
+	drive(t.ctx);
+	ck_assert_int_eq(n, 5);
+	ck_assert_uint_eq(fk_writes(t.f), 2); /* failed once, then all 5 */
+	ck_assert_uint_eq(tstats(t.ctx).write_errors, 0);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+
+START_TEST(write_eintr_retried)
+{
+	transient_write_error(EINTR);
+}
+END_TEST
+
+START_TEST(write_eagain_retried)
+{
+	transient_write_error(EAGAIN);
+}
+END_TEST
+
+START_TEST(read_eintr_retried_eagain_waits)
+{
+	struct tctx t;
+	int n = 0;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	fk_fail_next(t.f, 0, EINTR);
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 1);
+	fk_trigger(t.f, 1, 0, 2, 1, 0);
+	fk_fail_next(t.f, 0, EAGAIN); /* nothing lost: read next round */
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 0);
+	ck_assert_int_eq(drive(t.ctx), 1);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+START_TEST(several_queues_one_context)
+{
+	struct tctx t;
+	struct fk_fault *f2;
+	struct iopf_source *s2;
+	int n = 0;
+
+	tctx_init(&t);
+	f2 = fk_fault_new();
+	s2 = iopf_fault_queue_adopt(t.ctx, fk_fault_fd(f2), fk_fault_id(f2), NULL);
+	ck_assert_ptr_nonnull(s2);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	/* the same cookies on both queues: answers go to their own fd */
+	for (int i = 0; i < 20; i++) {
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+		fk_trigger(f2, 2, 0, (uint32_t)i, 1, 0);
+	}
+	drive(t.ctx);
+	ck_assert_int_eq(n, 40);
+	ck_assert_uint_eq(fk_writes(t.f), 1);
+	ck_assert_uint_eq(fk_writes(f2), 1);
+	assert_each_answered_once(t.f);
+	assert_each_answered_once(f2);
+	iopf_source_close(s2);
+	tctx_fini(&t);
+	fk_fault_free(f2);
+}
+END_TEST
+
 Suite *suite_batch(void)
 {
 	Suite *s = suite_create("batch");
@@ -125,6 +203,10 @@ Suite *suite_batch(void)
 	tcase_add_test(tc, deferred_answers_wait_for_flush);
 	tcase_add_test(tc, kernel_refusal_mid_batch_drops_only_that_answer);
 	tcase_add_test(tc, first_answer_refused_rest_written);
+	tcase_add_test(tc, write_eintr_retried);
+	tcase_add_test(tc, write_eagain_retried);
+	tcase_add_test(tc, read_eintr_retried_eagain_waits);
+	tcase_add_test(tc, several_queues_one_context);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -36,6 +36,7 @@ struct fk_fault {
 	struct fk_answer *answers;
 	size_t nanswers, answers_cap;
 	uint64_t seq, reads, writes;
+	int fail_op[2];
 };
 
 enum { FD_NONE, FD_FAULT, FD_IOMMU };
@@ -167,6 +168,12 @@ ssize_t fk_sys_read(int fd, void *buf, size_t count)
 		return read(fd, buf, count);
 	}
 	f->reads++;
+	if (f->fail_op[0]) {
+		errno = f->fail_op[0];
+		f->fail_op[0] = 0;
+		pthread_mutex_unlock(&fk_lock);
+		return -1;
+	}
 	if (count % sizeof(struct iopf_k_pgfault)) {
 		pthread_mutex_unlock(&fk_lock);
 		errno = ESPIPE;
@@ -235,6 +242,12 @@ ssize_t fk_sys_write(int fd, const void *buf, size_t count)
 		return write(fd, buf, count);
 	}
 	f->writes++;
+	if (f->fail_op[1]) {
+		errno = f->fail_op[1];
+		f->fail_op[1] = 0;
+		pthread_mutex_unlock(&fk_lock);
+		return -1;
+	}
 	if (count % sizeof(*r)) {
 		pthread_mutex_unlock(&fk_lock);
 		errno = ESPIPE;
@@ -507,6 +520,13 @@ unsigned int fk_detach(struct fk_fault *f, uint32_t dev_id)
 	mirror(f);
 	pthread_mutex_unlock(&fk_lock);
 	return n;
+}
+
+void fk_fail_next(struct fk_fault *f, int op, int err)
+{
+	pthread_mutex_lock(&fk_lock);
+	f->fail_op[op ? 1 : 0] = err;
+	pthread_mutex_unlock(&fk_lock);
 }
 
 unsigned int fk_queued(struct fk_fault *f)

@@ -76,6 +76,9 @@ uint64_t fk_trigger(struct fk_fault *f, uint32_t dev, uint32_t pasid,
  * distinct cookie becomes outstanding so an answer to it is accepted. */
 void fk_inject_raw(struct fk_fault *f, const struct iopf_k_pgfault *recs,
 		   unsigned int n);
+/* Make the next read (op 0) or write (op 1) fail once with errno err,
+ * as a signal (EINTR) or a transient condition (EAGAIN) would. */
+void fk_fail_next(struct fk_fault *f, int op, int err);
 /* Detach a device: answer INVALID its queued and read groups. */
 unsigned int fk_detach(struct fk_fault *f, uint32_t dev_id);
 
