@@ -3,7 +3,8 @@
 # suites, the examples, the install/consumer build, the ABI check and the
 # kernel suites in a VM (skipped with a reason when no kernel image or qemu;
 # CI=true makes that skip a failure). Then the unit suites again under
-# AddressSanitizer + UBSan, and the docs with zero Doxygen warnings.
+# AddressSanitizer + UBSan, again built by clang (warnings are errors on
+# both compilers), and the docs with zero Doxygen warnings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -13,5 +14,8 @@ cmake --build build -j"$(nproc)"
 cmake -S . -B build-asan -DIOPF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-asan -j"$(nproc)"
 (cd build-asan && ctest --output-on-failure -LE kernel -E install.consumer)
+CC=clang cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-clang -j"$(nproc)"
+(cd build-clang && ctest --output-on-failure -LE kernel -E install.consumer)
 cmake --build build --target doc
 echo "all tests passed"
