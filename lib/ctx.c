@@ -53,13 +53,7 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts)
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_mutex_init(&ctx->wq_lock, NULL);
 	pthread_cond_init(&ctx->wq_cond, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_cond_init(&ctx->answered, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	pthread_cond_init(&ctx->answered, NULL);
 
 	ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
 	ctx->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -86,6 +86,7 @@ static void take_group(struct iopf_ctx *ctx, struct iopf_source *src,
 	}
 	g->cookie = r[0].cookie;
 	HASH_ADD(hh_cookie, src->by_cookie, cookie, sizeof(g->cookie), g);
+	g->in_cookie = true;
 	iopf__group_intake(ctx, g, now);
 }
 

@@ -78,6 +78,7 @@ struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src
 	g->prg_next = g->prg_prev = NULL;
 	g->prg_head = false;
 	g->in_out = false;
+	g->in_cookie = false;
 	g->state = G_ENDED;
 	return g;
 }
@@ -206,16 +207,10 @@ void iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g,
 		return;
 	out_remove(ctx, g);
 	iopf__prg_remove(ctx, g);
-	if (g->src && g->src->kind == SRC_FAULTQ && g->cookie &&
-	    g->hh_cookie.tbl) {
-		struct iopf_group *cur;
-
-		HASH_FIND(hh_cookie, g->src->by_cookie, &g->cookie,
-			  sizeof(g->cookie), cur);
-		if (cur == g)
-			HASH_DELETE(hh_cookie, g->src->by_cookie, g);
+	if (g->in_cookie) {
+		HASH_DELETE(hh_cookie, g->src->by_cookie, g);
+		g->in_cookie = false;
 	}
-	memset(&g->hh_cookie, 0, sizeof(g->hh_cookie));
 	g->gen++;
 	if (g->gen == 0) /* handles never carry generation 0 */
 		g->gen = 1;

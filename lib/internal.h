@@ -69,6 +69,7 @@ struct iopf_group {
 	uint8_t why;        /* enum grp_end to record once answered */
 	bool prg_head;      /* in ctx->by_prg (head of its FIFO) */
 	bool in_out;        /* in the outstanding list */
+	bool in_cookie;     /* in src->by_cookie */
 	uint32_t nrec, cap;
 	struct iopf_record *rec; /* == &one when cap == 1 */
 	struct iopf_record one;

@@ -63,7 +63,10 @@ void iopf__source_close_locked(struct iopf_ctx *ctx, struct iopf_source *src)
 		epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, src->fd, NULL);
 		if (src->own_fd)
 			iopf__sys->close(src->fd);
-		HASH_CLEAR(hh_cookie, src->by_cookie);
+		HASH_ITER(hh_cookie, src->by_cookie, g, nx) {
+			HASH_DELETE(hh_cookie, src->by_cookie, g);
+			g->in_cookie = false;
+		}
 	} else {
 		iopf__producer_free_partials(ctx, src, NULL, IOPF_ALL_DEVICES);
 	}

@@ -272,13 +272,12 @@ END_TEST
 START_TEST(close_answers_outstanding)
 {
 	struct kt t;
-	IOPF_OPTS(iopf_fault_queue_opts, fo);
 	int fd;
 
 	nh = 0;
 	kt_setup(&t, NULL);
 	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
-	/* adopt a second view of the same fd so we can witness after close */
+	/* a second fd on the same fault object, to witness after close */
 	fd = dup(iopf_source_get_fd(t.src));
 	for (uint32_t i = 0; i < 4; i++)
 		trig(&t, 2, i, 0x1000);
@@ -294,7 +293,6 @@ START_TEST(close_answers_outstanding)
 	}
 	ck_assert_uint_eq(st_of(t.ctx).answers_invalid, 4);
 	close(fd);
-	(void)fo;
 	iopf_ctx_free(t.ctx);
 	kmock_close(&t.m);
 }
