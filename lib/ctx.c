@@ -83,10 +83,12 @@ IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx)
 	if (ctx->nthreads)
 		iopf__workers_stop(ctx);
 	pthread_mutex_lock(&ctx->lock);
+	iopf__watch_close(ctx);
 	while (ctx->sources)
 		iopf__source_close_locked(ctx, ctx->sources);
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__deliver_responses(ctx);
+	iopf__devices_free(ctx);
 
 	HASH_ITER(hh, ctx->handlers, h, tmp) {
 		HASH_DEL(ctx->handlers, h);

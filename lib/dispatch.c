@@ -54,6 +54,15 @@ void iopf__handle_one(struct iopf_ctx *ctx, struct iopf_group *g)
 		goto out;
 	fn = g->fn;
 	ud = g->fn_ud;
+	if (ctx->ngone && iopf__dev_is_gone(ctx, g->key.dev_id)) {
+		/* Read after its device went away (or from a new device the
+		 * caller has not registered under the reused id). */
+		iopf__log(ctx, LOG_W, "group for gone dev %u: answered INVALID",
+			  g->key.dev_id);
+		answered = !iopf__group_answer(ctx, g, IOPF_CODE_INVALID,
+					       END_ANSWERED, true);
+		goto out;
+	}
 	if (!fn) {
 		ctx->st.no_handler++;
 		iopf__log(ctx, LOG_W,
@@ -87,11 +96,13 @@ void iopf__handle_one(struct iopf_ctx *ctx, struct iopf_group *g)
 					       END_ANSWERED, false);
 	} else {
 		/* It answered by handle too, or the group was detached,
-		 * closed or expired meanwhile: never a second answer. */
+		 * closed, expired or its device went away meanwhile: never a
+		 * second answer. */
 		ctx->st.refused_answers++;
 		iopf__log(ctx, LOG_I,
-			  "handler's answer for dev %u prgi %u refused: group already answered",
-			  g->key.dev_id, g->key.prgi);
+			  "handler's answer for dev %u prgi %u refused: %s",
+			  g->key.dev_id, g->key.prgi,
+			  g->end == END_GONE ? "device gone" : "group already answered");
 	}
 out:
 	iopf__group_unpin(ctx, g);
@@ -137,9 +148,11 @@ static void expire(struct iopf_ctx *ctx, uint64_t now)
 	}
 }
 
-static int round_locked(struct iopf_ctx *ctx, struct iopf_group **ready)
+static int round_locked(struct iopf_ctx *ctx, struct iopf_group **ready,
+			struct iopf_group **cancel)
 {
 	struct epoll_event ev[32];
+	bool uevents = false;
 	int n, rc = 0;
 
 	n = epoll_wait(ctx->epfd, ev, 32, 0);
@@ -153,11 +166,16 @@ static int round_locked(struct iopf_ctx *ctx, struct iopf_group **ready)
 		} else if (p == TAG_TIMER) {
 			(void)!read(ctx->timerfd, &v, sizeof(v));
 			ctx->timer_armed = 0;
+		} else if (p == IOPF_TAG_UEVENT) {
+			uevents = true;
 		} else {
 			((struct iopf_source *)p)->readable = true;
 		}
 	}
-	/* Answers first: they free cookies the reads may hand out again. */
+	/* Removals first: they drop answers that must not be written. Then
+	 * answers: they free cookies the reads may hand out again. */
+	if (uevents)
+		iopf__watch_read(ctx, cancel);
 	iopf__flush_all(ctx);
 	for (struct iopf_source *s = ctx->sources; s; s = s->next) {
 		if (s->kind != SRC_FAULTQ || !s->readable)
@@ -174,7 +192,7 @@ static int round_locked(struct iopf_ctx *ctx, struct iopf_group **ready)
 
 IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx)
 {
-	struct iopf_group *g, *nx;
+	struct iopf_group *g, *nx, *cancel = NULL;
 	int rc, handled = 0;
 
 	if (!ctx)
@@ -186,8 +204,9 @@ IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx)
 	iopf__dispatch_ctx = ctx;
 
 	pthread_mutex_lock(&ctx->lock);
-	rc = round_locked(ctx, &g);
+	rc = round_locked(ctx, &g, &cancel);
 	pthread_mutex_unlock(&ctx->lock);
+	iopf__cancel_deliver(ctx, cancel);
 	iopf__deliver_responses(ctx);
 
 	for (; g; g = nx) {

@@ -337,6 +337,9 @@ struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 		case END_DEADLINE:
 			*err = -ETIMEDOUT;
 			break;
+		case END_GONE:
+			*err = -ENODEV;
+			break;
 		default:
 			break;
 		}
@@ -402,7 +405,13 @@ IOPF_API const struct iopf_record *iopf_group_records(const struct iopf_group *g
 
 IOPF_API iopf_handle_t iopf_group_handle(const struct iopf_group *g)
 {
-	return (uint64_t)g->gen << 32 | (g->slot + 1);
+	uint32_t gen = g->gen;
+
+	/* An ended group still held (a handler, a cancel callback) already
+	 * carries its next life's generation: give the handle of its own. */
+	if (g->state == G_ENDED || g->state == G_FREE)
+		gen = gen == 1 ? UINT32_MAX : gen - 1;
+	return (uint64_t)gen << 32 | (g->slot + 1);
 }
 
 static int answer_done(struct iopf_ctx *ctx, int rc)
@@ -447,6 +456,12 @@ IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 	if (!ctx || (code != IOPF_CODE_SUCCESS && code != IOPF_CODE_INVALID))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
+	if (ctx->ngone && iopf__dev_is_gone(ctx, dev_id)) {
+		ctx->st.refused_answers++;
+		iopf__log(ctx, LOG_I, "answer to gone dev %u prgi %u refused",
+			  dev_id, prgi);
+		return answer_done(ctx, -ENODEV);
+	}
 	HASH_FIND(hh_prg, ctx->by_prg, &k, sizeof(k), g);
 	if (g) {
 		err = iopf__group_answer(ctx, g, code, END_ANSWERED, false);

@@ -46,6 +46,7 @@ enum grp_end {
 	END_CLOSED,       /* -ESHUTDOWN: source or context closed */
 	END_DETACHED,     /* -ESHUTDOWN: kernel answered (detach/replace) */
 	END_DEADLINE,     /* -ETIMEDOUT */
+	END_GONE,         /* -ENODEV: its device went away */
 };
 
 /* Identity of a Page Request Group within a context. */
@@ -135,6 +136,24 @@ struct iopf_source {
 	struct dev_partials *devs;
 };
 
+/* A device libiopf knows by iommufd device id: watched (a sysfs identity
+ * to match uevents against) and/or gone (removed: answers refused). */
+struct dev_ent {
+	uint32_t dev_id;
+	bool gone;
+	char *devpath; /* exact DEVPATH ("/devices/..."), or NULL */
+	char *name;    /* DEVPATH's last component, or NULL */
+	UT_hash_handle hh;
+};
+
+/* One kernel uevent, pointing into the message buffer. */
+struct uevent {
+	const char *action;
+	const char *devpath;
+	const char *subsystem; /* NULL if absent */
+	uint64_t seqnum;
+};
+
 struct handler_ent {
 	uint64_t key; /* dev_id << 32 | pasid; pasid ANY = device handler */
 	iopf_handler_fn fn;
@@ -153,6 +172,7 @@ struct iopf_ctx {
 	int log_level;
 	/* fds */
 	int epfd, wakefd, timerfd;
+	void *watch;            /* struct nl_sock * of the uevent watcher */
 	atomic_bool wake_pending;
 	atomic_bool stop;
 	atomic_bool busy;       /* a thread is in iopf_ctx_dispatch() */
@@ -162,6 +182,11 @@ struct iopf_ctx {
 	iopf_handler_fn default_fn;
 	void *default_ud;
 	struct handler_ent *handlers;
+	iopf_cancel_fn cancel_fn;
+	void *cancel_ud;
+	/* devices */
+	struct dev_ent *devs;
+	unsigned int ngone;
 	/* groups */
 	struct iopf_group **slots;
 	uint32_t nslots, slots_cap;
@@ -245,8 +270,36 @@ void iopf__handle_one(struct iopf_ctx *ctx, struct iopf_group *g);
 /* source.c */
 struct iopf_source *iopf__source_new(struct iopf_ctx *ctx, enum src_kind kind);
 void iopf__source_close_locked(struct iopf_ctx *ctx, struct iopf_source *src);
+int iopf__groups_drop(struct iopf_ctx *ctx, struct iopf_source *src,
+		      uint32_t dev_id, uint32_t pasid, unsigned int flags,
+		      enum grp_end why, struct iopf_group **cancel);
 int iopf__epoll_set(struct iopf_ctx *ctx, struct iopf_source *src, int op,
 		    uint32_t events);
+
+/* device.c (ctx->lock held unless said). Groups cancelled for a removed
+ * device are pinned and chained through ->next on *cancel; the caller
+ * calls iopf__cancel_deliver() after unlocking. */
+bool iopf__dev_is_gone(struct iopf_ctx *ctx, uint32_t dev_id);
+int iopf__device_gone_locked(struct iopf_ctx *ctx, uint32_t dev_id,
+			     struct iopf_group **cancel);
+void iopf__uevent_process(struct iopf_ctx *ctx, const char *buf, size_t len,
+			  uint32_t sender_portid, struct iopf_group **cancel);
+void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list);
+void iopf__devices_rescan(struct iopf_ctx *ctx, struct iopf_group **cancel);
+void iopf__devices_free(struct iopf_ctx *ctx);
+/* Test seam: handle one uevent message as if the watcher received it from
+ * netlink port `sender_portid` (0: the kernel). Takes the lock. */
+void iopf__uevent_feed(struct iopf_ctx *ctx, const void *buf, size_t len,
+		       uint32_t sender_portid);
+
+/* uevent.c: parse one kernel uevent message; 0 or -EBADMSG. Pure. */
+int iopf__uevent_parse(const char *buf, size_t len, struct uevent *ev);
+
+/* watch.c (libnl-3; stubs without it). ctx->lock held. */
+int iopf__watch_open(struct iopf_ctx *ctx);
+void iopf__watch_close(struct iopf_ctx *ctx);
+void iopf__watch_read(struct iopf_ctx *ctx, struct iopf_group **cancel);
+#define IOPF_TAG_UEVENT ((void *)3)
 
 /* producer.c */
 void iopf__producer_free_partials(struct iopf_ctx *ctx, struct iopf_source *src,

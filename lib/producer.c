@@ -158,7 +158,10 @@ IOPF_API int iopf_producer_submit(struct iopf_source *src,
 				    .flags = req->flags };
 
 	pthread_mutex_lock(&ctx->lock);
-	if (!(req->flags & IOPF_F_LAST_PAGE)) {
+	if (ctx->ngone && iopf__dev_is_gone(ctx, key.dev_id)) {
+		/* Nothing taken in, so no answer is owed. */
+		rc = -ENODEV;
+	} else if (!(req->flags & IOPF_F_LAST_PAGE)) {
 		rc = hold(ctx, src, &key, &rec);
 		if (rc) {
 			ctx->st.partial_dropped++;

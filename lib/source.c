@@ -93,43 +93,71 @@ IOPF_API void iopf_source_close(struct iopf_source *src)
 	iopf__deliver_responses(ctx);
 }
 
+/* ctx->lock held. End, without an answer from us, every group of `src`
+ * (NULL: every source) matching (dev, PASID, flags): the kernel answered
+ * them. That covers groups outstanding and answers queued but not yet
+ * written, whose cookies the kernel may hand out again. A group a handler
+ * holds goes on *cancel, pinned, if cancel is given. Partial requests of a
+ * producer are discarded. Returns how many outstanding groups ended;
+ * *pending (if given) gets how many queued answers were dropped. */
+int iopf__groups_drop(struct iopf_ctx *ctx, struct iopf_source *src,
+		      uint32_t dev_id, uint32_t pasid, unsigned int flags,
+		      enum grp_end why, struct iopf_group **cancel)
+{
+	struct prg_key k = { .dev_id = dev_id, .pasid = pasid };
+	struct iopf_group *g, *nx;
+	int n = 0;
+
+	for (g = ctx->out_head; g; g = nx) {
+		nx = g->next;
+		if ((src && g->src != src) ||
+		    !key_match(&g->key, dev_id, pasid, flags))
+			continue;
+		if (cancel && g->state == G_HANDLING) {
+			g->pins++;
+			iopf__group_end(ctx, g, why);
+			g->next = *cancel; /* free once off the out list */
+			*cancel = g;
+		} else {
+			iopf__group_end(ctx, g, why);
+		}
+		n++;
+	}
+	for (struct iopf_source *s = ctx->sources; s; s = s->next) {
+		if (src && s != src)
+			continue;
+		for (unsigned int i = 0; i < s->nbatch; i++) {
+			struct batch_ent *e = &s->batch[i];
+
+			g = e->g;
+			if (g && g->gen == e->gen && g->state == G_PENDING &&
+			    key_match(&g->key, dev_id, pasid, flags)) {
+				iopf__group_end(ctx, g, END_ANSWERED);
+				n++;
+			}
+		}
+		if (s->kind == SRC_PRODUCER)
+			iopf__producer_free_partials(ctx, s, &k, flags);
+	}
+	return n;
+}
+
 IOPF_API int iopf_source_detach(struct iopf_source *src, uint32_t dev_id,
 				uint32_t pasid, unsigned int flags)
 {
 	struct iopf_ctx *ctx;
-	struct iopf_group *g, *nx;
-	int n = 0;
+	int n;
 
 	if (!src || (flags & ~IOPF_ALL_PASIDS))
 		return -EINVAL;
 	ctx = src->ctx;
 	pthread_mutex_lock(&ctx->lock);
-	for (g = ctx->out_head; g; g = nx) {
-		nx = g->next;
-		if (g->src != src || !key_match(&g->key, dev_id, pasid, flags))
-			continue;
-		iopf__group_end(ctx, g, END_DETACHED);
-		ctx->st.kernel_answered++;
-		n++;
-	}
-	/* Answers we queued but have not written: the kernel answered those
-	 * groups first, and their cookies may be handed out again. */
-	for (unsigned int i = 0; i < src->nbatch; i++) {
-		struct batch_ent *e = &src->batch[i];
-
-		g = e->g;
-		if (g && g->gen == e->gen && g->state == G_PENDING &&
-		    key_match(&g->key, dev_id, pasid, flags))
-			iopf__group_end(ctx, g, END_ANSWERED);
-	}
-	if (src->kind == SRC_PRODUCER) {
-		struct prg_key k = { .dev_id = dev_id, .pasid = pasid };
-
-		iopf__producer_free_partials(ctx, src, &k, flags);
-	}
+	n = iopf__groups_drop(ctx, src, dev_id, pasid, flags, END_DETACHED,
+			      NULL);
+	ctx->st.kernel_answered += (uint64_t)n;
 	if (n)
 		iopf__log(ctx, LOG_I,
-			  "dev %u detached: %d outstanding groups answered by the kernel",
+			  "dev %u detached: %d groups answered by the kernel",
 			  dev_id, n);
 	pthread_mutex_unlock(&ctx->lock);
 	return n;

@@ -31,7 +31,8 @@
  * exactly one answer, from your handler, from libiopf itself (INVALID, when
  * a group is malformed, has no handler, misses its deadline, or its source
  * or context is closed), or from the kernel (when you detach the page
- * table). A second answer is refused and counted, never sent.
+ * table, or the device goes away). A second answer is refused and counted,
+ * never sent.
  */
 #ifndef IOPF_IOPF_H
 #define IOPF_IOPF_H
@@ -53,7 +54,7 @@ extern "C" {
 /** @name Version */
 /**@{*/
 #define IOPF_VERSION_MAJOR 1 /**< major version: the SONAME's number */
-#define IOPF_VERSION_MINOR 0 /**< minor version: new symbols */
+#define IOPF_VERSION_MINOR 1 /**< minor version: new symbols */
 #define IOPF_VERSION_PATCH 0 /**< patch level */
 
 /**
@@ -379,6 +380,14 @@ struct iopf_stats {
 	uint64_t partial_held;     /**< partial requests held now */
 	/** read-to-answer latency, bucket i: [2^i, 2^(i+1)) nanoseconds */
 	uint64_t latency_hist[IOPF_LAT_BUCKETS];
+	/* since 1.1: device removal */
+	uint64_t cancelled;        /**< groups dropped: their device went away */
+	uint64_t devices_gone;     /**< devices marked gone */
+	uint64_t uevents;          /**< uevent messages received */
+	uint64_t uevents_malformed;/**< ignored: malformed or truncated */
+	uint64_t uevents_untrusted;/**< ignored: not sent by the kernel */
+	uint64_t uevents_unmatched;/**< ignored: no watched device named */
+	uint64_t uevents_lost;     /**< uevent socket overflows (rescanned) */
 };
 
 /**
@@ -508,7 +517,8 @@ iopf_producer_new(struct iopf_ctx *ctx, const struct iopf_producer_opts *opts);
  * @return 0 (held as partial), 1 (group complete and queued),
  *         -ENOSPC (partial dropped: cap reached; counted),
  *         -ENOMEM (group answered INVALID at once through respond),
- *         -EINVAL (bad flags or reserved field; nothing held).
+ *         -EINVAL (bad flags or reserved field; nothing held),
+ *         -ENODEV (the device went away, since 1.1; nothing held).
  */
 IOPF_API int iopf_producer_submit(struct iopf_source *src,
 				  const struct iopf_request *req);
@@ -588,6 +598,7 @@ IOPF_API iopf_handle_t iopf_group_handle(const struct iopf_group *g);
  *         without touching the kernel:
  *         -EALREADY (already answered), -ESHUTDOWN (its source was closed
  *         or it was detached), -ETIMEDOUT (answered at its deadline),
+ *         -ENODEV (its device went away, since 1.1),
  *         -ENOENT (no such handle), -EINVAL (bad code or ctx).
  */
 IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
@@ -602,11 +613,104 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
  * @param prgi Page Request Group index.
  * @param code IOPF_CODE_SUCCESS or IOPF_CODE_INVALID.
  * @return 0, -ENOENT (no such group outstanding: a late, duplicate or
- *         unknown answer; counted), -EINVAL.
+ *         unknown answer; counted), -ENODEV (the device went away, since
+ *         1.1; counted), -EINVAL.
  */
 IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 			      uint32_t pasid, uint32_t prgi,
 			      enum iopf_code code);
+/**@}*/
+
+/**
+ * @name Devices going away (since 1.1)
+ *
+ * When a device is unplugged or unbound the kernel answers its groups by
+ * itself, and nothing on the fault fd says so. libiopf learns it from the
+ * kernel's uevents (libnl-3; iopf_ctx_watch_device()) or from you
+ * (iopf_ctx_device_gone()). Then, for that device id:
+ * - groups whose handler has run and not yet answered are passed to the
+ *   cancel callback (the handler's work for them is void), then dropped;
+ *   groups not yet handed to a handler and answers not yet written are
+ *   dropped. Nothing is written to the kernel for them; each is counted in
+ *   iopf_stats.cancelled.
+ * - its partial requests are discarded, iopf_producer_submit() refuses it
+ *   with -ENODEV, and answers to its groups (by handle, by PRG index, or a
+ *   handler's return value) are refused with -ENODEV and counted.
+ * - a group still read for it from a fault queue is answered INVALID.
+ * The device id stays gone until iopf_ctx_watch_device() or
+ * iopf_ctx_unwatch_device() is called for it again (iommufd hands ids out
+ * again, lowest free first).
+ */
+/**@{*/
+/**
+ * @brief Cancel callback: a group in a handler's hands was dropped because
+ * its device went away.
+ *
+ * Called once per such group, from the thread that learnt of the removal
+ * (the one in iopf_ctx_dispatch() for uevents), with no lock held. The
+ * group is readable until the callback returns; iopf_group_handle() gives
+ * the handle it had, and answering it gives -ENODEV.
+ * @param group the cancelled group.
+ * @param userdata as given to iopf_ctx_set_cancel_handler().
+ */
+typedef void (*iopf_cancel_fn)(struct iopf_group *group, void *userdata);
+
+/**
+ * @brief Set the cancel callback (NULL: none).
+ * @param ctx the context.
+ * @param fn the callback.
+ * @param userdata passed to fn, last.
+ * @return 0, or -EINVAL.
+ */
+IOPF_API int iopf_ctx_set_cancel_handler(struct iopf_ctx *ctx,
+					 iopf_cancel_fn fn, void *userdata);
+
+/**
+ * @brief Tell libiopf which device an iommufd device id belongs to, and
+ * watch for its removal.
+ *
+ * The first call opens a kernel uevent socket (libnl-3) and adds it to
+ * the context fd, so removals are handled by iopf_ctx_dispatch(): no
+ * thread of its own. A `remove` or `unbind` uevent from the kernel that
+ * names the device marks dev_id gone (see above). Messages that are
+ * malformed, not from the kernel, or about other devices are ignored and
+ * counted. Calling it again for dev_id replaces the device and clears a
+ * gone mark.
+ *
+ * @param ctx the context.
+ * @param dev_id the iommufd device object id.
+ * @param sysdev the device: a sysfs path (`/sys/bus/pci/devices/0000:00:04.0`,
+ *        `/sys/devices/...`; symlinks are resolved, the device must exist),
+ *        a DEVPATH (`/devices/...`), or a device name matched against the
+ *        last component of DEVPATH (`0000:00:04.0`).
+ * @return 0; -EINVAL (bad argument), -ENOENT (no such sysfs path),
+ *         -ENOMEM, -EOPNOTSUPP (built without libnl-3), or the negative
+ *         errno of opening the uevent socket (e.g. -EPERM, -EPROTONOSUPPORT).
+ */
+IOPF_API int iopf_ctx_watch_device(struct iopf_ctx *ctx, uint32_t dev_id,
+				   const char *sysdev);
+
+/**
+ * @brief Forget a device id: no longer watched, no longer gone.
+ * @param ctx the context.
+ * @param dev_id the iommufd device object id.
+ * @return 0, -ENOENT (not known), -EINVAL.
+ */
+IOPF_API int iopf_ctx_unwatch_device(struct iopf_ctx *ctx, uint32_t dev_id);
+
+/**
+ * @brief Mark a device id gone by hand (e.g. a VMM told by VFIO's device
+ * request interrupt). Works with or without libnl-3.
+ *
+ * Cancel callbacks run in the calling thread before it returns. Call it
+ * only once the kernel has answered the device's groups (the device is
+ * unbound from iommufd or the fault table detached from it); answers
+ * libiopf still holds are dropped, not written.
+ * @param ctx the context.
+ * @param dev_id the iommufd device object id.
+ * @return the number of groups dropped (>= 0), -ENOMEM, -EINVAL.
+ */
+IOPF_API int iopf_ctx_device_gone(struct iopf_ctx *ctx, uint32_t dev_id);
 /**@}*/
 
 #ifdef __cplusplus

@@ -15,8 +15,10 @@ cc -Wall -Werror -o "$tmp/consumer-pc" "$here/consumer.c" $(pkg-config --cflags 
 cmake -S "$here" -B "$tmp/cm" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/cm" >/dev/null
 "$tmp/cm/consumer-cmake"
-# the static library links too (pthread from Libs.private)
-cc -static-libgcc -o "$tmp/consumer-static" "$here/consumer.c" $(pkg-config --cflags libiopf) \
-	"$(dirname "$libdir")/libiopf.a" -pthread
+# the static library links too, with what `pkg-config --static` adds
+# (pthread, libnl-3): -l:libiopf.a picks the archive over the .so
+cc -o "$tmp/consumer-static" "$here/consumer.c" $(pkg-config --cflags libiopf) \
+	$(pkg-config --static --libs libiopf | sed 's/-liopf\b/-l:libiopf.a/')
+! ldd "$tmp/consumer-static" | grep -q libiopf.so
 "$tmp/consumer-static"
 echo "consumer builds: pkg-config, find_package(iopf), static: OK"
