@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <linux/netlink.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "iopf/iopf.h"
@@ -444,6 +447,130 @@ START_TEST(on_demand_mapping)
 }
 END_TEST
 
+/* ---- device removal: a real uevent from the real kernel ---- */
+
+/* The mock devices on their bus, as a bitmap of N in iommufd_mockN. */
+static uint64_t mock_devices(void)
+{
+	DIR *d = opendir("/sys/bus/iommufd_mock/devices");
+	struct dirent *e;
+	uint64_t set = 0;
+	unsigned int n;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		if (sscanf(e->d_name, "iommufd_mock%u", &n) == 1 && n < 64)
+			set |= 1ull << n;
+	closedir(d);
+	return set;
+}
+
+static iopf_handle_t rm_handles[8], rm_cancelled[8];
+static uint32_t rm_dev[8];
+static int rm_n, rm_ncancelled;
+
+static int h_defer_rm(struct iopf_group *g, void *ud)
+{
+	rm_dev[rm_n] = iopf_group_dev_id(g);
+	rm_handles[rm_n++] = iopf_group_handle(g);
+	return IOPF_DEFER;
+}
+
+static void on_cancel_rm(struct iopf_group *g, void *ud)
+{
+	rm_cancelled[rm_ncancelled++] = iopf_group_handle(g);
+}
+
+START_TEST(device_removal_seen_through_uevent)
+{
+	struct kt t;
+	uint32_t stdev2, idev2, parent2, hwpt2;
+	uint64_t before;
+	char path[128];
+	int rc, s, k = 0;
+	struct sockaddr_nl to = { .nl_family = AF_NETLINK, .nl_groups = 1 };
+	char forged[160];
+	size_t flen;
+	struct iopf_stats st;
+
+	rm_n = rm_ncancelled = 0;
+	kt_setup(&t, NULL);
+	before = mock_devices();
+	ck_assert_int_eq(kmock_add_device(&t.m, &stdev2, &idev2), 0);
+	ck_assert_uint_ne(mock_devices() & ~before, 0);
+	snprintf(path, sizeof(path), "/sys/bus/iommufd_mock/devices/iommufd_mock%d",
+		 __builtin_ctzll(mock_devices() & ~before));
+	ck_assert_int_eq(kmock_hwpt_nested_iopf(&t.m, idev2, t.fault_id, &parent2,
+						&hwpt2), 0);
+	ck_assert_int_eq(kmock_replace(&t.m, stdev2, hwpt2), 0);
+	iopf_ctx_set_handler(t.ctx, h_defer_rm, NULL);
+	iopf_ctx_set_cancel_handler(t.ctx, on_cancel_rm, NULL);
+	rc = iopf_ctx_watch_device(t.ctx, idev2, path);
+	if (rc == -EOPNOTSUPP) { /* built without libnl-3 */
+		kt_teardown(&t);
+		return;
+	}
+	ck_assert_int_eq(rc, 0);
+	printf("kernel: watching %s as dev %u\n", path, idev2);
+
+	for (uint32_t i = 1; i <= 3; i++)
+		ck_assert_int_eq(kmock_trigger(&t.m, idev2, 0, i, IOPF_PERM_READ,
+					       0x1000 * i), 0);
+	trig(&t, 0, 9, 0x9000);
+	drive(t.ctx);
+	ck_assert_int_eq(rm_n, 4);
+
+	/* A remove forged by user space on the kernel's group: ignored. */
+	flen = (size_t)snprintf(forged, sizeof(forged),
+				"remove@%s%cACTION=remove%cDEVPATH=%s%cSEQNUM=1",
+				path + 4, 0, 0, path + 4, 0) + 1;
+	s = socket(AF_NETLINK, SOCK_RAW, NETLINK_KOBJECT_UEVENT);
+	ck_assert_int_ge(s, 0);
+	ck_assert_int_ge(sendto(s, forged, flen, 0, (struct sockaddr *)&to,
+				sizeof(to)), 0);
+	close(s);
+
+	/* Unplug: the kernel answers dev2's groups, then says so. */
+	ck_assert_int_eq(kmock_destroy(&t.m, stdev2), 0);
+	while (st_of(t.ctx).devices_gone == 0 && k++ < 200) {
+		struct pollfd p = { .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
+
+		poll(&p, 1, 10);
+		iopf_ctx_dispatch(t.ctx);
+	}
+	st = st_of(t.ctx);
+	printf("kernel: removal seen after %d rounds: %llu uevents (%llu untrusted), %llu groups cancelled\n",
+	       k, (unsigned long long)st.uevents,
+	       (unsigned long long)st.uevents_untrusted,
+	       (unsigned long long)st.cancelled);
+	ck_assert_uint_eq(st.devices_gone, 1);
+	ck_assert_uint_ge(st.uevents_untrusted, 1);
+	ck_assert_uint_eq(st.cancelled, 3);
+	ck_assert_int_eq(rm_ncancelled, 3);
+	for (int i = 0, c = 0; i < 4; i++) {
+		if (rm_dev[i] != idev2)
+			continue;
+		ck_assert_uint_eq(rm_cancelled[c++], rm_handles[i]);
+		ck_assert_int_eq(iopf_respond(t.ctx, rm_handles[i],
+					      IOPF_CODE_SUCCESS), -ENODEV);
+	}
+	ck_assert_int_eq(iopf_respond_prg(t.ctx, idev2, IOPF_NO_PASID, 1,
+					  IOPF_CODE_SUCCESS), -ENODEV);
+	/* The other device carries on; nothing was written for dev2. */
+	ck_assert_int_eq(iopf_respond_prg(t.ctx, t.m.idev_id, IOPF_NO_PASID, 9,
+					  IOPF_CODE_SUCCESS), 0);
+	iopf_ctx_flush(t.ctx);
+	st = st_of(t.ctx);
+	ck_assert_uint_eq(st.write_errors, 0);
+	ck_assert_uint_eq(st.answers_success, 1);
+	ck_assert_uint_eq(st.outstanding, 0);
+	for (uint32_t c = 1; c <= 4; c++)
+		assert_kernel_has_no(&t, c);
+	assert_queue_empty(&t);
+	kt_teardown(&t);
+}
+END_TEST
+
 static Suite *suite_kernel(void)
 {
 	Suite *s = suite_create("kernel");
@@ -460,6 +587,7 @@ static Suite *suite_kernel(void)
 	tcase_add_test(tc, drain_waits_for_deferred_answers);
 	tcase_add_test(tc, stream_100k_through_worker_pool);
 	tcase_add_test(tc, on_demand_mapping);
+	tcase_add_test(tc, device_removal_seen_through_uevent);
 	suite_add_tcase(s, tc);
 	return s;
 }
