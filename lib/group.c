@@ -306,6 +306,22 @@ void iopf__deliver_responses(struct iopf_ctx *ctx)
 	pthread_mutex_unlock(&ctx->lock);
 }
 
+/* The error a late answer gets, from how the group's life ended. */
+static int end_error(unsigned int why)
+{
+	switch (why) {
+	case END_CLOSED:
+	case END_DETACHED:
+		return -ESHUTDOWN;
+	case END_DEADLINE:
+		return -ETIMEDOUT;
+	case END_GONE:
+		return -ENODEV;
+	default:
+		return -EALREADY;
+	}
+}
+
 struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 					   iopf_handle_t h, int *err)
 {
@@ -320,30 +336,14 @@ struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 	if (gen == g->gen) {
 		if (g->state == G_READY || g->state == G_HANDLING)
 			return g;
-		*err = g->state == G_PENDING ? -EALREADY : -ENOENT;
+		*err = g->state == G_PENDING ? end_error(g->why) : -ENOENT;
 		return NULL;
 	}
 	if (gen > g->gen) {
 		*err = -ENOENT;
 		return NULL;
 	}
-	*err = -EALREADY;
-	if (gen + 1 == g->gen) {
-		switch (g->end) {
-		case END_CLOSED:
-		case END_DETACHED:
-			*err = -ESHUTDOWN;
-			break;
-		case END_DEADLINE:
-			*err = -ETIMEDOUT;
-			break;
-		case END_GONE:
-			*err = -ENODEV;
-			break;
-		default:
-			break;
-		}
-	}
+	*err = gen + 1 == g->gen ? end_error(g->end) : -EALREADY;
 	return NULL;
 }
 

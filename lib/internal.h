@@ -273,6 +273,9 @@ void iopf__source_close_locked(struct iopf_ctx *ctx, struct iopf_source *src);
 int iopf__groups_drop(struct iopf_ctx *ctx, struct iopf_source *src,
 		      uint32_t dev_id, uint32_t pasid, unsigned int flags,
 		      enum grp_end why, struct iopf_group **cancel);
+int iopf__answer_invalid_locked(struct iopf_ctx *ctx, struct iopf_source *src,
+				uint32_t dev_id, uint32_t pasid,
+				unsigned int flags);
 int iopf__epoll_set(struct iopf_ctx *ctx, struct iopf_source *src, int op,
 		    uint32_t events);
 

@@ -237,23 +237,14 @@ IOPF_API int iopf_producer_discard_partial(struct iopf_source *src,
 IOPF_API int iopf_producer_flush_pasid(struct iopf_source *src,
 				       uint32_t dev_id, uint32_t pasid)
 {
-	struct prg_key k = { .dev_id = dev_id, .pasid = pasid };
 	struct iopf_ctx *ctx;
-	struct iopf_group *g, *nx;
-	int n = 0;
+	int n;
 
 	if (!src || src->kind != SRC_PRODUCER)
 		return -EINVAL;
 	ctx = src->ctx;
 	pthread_mutex_lock(&ctx->lock);
-	iopf__producer_free_partials(ctx, src, &k, 0);
-	for (g = ctx->out_head; g; g = nx) {
-		nx = g->next;
-		if (g->src != src || !key_match(&g->key, dev_id, pasid, 0))
-			continue;
-		iopf__group_answer(ctx, g, IOPF_CODE_INVALID, END_CLOSED, true);
-		n++;
-	}
+	n = iopf__answer_invalid_locked(ctx, src, dev_id, pasid, 0);
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__deliver_responses(ctx);
 	return n;

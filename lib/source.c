@@ -163,6 +163,51 @@ IOPF_API int iopf_source_detach(struct iopf_source *src, uint32_t dev_id,
 	return n;
 }
 
+/* ctx->lock held. Answer INVALID every outstanding group of `src` (NULL:
+ * every source) matching (dev, PASID, flags), and discard the matching
+ * partial requests of producers. Returns how many groups. */
+int iopf__answer_invalid_locked(struct iopf_ctx *ctx, struct iopf_source *src,
+				uint32_t dev_id, uint32_t pasid,
+				unsigned int flags)
+{
+	struct prg_key k = { .dev_id = dev_id, .pasid = pasid };
+	struct iopf_group *g, *nx;
+	int n = 0;
+
+	for (g = ctx->out_head; g; g = nx) {
+		nx = g->next;
+		if ((src && g->src != src) ||
+		    !key_match(&g->key, dev_id, pasid, flags))
+			continue;
+		iopf__group_answer(ctx, g, IOPF_CODE_INVALID, END_CLOSED, true);
+		n++;
+	}
+	for (struct iopf_source *s = ctx->sources; s; s = s->next)
+		if (s->kind == SRC_PRODUCER && (!src || s == src))
+			iopf__producer_free_partials(ctx, s, &k, flags);
+	return n;
+}
+
+IOPF_API int iopf_ctx_answer_invalid(struct iopf_ctx *ctx, uint32_t dev_id,
+				     uint32_t pasid, unsigned int flags)
+{
+	int n;
+
+	if (!ctx || (flags & ~IOPF_ALL_PASIDS))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	n = iopf__answer_invalid_locked(ctx, NULL, dev_id, pasid, flags);
+	if (n) {
+		iopf__log(ctx, LOG_I, "dev %u: %d outstanding groups answered INVALID",
+			  dev_id, n);
+		if (iopf__dispatch_ctx != ctx)
+			iopf__wake(ctx);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	iopf__deliver_responses(ctx);
+	return n;
+}
+
 IOPF_API int iopf_source_get_fd(const struct iopf_source *src)
 {
 	return src && src->kind == SRC_FAULTQ ? src->fd : -EINVAL;

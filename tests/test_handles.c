@@ -193,6 +193,35 @@ START_TEST(deadline_answers_invalid_then_etimedout)
 }
 END_TEST
 
+START_TEST(answer_invalid_answers_a_device_once_and_only_it)
+{
+	struct tctx t;
+
+	setup_defer(&t, NULL);
+	fk_trigger(t.f, 1, 5, 1, 1, 0);
+	fk_trigger(t.f, 1, 6, 2, 1, 0);
+	fk_trigger(t.f, 2, 5, 3, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(nhandles, 3);
+	ck_assert_int_eq(iopf_ctx_answer_invalid(t.ctx, 1, 5, 0), 1);
+	ck_assert_int_eq(iopf_ctx_answer_invalid(t.ctx, 1, 0, IOPF_ALL_PASIDS), 1);
+	ck_assert_int_eq(iopf_ctx_answer_invalid(t.ctx, 1, 0, IOPF_ALL_PASIDS), 0);
+	ck_assert_int_eq(iopf_ctx_answer_invalid(t.ctx, 1, 0, 99), -EINVAL);
+	ck_assert_int_eq(iopf_ctx_answer_invalid(NULL, 1, 0, 0), -EINVAL);
+	/* the guest's answers after its reset are refused */
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[0], IOPF_CODE_SUCCESS), -ESHUTDOWN);
+	ck_assert_int_eq(iopf_respond_prg(t.ctx, 1, 6, 2, IOPF_CODE_SUCCESS), -ENOENT);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[2], IOPF_CODE_SUCCESS), 0);
+	drive(t.ctx);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_int_eq(answer_of(t.f, 1), IOPF_CODE_INVALID);
+	ck_assert_int_eq(answer_of(t.f, 2), IOPF_CODE_INVALID);
+	ck_assert_int_eq(answer_of(t.f, 3), IOPF_CODE_SUCCESS);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 Suite *suite_handles(void)
 {
 	Suite *s = suite_create("handles");
@@ -206,6 +235,7 @@ Suite *suite_handles(void)
 	tcase_add_test(tc, close_answers_outstanding_and_refuses_later);
 	tcase_add_test(tc, ctx_free_answers_everything);
 	tcase_add_test(tc, deadline_answers_invalid_then_etimedout);
+	tcase_add_test(tc, answer_invalid_answers_a_device_once_and_only_it);
 	suite_add_tcase(s, tc);
 	return s;
 }

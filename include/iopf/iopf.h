@@ -462,6 +462,24 @@ IOPF_API int iopf_source_get_fd(const struct iopf_source *src);
 IOPF_API uint32_t iopf_source_get_fault_id(const struct iopf_source *src);
 
 /**
+ * @brief Answer INVALID every outstanding group of a device (and PASID),
+ * from every source: a guest reset, a guest unbinding a PASID, a VM being
+ * torn down. (since 1.1)
+ *
+ * Groups a handler still holds are answered too: the handler's own answer
+ * is then refused, and answers by handle get -ESHUTDOWN. Unlike
+ * iopf_source_detach(), the answers are written: the kernel still waits
+ * for them. Producer sources also discard the matching partial requests.
+ * @param ctx the context.
+ * @param dev_id device id.
+ * @param pasid PASID, or IOPF_NO_PASID for groups without one.
+ * @param flags 0 or IOPF_ALL_PASIDS.
+ * @return the number of groups answered, or -EINVAL.
+ */
+IOPF_API int iopf_ctx_answer_invalid(struct iopf_ctx *ctx, uint32_t dev_id,
+				     uint32_t pasid, unsigned int flags);
+
+/**
  * @brief Tell libiopf that a device (and PASID) was detached from, or
  * replaced on, its fault-capable page table: the kernel has answered its
  * groups INVALID itself. They are dropped without a write; their handles
