@@ -23,7 +23,7 @@ struct simfault {
 	size_t head, tail, cap, ghead, gtail, gcap;
 	/* delivered groups by cookie; freed cookies on a stack */
 	struct sim_slot *slots;
-	uint32_t nslots, slots_cap, *free, nfree;
+	uint32_t nslots, slots_cap, *free, nfree; /* free: a min-heap */
 	unsigned int unanswered;
 	struct simfault_stats st;
 };
@@ -115,10 +115,41 @@ int simfault_raise(struct simfault *sf, const struct iopf_k_pgfault *recs,
 	return 0;
 }
 
+/* Freed cookies on a min-heap: the lowest free one is handed out first,
+ * as the kernel's xarray does. */
+static void heap_push(struct simfault *sf, uint32_t c)
+{
+	uint32_t i = sf->nfree++, *h = sf->free;
+
+	for (; i && h[(i - 1) / 2] > c; i = (i - 1) / 2)
+		h[i] = h[(i - 1) / 2];
+	h[i] = c;
+}
+
+static uint32_t heap_pop(struct simfault *sf)
+{
+	uint32_t *h = sf->free, top = h[0], last = h[--sf->nfree], i = 0;
+
+	for (;;) {
+		uint32_t k = 2 * i + 1;
+
+		if (k >= sf->nfree)
+			break;
+		if (k + 1 < sf->nfree && h[k + 1] < h[k])
+			k++;
+		if (h[k] >= last)
+			break;
+		h[i] = h[k];
+		i = k;
+	}
+	h[i] = last;
+	return top;
+}
+
 static int cookie_get(struct simfault *sf, uint32_t *cookie)
 {
 	if (sf->nfree) {
-		*cookie = sf->free[--sf->nfree];
+		*cookie = heap_pop(sf);
 		return 0;
 	}
 	if (!sf->nslots)
@@ -143,7 +174,7 @@ static int cookie_get(struct simfault *sf, uint32_t *cookie)
 static void cookie_put(struct simfault *sf, uint32_t cookie)
 {
 	sf->slots[cookie].live = false;
-	sf->free[sf->nfree++] = cookie;
+	heap_push(sf, cookie);
 }
 
 /* One message of whole groups; false when nothing was sent. */

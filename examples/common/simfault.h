@@ -3,9 +3,10 @@
  * simfault.h - a simulated iommufd fault object for the examples, so they
  * run on any machine. Its fd is one end of a SOCK_SEQPACKET socketpair;
  * the other end behaves like the kernel's fault.c: it hands out whole
- * groups of 40-byte records (one cookie per group, assigned at delivery,
- * freed cookies reused at once), takes 8-byte answers and refuses any
- * answer whose cookie is not outstanding. libiopf adopts the fd with
+ * groups of 40-byte records with one cookie per group, assigned at delivery
+ * from 1 up, lowest free first (so a freed cookie is reused at once); it
+ * takes 8-byte answers and refuses any whose cookie is not outstanding.
+ * libiopf adopts the fd with
  * iopf_fault_queue_adopt() as it would a real fault fd.
  *
  * Unlike the kernel, one read() returns one message (up to
