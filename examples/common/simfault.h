@@ -6,8 +6,7 @@
  * groups of 40-byte records with one cookie per group, assigned at delivery
  * from 1 up, lowest free first (so a freed cookie is reused at once); it
  * takes 8-byte answers and refuses any whose cookie is not outstanding.
- * libiopf adopts the fd with
- * iopf_fault_queue_adopt() as it would a real fault fd.
+ * libiopf adopts the fd with iopf_fault_queue_adopt(), as a real one.
  *
  * Unlike the kernel, one read() returns one message (up to
  * SIMFAULT_MSG_RECORDS records) and a write() is never cut short at a bad
