@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,14 +80,15 @@ static char *run_monitor(const char *mon, struct simfault *sf, const char *polic
 		struct pollfd p[2] = { { .fd = simfault_peer_fd(sf), .events = POLLIN },
 				       { .fd = pipefd[0], .events = POLLIN } };
 		ssize_t r;
+		bool eof = false;
 
 		simfault_pump(sf);
 		poll(p, 2, 5);
 		while ((r = read(pipefd[0], out + len, sizeof(out) - 1 - len)) > 0)
 			len += (size_t)r;
-		if (waitpid(pid, status, WNOHANG) == pid) {
-			while ((r = read(pipefd[0], out + len, sizeof(out) - 1 - len)) > 0)
-				len += (size_t)r;
+		eof = r == 0;
+		/* At EOF it is exiting: reap it (it answered before it closed). */
+		if (waitpid(pid, status, eof ? 0 : WNOHANG) == pid) {
 			simfault_pump(sf);
 			break;
 		}
