@@ -79,11 +79,9 @@ static void take_group(struct iopf_ctx *ctx, struct iopf_source *src,
 		answer_raw(ctx, src, r[0].cookie);
 		return;
 	}
-	for (uint32_t i = 0; i < n; i++) {
-		g->rec[i].addr = r[i].addr;
-		g->rec[i].perm = r[i].perm;
-		g->rec[i].flags = r[i].flags;
-	}
+	for (uint32_t i = 0; i < n; i++)
+		grp_rec(g)[i] = (struct iopf_record){
+			.addr = r[i].addr, .perm = r[i].perm, .flags = r[i].flags };
 	g->cookie = r[0].cookie;
 	HASH_ADD(hh_cookie, src->by_cookie, cookie, sizeof(g->cookie), g);
 	g->in_cookie = true;

@@ -17,6 +17,33 @@
 
 _Thread_local struct iopf_group *iopf__resp_head;
 
+/* Groups come from slabs: one malloc per SLAB_GROUPS groups, not per
+ * group (the allocator's header would be 16 bytes a group). */
+#define SLAB_GROUPS 64u
+
+static struct iopf_group *slab_take(struct iopf_ctx *ctx)
+{
+	if (!ctx->slab || ctx->slab_used == SLAB_GROUPS) {
+		void **ls;
+		struct iopf_group *sl;
+
+		if (!(ctx->nslabs & (ctx->nslabs - 1)) || !ctx->slabs) {
+			ls = realloc(ctx->slabs, (ctx->nslabs ? ctx->nslabs * 2 : 1) *
+						 sizeof(*ls));
+			if (!ls)
+				return NULL;
+			ctx->slabs = ls;
+		}
+		sl = calloc(SLAB_GROUPS, sizeof(*sl));
+		if (!sl)
+			return NULL;
+		ctx->slabs[ctx->nslabs++] = sl;
+		ctx->slab = sl;
+		ctx->slab_used = 0;
+	}
+	return &ctx->slab[ctx->slab_used++];
+}
+
 static struct iopf_group *slot_new(struct iopf_ctx *ctx)
 {
 	struct iopf_group *g;
@@ -32,12 +59,11 @@ static struct iopf_group *slot_new(struct iopf_ctx *ctx)
 		ctx->slots = s;
 		ctx->slots_cap = cap;
 	}
-	g = calloc(1, sizeof(*g));
+	g = slab_take(ctx);
 	if (!g)
 		return NULL;
 	g->slot = ctx->nslots;
 	g->gen = 1;
-	g->rec = &g->one;
 	g->cap = 1;
 	ctx->slots[ctx->nslots++] = g;
 	return g;
@@ -63,9 +89,9 @@ struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src
 			iopf__group_put(ctx, g);
 			return NULL;
 		}
-		if (g->rec != &g->one)
-			free(g->rec);
-		g->rec = r;
+		if (g->cap > 1)
+			free(g->ext);
+		g->ext = r;
 		g->cap = nrec;
 	}
 	g->key = *key;
@@ -352,10 +378,15 @@ void iopf__groups_free(struct iopf_ctx *ctx)
 	for (uint32_t i = 0; i < ctx->nslots; i++) {
 		struct iopf_group *g = ctx->slots[i];
 
-		if (g->rec != &g->one)
-			free(g->rec);
-		free(g);
+		if (g->cap > 1)
+			free(g->ext);
 	}
+	for (uint32_t i = 0; i < ctx->nslabs; i++)
+		free(ctx->slabs[i]);
+	free(ctx->slabs);
+	ctx->slabs = NULL;
+	ctx->slab = NULL;
+	ctx->nslabs = 0;
 	free(ctx->slots);
 	ctx->slots = NULL;
 	ctx->nslots = ctx->slots_cap = 0;
@@ -400,7 +431,7 @@ IOPF_API const struct iopf_record *iopf_group_records(const struct iopf_group *g
 {
 	if (n)
 		*n = g->nrec;
-	return g->rec;
+	return grp_rec((struct iopf_group *)g);
 }
 
 IOPF_API iopf_handle_t iopf_group_handle(const struct iopf_group *g)

@@ -72,12 +72,16 @@ struct iopf_group {
 	bool in_out;        /* in the outstanding list */
 	bool in_cookie;     /* in src->by_cookie */
 	uint32_t nrec, cap;
-	struct iopf_record *rec; /* == &one when cap == 1 */
-	struct iopf_record one;
+	union {                  /* the records: grp_rec() */
+		struct iopf_record one;  /* cap == 1: inline */
+		struct iopf_record *ext; /* cap > 1: allocated */
+	};
 	struct iopf_source *src;
-	iopf_handler_fn fn; /* resolved at intake */
-	void *fn_ud;
-	iopf_respond_fn resp_fn; /* producer answer pending delivery */
+	union {
+		iopf_handler_fn fn;      /* resolved at intake */
+		iopf_respond_fn resp_fn; /* producer answer pending delivery */
+	};
+	void *fn_ud;              /* userdata of fn, then of resp_fn */
 	uint64_t t_in;      /* CLOCK_MONOTONIC ns at intake */
 	struct iopf_group *next, *prev;         /* outstanding list, read order */
 	struct iopf_group *prg_next, *prg_prev; /* same-key FIFO, circular */
@@ -85,6 +89,11 @@ struct iopf_group {
 	UT_hash_handle hh_cookie; /* src->by_cookie */
 	UT_hash_handle hh_prg;    /* ctx->by_prg (FIFO heads only) */
 };
+
+static inline struct iopf_record *grp_rec(struct iopf_group *g)
+{
+	return g->cap > 1 ? g->ext : &g->one;
+}
 
 /* One answer in a fault queue's batch. g == NULL: a raw answer for a
  * cookie with no group object (malformed group, allocation failure). */
@@ -190,6 +199,10 @@ struct iopf_ctx {
 	/* groups */
 	struct iopf_group **slots;
 	uint32_t nslots, slots_cap;
+	struct iopf_group *slab;  /* groups allocated SLAB_GROUPS at a time */
+	uint32_t slab_used;
+	void **slabs;             /* every slab, to free them */
+	uint32_t nslabs;
 	struct iopf_group *free_list;
 	struct iopf_group *out_head, *out_tail; /* outstanding, read order */
 	struct iopf_group *by_prg;

@@ -125,12 +125,12 @@ static int complete(struct iopf_ctx *ctx, struct iopf_source *src,
 		return -ENOMEM;
 	}
 	if (p) {
-		memcpy(g->rec, p->rec, p->n * sizeof(*g->rec));
+		memcpy(grp_rec(g), p->rec, p->n * sizeof(*p->rec));
 		if (p->truncated)
 			g->gflags |= IOPF_GROUP_TRUNCATED;
 		partial_free(ctx, src, p);
 	}
-	g->rec[n - 1] = *last;
+	grp_rec(g)[n - 1] = *last;
 	iopf__group_intake(ctx, g, iopf__now_ns());
 	return 1;
 }
