@@ -40,76 +40,107 @@ void iopf__ready_push(struct iopf_ctx *ctx, struct iopf_group *g)
 	ctx->ready_tail = g;
 }
 
-/* Call the group's handler and act on what it returns. No lock held on
- * entry; the group is pinned by the ready queue, unpinned here. */
-void iopf__handle_one(struct iopf_ctx *ctx, struct iopf_group *g)
+/* Before a handler runs (ctx->lock held): answer it ourselves if its
+ * device is gone or nobody handles it, else mark it HANDLING. Returns
+ * whether to call the handler; *answered if we answered. */
+static bool handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
+		       bool *answered)
 {
-	iopf_handler_fn fn;
-	void *ud;
-	int rc = IOPF_DEFER;
-	bool answered = false;
-
-	pthread_mutex_lock(&ctx->lock);
-	if (g->state != G_READY) /* detached or closed before its turn */
-		goto out;
-	fn = g->fn;
-	ud = g->fn_ud;
+	if (g->state != G_READY) /* detached, closed or gone before its turn */
+		return false;
 	if (ctx->ngone && iopf__dev_is_gone(ctx, g->key.dev_id)) {
 		/* Read after its device went away (or from a new device the
 		 * caller has not registered under the reused id). */
 		iopf__log(ctx, LOG_W, "group for gone dev %u: answered INVALID",
 			  g->key.dev_id);
-		answered = !iopf__group_answer(ctx, g, IOPF_CODE_INVALID,
-					       END_ANSWERED, true);
-		goto out;
+		*answered |= !iopf__group_answer(ctx, g, IOPF_CODE_INVALID,
+						 END_ANSWERED, true);
+		return false;
 	}
-	if (!fn) {
+	if (!g->fn) {
 		ctx->st.no_handler++;
 		iopf__log(ctx, LOG_W,
 			  "no handler for dev %u pasid %#x: answered INVALID",
 			  g->key.dev_id, g->key.pasid);
-		answered = !iopf__group_answer(ctx, g, IOPF_CODE_INVALID,
-					       END_ANSWERED, true);
-		goto out;
+		*answered |= !iopf__group_answer(ctx, g, IOPF_CODE_INVALID,
+						 END_ANSWERED, true);
+		return false;
 	}
 	g->state = G_HANDLING;
-	pthread_mutex_unlock(&ctx->lock);
+	return true;
+}
 
-	iopf__in_handler++;
-	rc = fn(g, ud);
-	iopf__in_handler--;
-
-	pthread_mutex_lock(&ctx->lock);
+/* After the handler returned rc (ctx->lock held). */
+static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc,
+			bool *answered)
+{
 	if (rc == IOPF_DEFER)
-		goto out;
+		return;
 	if (rc != IOPF_CODE_SUCCESS && rc != IOPF_CODE_INVALID) {
 		iopf__log(ctx, LOG_W,
 			  "handler returned %d for dev %u prgi %u: answered INVALID",
 			  rc, g->key.dev_id, g->key.prgi);
 		if (g->state == G_HANDLING)
-			answered = !iopf__group_answer(ctx, g, IOPF_CODE_INVALID,
-						       END_ANSWERED, true);
-		goto out;
+			*answered |= !iopf__group_answer(ctx, g, IOPF_CODE_INVALID,
+							 END_ANSWERED, true);
+		return;
 	}
 	if (g->state == G_HANDLING) {
-		answered = !iopf__group_answer(ctx, g, (uint32_t)rc,
-					       END_ANSWERED, false);
-	} else {
-		/* It answered by handle too, or the group was detached,
-		 * closed, expired or its device went away meanwhile: never a
-		 * second answer. */
-		ctx->st.refused_answers++;
-		iopf__log(ctx, LOG_I,
-			  "handler's answer for dev %u prgi %u refused: %s",
-			  g->key.dev_id, g->key.prgi,
-			  g->end == END_GONE ? "device gone" : "group already answered");
+		*answered |= !iopf__group_answer(ctx, g, (uint32_t)rc,
+						 END_ANSWERED, false);
+		return;
 	}
-out:
-	iopf__group_unpin(ctx, g);
+	/* It answered by handle too, or the group was detached, closed,
+	 * expired or its device went away meanwhile: never a second answer. */
+	ctx->st.refused_answers++;
+	iopf__log(ctx, LOG_I, "handler's answer for dev %u prgi %u refused: %s",
+		  g->key.dev_id, g->key.prgi,
+		  g->end == END_GONE ? "device gone" : "group already answered");
+}
+
+/* Call the handlers of up to HANDLE_BATCH groups with the lock taken
+ * twice in all, not twice a group. The groups are pinned by the ready
+ * queue; unpinned here. No lock held on entry. */
+#define HANDLE_BATCH 64
+
+static void handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
+{
+	iopf_handler_fn fn[HANDLE_BATCH];
+	void *ud[HANDLE_BATCH];
+	bool call[HANDLE_BATCH], answered = false;
+	int rc[HANDLE_BATCH];
+
+	pthread_mutex_lock(&ctx->lock);
+	for (int i = 0; i < n; i++) {
+		call[i] = handle_pre(ctx, gs[i], &answered);
+		/* copied now: once answered, a producer group's fn field
+		 * holds its respond callback */
+		fn[i] = gs[i]->fn;
+		ud[i] = gs[i]->fn_ud;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+
+	iopf__in_handler++;
+	for (int i = 0; i < n; i++)
+		rc[i] = call[i] ? fn[i](gs[i], ud[i]) : IOPF_DEFER;
+	iopf__in_handler--;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (int i = 0; i < n; i++) {
+		if (call[i])
+			handle_post(ctx, gs[i], rc[i], &answered);
+		iopf__group_unpin(ctx, gs[i]);
+	}
 	if (answered && iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__deliver_responses(ctx);
+}
+
+/* One group (the worker pool's unit). */
+void iopf__handle_one(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	handle_batch(ctx, &g, 1);
 }
 
 static void arm_timer(struct iopf_ctx *ctx)
@@ -209,14 +240,21 @@ IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx)
 	iopf__cancel_deliver(ctx, cancel);
 	iopf__deliver_responses(ctx);
 
-	for (; g; g = nx) {
-		nx = g->rnext;
-		g->rnext = NULL;
-		if (ctx->nthreads)
-			iopf__workers_push(ctx, g);
-		else
-			iopf__handle_one(ctx, g);
-		handled++;
+	while (g) {
+		struct iopf_group *batch[HANDLE_BATCH];
+		int n = 0;
+
+		for (; g && n < HANDLE_BATCH; g = nx) {
+			nx = g->rnext;
+			g->rnext = NULL;
+			if (ctx->nthreads)
+				iopf__workers_push(ctx, g);
+			else
+				batch[n++] = g;
+			handled++;
+		}
+		if (n)
+			handle_batch(ctx, batch, n);
 	}
 
 	pthread_mutex_lock(&ctx->lock);
