@@ -200,6 +200,8 @@ int main(int argc, char **argv)
 		failed++;
 	iopf_ctx_free(ctx);
 	kmock_close(&m);
+	munmap(mp.buf, mp.pages * PAGE);
+	free(mp.mapped);
 	printf("%s\n", failed ? "FAIL" : "OK: each touched page mapped on demand, checked by the kernel");
 	return failed ? 1 : 0;
 }

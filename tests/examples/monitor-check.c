@@ -74,6 +74,7 @@ static char *run_monitor(const char *mon, struct simfault *sf, const char *polic
 		perror("spawn");
 		exit(1);
 	}
+	posix_spawn_file_actions_destroy(&fa);
 	close(pipefd[1]);
 	fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
 	for (int i = 0; i < 2000; i++) { /* 10 s at most */
