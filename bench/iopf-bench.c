@@ -655,10 +655,12 @@ static void bench_memory(void)
 
 static int h_work(struct iopf_group *g, void *ud)
 {
-	volatile uint64_t x = 0;
+	static volatile uint64_t sink;
+	uint64_t x = iopf_group_prgi(g);
 
 	for (int i = 0; i < 200; i++) /* a little work per group */
-		x += (uint64_t)i;
+		x = x * 31 + (uint64_t)i;
+	sink = x;
 	return IOPF_CODE_SUCCESS;
 }
 
