@@ -109,6 +109,7 @@ static void handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 	void *ud[HANDLE_BATCH];
 	bool call[HANDLE_BATCH], answered = false;
 	int rc[HANDLE_BATCH];
+	unsigned int drops;
 
 	pthread_mutex_lock(&ctx->lock);
 	for (int i = 0; i < n; i++) {
@@ -118,11 +119,21 @@ static void handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 		fn[i] = gs[i]->fn;
 		ud[i] = gs[i]->fn_ud;
 	}
+	drops = atomic_load(&ctx->drops);
 	pthread_mutex_unlock(&ctx->lock);
 
 	iopf__in_handler++;
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
+		/* An earlier handler (or another thread) detached, closed or
+		 * lost a device: groups ended meanwhile are not handed on. */
+		if (call[i] && atomic_load(&ctx->drops) != drops) {
+			pthread_mutex_lock(&ctx->lock);
+			drops = atomic_load(&ctx->drops);
+			call[i] = gs[i]->state == G_HANDLING;
+			pthread_mutex_unlock(&ctx->lock);
+		}
 		rc[i] = call[i] ? fn[i](gs[i], ud[i]) : IOPF_DEFER;
+	}
 	iopf__in_handler--;
 
 	pthread_mutex_lock(&ctx->lock);

@@ -186,6 +186,8 @@ struct iopf_ctx {
 	atomic_bool stop;
 	atomic_bool busy;       /* a thread is in iopf_ctx_dispatch() */
 	atomic_int looping;     /* threads in iopf_ctx_run() */
+	atomic_uint drops;      /* bumped when groups are ended in bulk
+				 * (detach, gone, close, answer_invalid) */
 	uint64_t timer_armed;   /* absolute ns the timer is set for; 0: off */
 	/* handlers */
 	iopf_handler_fn default_fn;

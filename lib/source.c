@@ -51,6 +51,7 @@ void iopf__source_close_locked(struct iopf_ctx *ctx, struct iopf_source *src)
 	struct iopf_group *g, *nx;
 	unsigned int n = 0;
 
+	atomic_fetch_add(&ctx->drops, 1);
 	for (g = ctx->out_head; g; g = nx) {
 		nx = g->next;
 		if (g->src != src)
@@ -108,6 +109,7 @@ int iopf__groups_drop(struct iopf_ctx *ctx, struct iopf_source *src,
 	struct iopf_group *g, *nx;
 	int n = 0;
 
+	atomic_fetch_add(&ctx->drops, 1);
 	for (g = ctx->out_head; g; g = nx) {
 		nx = g->next;
 		if ((src && g->src != src) ||
@@ -174,6 +176,7 @@ int iopf__answer_invalid_locked(struct iopf_ctx *ctx, struct iopf_source *src,
 	struct iopf_group *g, *nx;
 	int n = 0;
 
+	atomic_fetch_add(&ctx->drops, 1);
 	for (g = ctx->out_head; g; g = nx) {
 		nx = g->next;
 		if ((src && g->src != src) ||

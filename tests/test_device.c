@@ -360,6 +360,37 @@ START_TEST(forged_uevent_from_user_space_over_netlink_is_ignored)
 }
 END_TEST
 
+static struct fk_fault *midway_f;
+
+static int h_gone_midway(struct iopf_group *g, void *ud)
+{
+	(*(int *)ud)++;
+	/* the first handler sees its device go (the kernel answers both
+	 * groups) and says so */
+	fk_detach(midway_f, iopf_group_dev_id(g));
+	ck_assert_int_ge(iopf_ctx_device_gone(cancel_ctx, iopf_group_dev_id(g)), 1);
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(no_handler_call_for_a_group_dropped_earlier_in_its_round)
+{
+	struct tctx t;
+	int calls = 0;
+
+	setup(&t);
+	iopf_ctx_set_handler(t.ctx, h_gone_midway, &calls);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	fk_trigger(t.f, 1, 0, 2, 1, 0);
+	midway_f = t.f;
+	drive(t.ctx);
+	ck_assert_int_eq(calls, 1);
+	ck_assert_uint_eq(tstats(t.ctx).write_calls, 0);
+	ck_assert_uint_ge(tstats(t.ctx).refused_answers, 1);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
 	ck_assert_int_eq(iopf_ctx_device_gone(NULL, 1), -EINVAL);
@@ -383,6 +414,7 @@ Suite *suite_device(void)
 	tcase_add_test(tc, group_read_for_gone_device_is_answered_invalid_until_rewatched);
 	tcase_add_test(tc, producer_refuses_gone_device_and_drops_its_partials);
 	tcase_add_test(tc, forged_uevent_from_user_space_over_netlink_is_ignored);
+	tcase_add_test(tc, no_handler_call_for_a_group_dropped_earlier_in_its_round);
 	tcase_add_test(tc, bad_arguments);
 	suite_add_tcase(s, tc);
 	return s;
