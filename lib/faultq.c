@@ -79,8 +79,10 @@ static void take_group(struct iopf_ctx *ctx, struct iopf_source *src,
 		answer_raw(ctx, src, r[0].cookie);
 		return;
 	}
+	struct iopf_record *rec = grp_rec(g);
+
 	for (uint32_t i = 0; i < n; i++)
-		grp_rec(g)[i] = (struct iopf_record){
+		rec[i] = (struct iopf_record){
 			.addr = r[i].addr, .perm = r[i].perm, .flags = r[i].flags };
 	g->cookie = r[0].cookie;
 	HASH_ADD(hh_cookie, src->by_cookie, cookie, sizeof(g->cookie), g);
