@@ -28,7 +28,8 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts)
 	struct iopf_ctx *ctx;
 	int err;
 
-	if (opts && iopf__opts_copy(&o, sizeof(o), opts)) {
+	if (opts && iopf__opts_copy(&o, sizeof(o), opts,
+				    offsetofend(struct iopf_ctx_opts, log_level))) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -36,7 +37,7 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts)
 		errno = EINVAL;
 		return NULL;
 	}
-	ctx = calloc(1, sizeof(*ctx));
+	ctx = xcalloc(1, sizeof(*ctx));
 	if (!ctx) {
 		errno = ENOMEM;
 		return NULL;
@@ -62,8 +63,8 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts)
 		err = errno;
 		goto fail;
 	}
-	if ((err = -add_fd(ctx, ctx->wakefd, (void *)1)) ||
-	    (err = -add_fd(ctx, ctx->timerfd, (void *)2)))
+	if ((err = -add_fd(ctx, ctx->wakefd, IOPF_TAG_WAKE)) ||
+	    (err = -add_fd(ctx, ctx->timerfd, IOPF_TAG_TIMER)))
 		goto fail;
 	if (ctx->workers && (err = -iopf__workers_start(ctx)))
 		goto fail;
@@ -76,24 +77,40 @@ fail:
 
 IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx)
 {
-	struct handler_ent *h, *tmp;
+	struct iopf_group *g, *nx;
 
 	if (!ctx)
 		return;
+	if (iopf__in_callback) {
+		/* A handler's own context is in use below it on the stack
+		 * (or on a worker thread waiting for it): refused. */
+		iopf__log(ctx, LOG_E,
+			  "iopf_ctx_free() called from a callback: refused; stop the loop and free it from outside");
+		return;
+	}
 	if (ctx->nthreads)
 		iopf__workers_stop(ctx);
 	pthread_mutex_lock(&ctx->lock);
 	iopf__watch_close(ctx);
 	while (ctx->sources)
 		iopf__source_close_locked(ctx, ctx->sources);
+	/* Groups left in a queue were ended above; let the queues go. */
+	for (g = ctx->wq_head; g; g = nx) {
+		nx = g->qnext;
+		iopf__group_unpin(ctx, g);
+	}
+	for (g = ctx->ready_head; g; g = nx) {
+		nx = g->qnext;
+		iopf__group_unpin(ctx, g);
+	}
+	ctx->wq_head = ctx->wq_tail = ctx->ready_head = ctx->ready_tail = NULL;
 	pthread_mutex_unlock(&ctx->lock);
-	iopf__deliver_responses(ctx);
+	iopf__deliver(ctx);
 	iopf__devices_free(ctx);
 
-	HASH_ITER(hh, ctx->handlers, h, tmp) {
-		HASH_DEL(ctx->handlers, h);
-		free(h);
-	}
+	for (uint32_t i = 0; i < ctx->handlers.cap; i++)
+		free(ctx->handlers.e[i].v);
+	tbl_free(&ctx->handlers);
 	iopf__groups_free(ctx);
 	if (ctx->epfd >= 0)
 		close(ctx->epfd);
@@ -121,20 +138,19 @@ static int set_handler(struct iopf_ctx *ctx, uint32_t dev, uint32_t pasid,
 	int rc = 0;
 
 	pthread_mutex_lock(&ctx->lock);
-	HASH_FIND(hh, ctx->handlers, &key, sizeof(key), h);
+	h = tbl_get(&ctx->handlers, key, 0);
 	if (!fn) {
-		if (h) {
-			HASH_DEL(ctx->handlers, h);
-			free(h);
-		}
+		free(tbl_del(&ctx->handlers, key, 0));
 	} else if (h) {
 		h->fn = fn;
 		h->ud = ud;
-	} else if ((h = calloc(1, sizeof(*h)))) {
-		h->key = key;
+	} else if ((h = xcalloc(1, sizeof(*h)))) {
 		h->fn = fn;
 		h->ud = ud;
-		HASH_ADD(hh, ctx->handlers, key, sizeof(h->key), h);
+		if (tbl_put(&ctx->handlers, key, 0, h)) {
+			free(h);
+			rc = -ENOMEM;
+		}
 	} else {
 		rc = -ENOMEM;
 	}

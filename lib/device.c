@@ -17,10 +17,7 @@
 
 static struct dev_ent *dev_find(struct iopf_ctx *ctx, uint32_t dev_id)
 {
-	struct dev_ent *d;
-
-	HASH_FIND(hh, ctx->devs, &dev_id, sizeof(dev_id), d);
-	return d;
+	return tbl_get(&ctx->devs, dev_id, 0);
 }
 
 static struct dev_ent *dev_get(struct iopf_ctx *ctx, uint32_t dev_id)
@@ -29,19 +26,32 @@ static struct dev_ent *dev_get(struct iopf_ctx *ctx, uint32_t dev_id)
 
 	if (d)
 		return d;
-	d = calloc(1, sizeof(*d));
+	d = xcalloc(1, sizeof(*d));
 	if (!d)
 		return NULL;
 	d->dev_id = dev_id;
-	HASH_ADD(hh, ctx->devs, dev_id, sizeof(d->dev_id), d);
+	if (tbl_put(&ctx->devs, dev_id, 0, d)) {
+		free(d);
+		return NULL;
+	}
 	return d;
+}
+
+static void unremoving(struct iopf_ctx *ctx, struct dev_ent *d)
+{
+	if (!d->removing)
+		return;
+	free(d->removing);
+	d->removing = NULL;
+	ctx->nremoving--;
 }
 
 static void dev_del(struct iopf_ctx *ctx, struct dev_ent *d)
 {
 	if (d->gone)
 		ctx->ngone--;
-	HASH_DEL(ctx->devs, d);
+	unremoving(ctx, d);
+	tbl_del(&ctx->devs, d->dev_id, 0);
 	free(d->devpath);
 	free(d->name);
 	free(d);
@@ -54,29 +64,31 @@ bool iopf__dev_is_gone(struct iopf_ctx *ctx, uint32_t dev_id)
 	return d && d->gone;
 }
 
+/* The kernel let go of the device: it answered its fault-queue groups
+ * itself (those are dropped unwritten); a producer's groups still get
+ * their respond call, INVALID. Groups a handler holds go on *cancel. */
 static int mark_gone(struct iopf_ctx *ctx, struct dev_ent *d,
 		     struct iopf_group **cancel)
 {
-	int n;
+	int n = 0;
 
+	unremoving(ctx, d);
 	if (!d->gone) {
 		d->gone = true;
 		ctx->ngone++;
 		ctx->st.devices_gone++;
 	}
-	n = iopf__groups_drop(ctx, NULL, d->dev_id, 0, IOPF_ALL_PASIDS,
-			      END_GONE, cancel);
+	for (struct iopf_source *s = ctx->sources; s; s = s->next) {
+		n += iopf__groups_end_matching(ctx, s, d->dev_id, 0,
+					       IOPF_ALL_PASIDS,
+					       s->ops->kernel ? NO_ANSWER :
+								IOPF_CODE_INVALID,
+					       END_GONE, cancel);
+		n += (int)s->ops->forget(ctx, s, d->dev_id, 0, IOPF_ALL_PASIDS);
+	}
 	ctx->st.cancelled += (uint64_t)n;
 	iopf__log(ctx, LOG_I, "dev %u gone: %d groups dropped", d->dev_id, n);
 	return n;
-}
-
-int iopf__device_gone_locked(struct iopf_ctx *ctx, uint32_t dev_id,
-			     struct iopf_group **cancel)
-{
-	struct dev_ent *d = dev_get(ctx, dev_id);
-
-	return d ? mark_gone(ctx, d, cancel) : -ENOMEM;
 }
 
 static bool dev_matches(const struct dev_ent *d, const char *devpath)
@@ -91,10 +103,78 @@ static bool dev_matches(const struct dev_ent *d, const char *devpath)
 	return base && !strcmp(base + 1, d->name);
 }
 
+#ifdef IOPF_TESTING
+const char *iopf__sysfs = "/sys"; /* tests point it at a tree of their own */
+#define SYSFS iopf__sysfs
+#else
+#define SYSFS "/sys"
+#endif
+
+static bool sys_absent(const char *devpath, const char *leaf)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s%s%s", SYSFS, devpath, leaf);
+	return stat(path, &sb) && errno == ENOENT;
+}
+
+/* A removal is acted on once the device's sysfs node is gone (an unbind:
+ * once its driver link is). The kernel sends `remove` just before it
+ * deletes the node, so a node still there is looked at again in the next
+ * rounds, for up to CONFIRM_NS. */
+#define CONFIRM_NS 1000000000ull
+
+static void removal_seen(struct iopf_ctx *ctx, struct dev_ent *d,
+			 const struct uevent *ev, struct iopf_group **cancel)
+{
+	bool unbind = !strcmp(ev->action, "unbind");
+
+	if (sys_absent(ev->devpath, unbind ? "/driver" : "")) {
+		mark_gone(ctx, d, cancel);
+		return;
+	}
+	if (unbind) {
+		ctx->st.uevents_unconfirmed++;
+		iopf__log(ctx, LOG_W, "unbind of %s ignored: it has a driver",
+			  ev->devpath);
+		return;
+	}
+	if (!d->removing) {
+		d->removing = strdup(ev->devpath);
+		if (!d->removing) { /* cannot wait: act on the kernel's word */
+			mark_gone(ctx, d, cancel);
+			return;
+		}
+		ctx->nremoving++;
+	}
+	d->removing_since = iopf__now_ns();
+}
+
+void iopf__devices_confirm(struct iopf_ctx *ctx, struct iopf_group **cancel)
+{
+	uint64_t now = iopf__now_ns();
+
+	for (uint32_t i = 0; ctx->nremoving && i < ctx->devs.cap; i++) {
+		struct dev_ent *d = ctx->devs.e[i].v;
+
+		if (!d || !d->removing)
+			continue;
+		if (sys_absent(d->removing, "")) {
+			mark_gone(ctx, d, cancel);
+		} else if (now - d->removing_since > CONFIRM_NS) {
+			ctx->st.uevents_unconfirmed++;
+			iopf__log(ctx, LOG_W,
+				  "removal of %s not confirmed: %s is still there",
+				  d->removing, d->removing);
+			unremoving(ctx, d);
+		}
+	}
+}
+
 void iopf__uevent_process(struct iopf_ctx *ctx, const char *buf, size_t len,
 			  uint32_t sender_portid, struct iopf_group **cancel)
 {
-	struct dev_ent *d, *tmp;
 	struct uevent ev;
 	bool hit = false;
 
@@ -111,14 +191,24 @@ void iopf__uevent_process(struct iopf_ctx *ctx, const char *buf, size_t len,
 		iopf__log(ctx, LOG_W, "malformed uevent (%zu bytes) ignored", len);
 		return;
 	}
+	if (ev.synthetic) {
+		/* `echo remove > .../uevent`, `udevadm trigger`: the device
+		 * is still there. */
+		ctx->st.uevents_synthetic++;
+		iopf__log(ctx, LOG_I, "synthetic uevent %s %s ignored",
+			  ev.action, ev.devpath);
+		return;
+	}
 	if (!strcmp(ev.action, "remove") || !strcmp(ev.action, "unbind")) {
-		HASH_ITER(hh, ctx->devs, d, tmp) {
-			if (d->gone || !dev_matches(d, ev.devpath))
+		for (uint32_t i = 0; i < ctx->devs.cap; i++) {
+			struct dev_ent *d = ctx->devs.e[i].v;
+
+			if (!d || d->gone || !dev_matches(d, ev.devpath))
 				continue;
 			iopf__log(ctx, LOG_I, "uevent %s %s (seqnum %llu): dev %u",
 				  ev.action, ev.devpath,
 				  (unsigned long long)ev.seqnum, d->dev_id);
-			mark_gone(ctx, d, cancel);
+			removal_seen(ctx, d, &ev, cancel);
 			hit = true;
 		}
 	}
@@ -130,54 +220,15 @@ void iopf__uevent_process(struct iopf_ctx *ctx, const char *buf, size_t len,
  * look in sysfs for every watched device known by its path. */
 void iopf__devices_rescan(struct iopf_ctx *ctx, struct iopf_group **cancel)
 {
-	struct dev_ent *d, *tmp;
-	char path[PATH_MAX];
-	struct stat sb;
+	for (uint32_t i = 0; i < ctx->devs.cap; i++) {
+		struct dev_ent *d = ctx->devs.e[i].v;
 
-	HASH_ITER(hh, ctx->devs, d, tmp) {
-		if (d->gone || !d->devpath)
-			continue;
-		snprintf(path, sizeof(path), "/sys%s", d->devpath);
-		if (stat(path, &sb) && errno == ENOENT)
+		if (d && !d->gone && d->devpath && sys_absent(d->devpath, ""))
 			mark_gone(ctx, d, cancel);
 	}
 }
 
-/* Call the cancel callback for each group on the list, then let them go.
- * No lock held on entry. */
-void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list)
-{
-	struct iopf_group *g, *nx;
-	iopf_cancel_fn fn;
-	void *ud;
-
-	if (!list)
-		return;
-	/* Gathered newest first: call back in the order groups came in. */
-	for (g = list, list = NULL; g; g = nx) {
-		nx = g->next;
-		g->next = list;
-		list = g;
-	}
-	pthread_mutex_lock(&ctx->lock);
-	fn = ctx->cancel_fn;
-	ud = ctx->cancel_ud;
-	pthread_mutex_unlock(&ctx->lock);
-	if (fn) {
-		iopf__in_handler++;
-		for (g = list; g; g = g->next)
-			fn(g, ud);
-		iopf__in_handler--;
-	}
-	pthread_mutex_lock(&ctx->lock);
-	for (g = list; g; g = nx) {
-		nx = g->next;
-		g->next = NULL;
-		iopf__group_unpin(ctx, g);
-	}
-	pthread_mutex_unlock(&ctx->lock);
-}
-
+#ifdef IOPF_TESTING
 void iopf__uevent_feed(struct iopf_ctx *ctx, const void *buf, size_t len,
 		       uint32_t sender_portid)
 {
@@ -187,14 +238,23 @@ void iopf__uevent_feed(struct iopf_ctx *ctx, const void *buf, size_t len,
 	iopf__uevent_process(ctx, buf, len, sender_portid, &cancel);
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__cancel_deliver(ctx, cancel);
+	iopf__deliver(ctx);
 }
+#endif
 
 void iopf__devices_free(struct iopf_ctx *ctx)
 {
-	struct dev_ent *d, *tmp;
+	for (uint32_t i = 0; i < ctx->devs.cap; i++) {
+		struct dev_ent *d = ctx->devs.e[i].v;
 
-	HASH_ITER(hh, ctx->devs, d, tmp)
-		dev_del(ctx, d);
+		if (!d)
+			continue;
+		unremoving(ctx, d);
+		free(d->devpath);
+		free(d->name);
+		free(d);
+	}
+	tbl_free(&ctx->devs);
 }
 
 /* ---- public ---- */
@@ -266,6 +326,7 @@ IOPF_API int iopf_ctx_watch_device(struct iopf_ctx *ctx, uint32_t dev_id,
 		d->gone = false;
 		ctx->ngone--;
 	}
+	unremoving(ctx, d);
 	free(d->devpath);
 	free(d->name);
 	d->devpath = devpath;
@@ -298,13 +359,16 @@ IOPF_API int iopf_ctx_unwatch_device(struct iopf_ctx *ctx, uint32_t dev_id)
 IOPF_API int iopf_ctx_device_gone(struct iopf_ctx *ctx, uint32_t dev_id)
 {
 	struct iopf_group *cancel = NULL;
+	struct dev_ent *d;
 	int n;
 
 	if (!ctx)
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
-	n = iopf__device_gone_locked(ctx, dev_id, &cancel);
+	d = dev_get(ctx, dev_id);
+	n = d ? mark_gone(ctx, d, &cancel) : -ENOMEM;
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__cancel_deliver(ctx, cancel);
+	iopf__deliver(ctx);
 	return n;
 }

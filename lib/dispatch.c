@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * dispatch.c - the event loop side: one pollable fd for everything, a
- * non-blocking dispatch round (flush, read, expire, handle, flush), a
- * blocking run loop, and drain.
+ * non-blocking dispatch round (removals, answers, reads, deadlines,
+ * handlers, answers), a blocking run loop, and drain.
  */
 #include <errno.h>
 #include <string.h>
@@ -13,10 +13,7 @@
 
 #include "internal.h"
 
-#define TAG_WAKE ((void *)1)
-#define TAG_TIMER ((void *)2)
-
-_Thread_local int iopf__in_handler;
+_Thread_local int iopf__in_callback;
 _Thread_local struct iopf_ctx *iopf__dispatch_ctx;
 
 /* Make the context fd readable so that gathered answers get written.
@@ -29,32 +26,43 @@ void iopf__wake(struct iopf_ctx *ctx)
 		(void)!write(ctx->wakefd, &one, sizeof(one));
 }
 
+/* ctx->lock held. The ready queue pins what it holds. */
 void iopf__ready_push(struct iopf_ctx *ctx, struct iopf_group *g)
 {
 	g->pins++;
-	g->rnext = NULL;
+	g->qnext = NULL;
 	if (ctx->ready_tail)
-		ctx->ready_tail->rnext = g;
+		ctx->ready_tail->qnext = g;
 	else
 		ctx->ready_head = g;
 	ctx->ready_tail = g;
 }
 
-/* Before a handler runs (ctx->lock held): answer it ourselves if its
- * device is gone or nobody handles it, else mark it HANDLING. Returns
- * whether to call the handler; *answered if we answered. */
-static bool handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
-		       bool *answered)
+void iopf__flush_all(struct iopf_ctx *ctx)
 {
-	if (g->state != G_READY) /* detached, closed or gone before its turn */
+	for (struct iopf_source *s = ctx->sources; s; s = s->next)
+		s->ops->flush(ctx, s);
+}
+
+static void throttle_all(struct iopf_ctx *ctx)
+{
+	for (struct iopf_source *s = ctx->sources; s; s = s->next)
+		s->ops->throttle(ctx, s);
+}
+
+/* Before a handler runs (ctx->lock held): answer it ourselves if its
+ * device is gone or nobody handles it, else mark it HANDLING. */
+static bool handle_pre(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	if (gst(g) != GS_QUEUED) /* ended before its turn */
 		return false;
 	if (ctx->ngone && iopf__dev_is_gone(ctx, g->key.dev_id)) {
 		/* Read after its device went away (or from a new device the
 		 * caller has not registered under the reused id). */
 		iopf__log(ctx, LOG_W, "group for gone dev %u: answered INVALID",
 			  g->key.dev_id);
-		*answered |= !iopf__group_answer(ctx, g, IOPF_CODE_INVALID,
-						 END_ANSWERED, true);
+		iopf__group_end(ctx, g, IOPF_CODE_INVALID, END_ANSWERED);
+		ctx->st.auto_answers++;
 		return false;
 	}
 	if (!g->fn) {
@@ -62,96 +70,81 @@ static bool handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
 		iopf__log(ctx, LOG_W,
 			  "no handler for dev %u pasid %#x: answered INVALID",
 			  g->key.dev_id, g->key.pasid);
-		*answered |= !iopf__group_answer(ctx, g, IOPF_CODE_INVALID,
-						 END_ANSWERED, true);
+		iopf__group_end(ctx, g, IOPF_CODE_INVALID, END_ANSWERED);
+		ctx->st.auto_answers++;
 		return false;
 	}
-	g->state = G_HANDLING;
+	gst_set(g, GS_HANDLING);
 	return true;
 }
 
 /* After the handler returned rc (ctx->lock held). */
-static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc,
-			bool *answered)
+static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
 {
-	if (rc == IOPF_DEFER)
+	bool live = gst(g) == GS_HANDLING;
+
+	if (rc == IOPF_DEFER) {
+		if (live)
+			gst_set(g, GS_DEFERRED);
 		return;
+	}
 	if (rc != IOPF_CODE_SUCCESS && rc != IOPF_CODE_INVALID) {
 		iopf__log(ctx, LOG_W,
 			  "handler returned %d for dev %u prgi %u: answered INVALID",
 			  rc, g->key.dev_id, g->key.prgi);
-		if (g->state == G_HANDLING)
-			*answered |= !iopf__group_answer(ctx, g, IOPF_CODE_INVALID,
-							 END_ANSWERED, true);
+		rc = IOPF_CODE_INVALID;
+		if (live)
+			ctx->st.auto_answers++;
+	}
+	if (live) {
+		iopf__group_end(ctx, g, rc, END_ANSWERED);
 		return;
 	}
-	if (g->state == G_HANDLING) {
-		*answered |= !iopf__group_answer(ctx, g, (uint32_t)rc,
-						 END_ANSWERED, false);
-		return;
-	}
-	/* It answered by handle too, or the group was detached, closed,
-	 * expired or its device went away meanwhile: never a second answer. */
+	/* It answered by handle too, or the group was ended meanwhile
+	 * (detach, close, flush, deadline, device gone): never twice. */
 	ctx->st.refused_answers++;
 	iopf__log(ctx, LOG_I, "handler's answer for dev %u prgi %u refused: %s",
-		  g->key.dev_id, g->key.prgi,
-		  g->end == END_GONE ? "device gone" : "group already answered");
+		  g->key.dev_id, g->key.prgi, strerror(-iopf__end_error(g->end)));
 }
 
 /* Call the handlers of up to HANDLE_BATCH groups with the lock taken
- * twice in all, not twice a group. The groups are pinned by the ready
- * queue; unpinned here. No lock held on entry. */
+ * twice in all, not twice a group. The groups are pinned by the queue
+ * they came from; unpinned here. No lock held on entry. */
 #define HANDLE_BATCH 64
 
-static void handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
+void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 {
-	iopf_handler_fn fn[HANDLE_BATCH];
-	void *ud[HANDLE_BATCH];
-	bool call[HANDLE_BATCH], answered = false;
+	bool call[HANDLE_BATCH];
 	int rc[HANDLE_BATCH];
-	unsigned int drops;
 
 	pthread_mutex_lock(&ctx->lock);
-	for (int i = 0; i < n; i++) {
-		call[i] = handle_pre(ctx, gs[i], &answered);
-		/* copied now: once answered, a producer group's fn field
-		 * holds its respond callback */
-		fn[i] = gs[i]->fn;
-		ud[i] = gs[i]->fn_ud;
-	}
-	drops = atomic_load(&ctx->drops);
+	for (int i = 0; i < n; i++)
+		call[i] = handle_pre(ctx, gs[i]);
 	pthread_mutex_unlock(&ctx->lock);
 
-	iopf__in_handler++;
+	iopf__in_callback++;
 	for (int i = 0; i < n; i++) {
-		/* An earlier handler (or another thread) detached, closed or
-		 * lost a device: groups ended meanwhile are not handed on. */
-		if (call[i] && atomic_load(&ctx->drops) != drops) {
-			pthread_mutex_lock(&ctx->lock);
-			drops = atomic_load(&ctx->drops);
-			call[i] = gs[i]->state == G_HANDLING;
-			pthread_mutex_unlock(&ctx->lock);
-		}
-		rc[i] = call[i] ? fn[i](gs[i], ud[i]) : IOPF_DEFER;
+		/* An earlier handler, or another thread, may have ended this
+		 * group since (a flush, a detach, an answer by PRG index):
+		 * it is looked at again, without the lock, right before its
+		 * handler would run. A group ended after this check is
+		 * still handled, and its handler's answer refused. */
+		call[i] = call[i] && gst(gs[i]) == GS_HANDLING;
+		if (call[i])
+			rc[i] = gs[i]->fn(gs[i], gs[i]->fn_ud);
 	}
-	iopf__in_handler--;
+	iopf__in_callback--;
 
 	pthread_mutex_lock(&ctx->lock);
 	for (int i = 0; i < n; i++) {
 		if (call[i])
-			handle_post(ctx, gs[i], rc[i], &answered);
+			handle_post(ctx, gs[i], rc[i]);
 		iopf__group_unpin(ctx, gs[i]);
 	}
-	if (answered && iopf__dispatch_ctx != ctx)
+	if (iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);
-	iopf__deliver_responses(ctx);
-}
-
-/* One group (the worker pool's unit). */
-void iopf__handle_one(struct iopf_ctx *ctx, struct iopf_group *g)
-{
-	handle_batch(ctx, &g, 1);
+	iopf__deliver(ctx);
 }
 
 static void arm_timer(struct iopf_ctx *ctx)
@@ -159,10 +152,14 @@ static void arm_timer(struct iopf_ctx *ctx)
 	uint64_t at = 0;
 	struct itimerspec its = { 0 };
 
-	if (!ctx->deadline_ms)
-		return;
-	if (ctx->out_head)
+	if (ctx->deadline_ms && ctx->out_head)
 		at = ctx->out_head->t_in + (uint64_t)ctx->deadline_ms * 1000000u;
+	if (ctx->nremoving) { /* look again soon for a removal's node */
+		uint64_t soon = iopf__now_ns() + 5000000u;
+
+		if (!at || soon < at)
+			at = soon;
+	}
 	if (at == ctx->timer_armed)
 		return;
 	ctx->timer_armed = at;
@@ -182,14 +179,15 @@ static void expire(struct iopf_ctx *ctx, uint64_t now)
 		return;
 	while ((g = ctx->out_head) && g->t_in + dl <= now) {
 		ctx->st.deadline_expired++;
+		ctx->st.auto_answers++;
 		iopf__log(ctx, LOG_W,
 			  "dev %u prgi %u unanswered after %u ms: answered INVALID",
 			  g->key.dev_id, g->key.prgi, ctx->deadline_ms);
-		iopf__group_answer(ctx, g, IOPF_CODE_INVALID, END_DEADLINE,
-				   true);
+		iopf__group_end(ctx, g, IOPF_CODE_INVALID, END_DEADLINE);
 	}
 }
 
+/* The locked part of a round: everything but calling handlers. */
 static int round_locked(struct iopf_ctx *ctx, struct iopf_group **ready,
 			struct iopf_group **cancel)
 {
@@ -202,28 +200,40 @@ static int round_locked(struct iopf_ctx *ctx, struct iopf_group **ready,
 		void *p = ev[i].data.ptr;
 		uint64_t v;
 
-		if (p == TAG_WAKE) {
+		if (p == IOPF_TAG_WAKE) {
 			atomic_store(&ctx->wake_pending, false);
 			(void)!read(ctx->wakefd, &v, sizeof(v));
-		} else if (p == TAG_TIMER) {
+		} else if (p == IOPF_TAG_TIMER) {
 			(void)!read(ctx->timerfd, &v, sizeof(v));
 			ctx->timer_armed = 0;
 		} else if (p == IOPF_TAG_UEVENT) {
 			uevents = true;
 		} else {
-			((struct iopf_source *)p)->readable = true;
+			struct iopf_source *s = p;
+
+			s->readable = true;
+			/* A hang-up or error with nothing left to read: the
+			 * fd is dead (an adopted socket's peer went away). */
+			if ((ev[i].events & (EPOLLHUP | EPOLLERR)) &&
+			    !(ev[i].events & EPOLLIN)) {
+				iopf__source_fail(ctx, s, "poll", 0);
+				rc = -EIO;
+			}
 		}
 	}
 	/* Removals first: they drop answers that must not be written. Then
-	 * answers: they free cookies the reads may hand out again. */
+	 * answers: they free cookies and room the reads may use. */
 	if (uevents)
 		iopf__watch_read(ctx, cancel);
+	if (ctx->nremoving)
+		iopf__devices_confirm(ctx, cancel);
 	iopf__flush_all(ctx);
+	throttle_all(ctx);
 	for (struct iopf_source *s = ctx->sources; s; s = s->next) {
-		if (s->kind != SRC_FAULTQ || !s->readable)
+		if (!s->readable)
 			continue;
 		s->readable = false;
-		if (iopf__faultq_read(ctx, s) < 0)
+		if (s->ops->read && !s->failed && s->ops->read(ctx, s) < 0)
 			rc = -EIO;
 	}
 	expire(ctx, iopf__now_ns());
@@ -239,7 +249,7 @@ IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx)
 
 	if (!ctx)
 		return -EINVAL;
-	if (iopf__in_handler)
+	if (iopf__in_callback)
 		return -EDEADLK;
 	if (atomic_exchange(&ctx->busy, true))
 		return -EBUSY;
@@ -249,15 +259,15 @@ IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx)
 	rc = round_locked(ctx, &g, &cancel);
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__cancel_deliver(ctx, cancel);
-	iopf__deliver_responses(ctx);
+	iopf__deliver(ctx);
 
 	while (g) {
 		struct iopf_group *batch[HANDLE_BATCH];
 		int n = 0;
 
 		for (; g && n < HANDLE_BATCH; g = nx) {
-			nx = g->rnext;
-			g->rnext = NULL;
+			nx = g->qnext;
+			g->qnext = NULL;
 			if (ctx->nthreads)
 				iopf__workers_push(ctx, g);
 			else
@@ -265,13 +275,15 @@ IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx)
 			handled++;
 		}
 		if (n)
-			handle_batch(ctx, batch, n);
+			iopf__handle_batch(ctx, batch, n);
 	}
 
 	pthread_mutex_lock(&ctx->lock);
 	iopf__flush_all(ctx);
+	throttle_all(ctx);
 	arm_timer(ctx);
 	pthread_mutex_unlock(&ctx->lock);
+	iopf__deliver(ctx);
 
 	iopf__dispatch_ctx = NULL;
 	atomic_store(&ctx->busy, false);
@@ -284,7 +296,7 @@ IOPF_API int iopf_ctx_run(struct iopf_ctx *ctx)
 
 	if (!ctx)
 		return -EINVAL;
-	if (iopf__in_handler)
+	if (iopf__in_callback)
 		return -EDEADLK;
 	atomic_fetch_add(&ctx->looping, 1);
 	while (!atomic_load(&ctx->stop)) {
@@ -327,33 +339,32 @@ IOPF_API int iopf_ctx_flush(struct iopf_ctx *ctx)
 	return 0;
 }
 
-/* Drained: no matching group outstanding, and no fault queue holding
- * groups not yet read (they may be the device's). A paused queue is left
- * out: it is read again only as answers come in. */
-static bool drained(struct iopf_ctx *ctx, uint32_t dev, uint32_t pasid,
-		    unsigned int flags)
+/* 1: drained; 0: not yet; -EMSGSIZE: a queue holds a group that cannot
+ * be read, so it never will be. */
+static int drained(struct iopf_ctx *ctx, uint32_t dev, uint32_t pasid,
+		   unsigned int flags)
 {
-	for (struct iopf_group *g = ctx->out_head; g; g = g->next)
+	for (struct iopf_group *g = ctx->out_head; g; g = g->out_next)
 		if (key_match(&g->key, dev, pasid, flags))
-			return false;
+			return 0;
 	for (struct iopf_source *s = ctx->sources; s; s = s->next) {
-		struct pollfd p = { .fd = s->fd, .events = POLLIN };
-
-		if (s->kind == SRC_FAULTQ && !s->paused && !s->broken &&
-		    iopf__sys->poll(&p, 1, 0) > 0 && (p.revents & POLLIN))
-			return false;
+		if (s->stuck)
+			return -EMSGSIZE;
+		if (s->ops->waiting(ctx, s))
+			return 0;
 	}
-	return true;
+	return 1;
 }
 
 IOPF_API int iopf_ctx_drain(struct iopf_ctx *ctx, uint32_t dev_id,
 			    uint32_t pasid, unsigned int flags, int timeout_ms)
 {
 	uint64_t end = 0;
+	int rc;
 
 	if (!ctx || (flags & ~IOPF_ALL_PASIDS))
 		return -EINVAL;
-	if (iopf__in_handler)
+	if (iopf__in_callback)
 		return -EDEADLK;
 	if (timeout_ms >= 0)
 		end = iopf__now_ns() + (uint64_t)timeout_ms * 1000000u;
@@ -364,12 +375,12 @@ IOPF_API int iopf_ctx_drain(struct iopf_ctx *ctx, uint32_t dev_id,
 		bool other;
 
 		iopf__flush_all(ctx);
-		if (drained(ctx, dev_id, pasid, flags))
+		if ((rc = drained(ctx, dev_id, pasid, flags)))
 			break;
 		now = iopf__now_ns();
 		if (end && now >= end) {
-			pthread_mutex_unlock(&ctx->lock);
-			return -ETIMEDOUT;
+			rc = -ETIMEDOUT;
+			break;
 		}
 		if (end && (end - now) / 1000000u < slice_ms)
 			slice_ms = (end - now) / 1000000u + 1;
@@ -395,5 +406,5 @@ IOPF_API int iopf_ctx_drain(struct iopf_ctx *ctx, uint32_t dev_id,
 		}
 	}
 	pthread_mutex_unlock(&ctx->lock);
-	return 0;
+	return rc < 0 ? rc : 0;
 }

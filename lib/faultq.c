@@ -1,64 +1,86 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * faultq.c - iommufd fault queues: allocate or adopt the fault fd, read
- * many groups per read(), grow the buffer when the first waiting group does
- * not fit (EINVAL on 6.12; 0 while POLLIN on newer kernels), and validate
- * every record before a group is handed on.
+ * many groups per read(), never more than max_outstanding leaves room
+ * for, grow the read when the first waiting group does not fit (EINVAL on
+ * 6.12; 0 while POLLIN on newer kernels), and check every record before a
+ * group is taken in.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "internal.h"
+
+/* Past max_read_records a group is still read (with a buffer of its own)
+ * and answered INVALID, up to this many records; beyond, the queue is
+ * stuck and says so. */
+#define HARD_MAX_RECS (1u << 20)
+/* Cookies are small (lowest free first); an index beyond this is refused. */
+#define MAX_COOKIE (1u << 24)
 
 static const struct iopf_fault_queue_opts fq_defaults = {
 	.sz = sizeof(struct iopf_fault_queue_opts),
 };
 
-void iopf__source_pause(struct iopf_ctx *ctx, bool pause)
+static struct faultq *FQ(struct iopf_source *s)
 {
-	for (struct iopf_source *s = ctx->sources; s; s = s->next) {
-		if (s->kind != SRC_FAULTQ || s->broken || s->paused == pause)
-			continue;
-		s->paused = pause;
-		iopf__epoll_set(ctx, s, EPOLL_CTL_MOD, pause ? 0 : EPOLLIN);
-	}
-	if (pause)
-		iopf__log(ctx, LOG_D, "%llu groups outstanding: reading paused",
-			  (unsigned long long)ctx->outstanding);
+	return (struct faultq *)s;
+}
+
+/* ---- answers: the group's life is over, the answer is data ---- */
+
+static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
+		     struct iopf_group *g, int code)
+{
+	struct faultq *fq = FQ(src);
+
+	if (g->cookie < fq->ncookies && fq->by_cookie[g->cookie] == g)
+		fq->by_cookie[g->cookie] = NULL;
+	if (code != NO_ANSWER)
+		iopf__batch_add(ctx, fq, &(struct batch_ent){
+			.cookie = g->cookie, .code = (uint32_t)code,
+			.dev_id = g->key.dev_id, .pasid = g->key.pasid });
 }
 
 /* Answer INVALID a cookie we hold no group object for. */
-static void answer_raw(struct iopf_ctx *ctx, struct iopf_source *src,
-		       uint32_t cookie)
+static void answer_raw(struct iopf_ctx *ctx, struct faultq *fq,
+		       const struct iopf_k_pgfault *r)
 {
 	ctx->st.answers_invalid++;
 	ctx->st.auto_answers++;
-	iopf__batch_add(ctx, src, NULL, cookie, IOPF_CODE_INVALID);
+	iopf__batch_add(ctx, fq, &(struct batch_ent){
+		.cookie = r->cookie, .code = IOPF_CODE_INVALID,
+		.dev_id = r->dev_id,
+		.pasid = (r->flags & IOPF_K_PGFAULT_FLAGS_PASID_VALID) ?
+				 r->pasid : IOPF_NO_PASID });
 }
 
-/* A cookie we still hold was handed out again: the kernel answered its old
- * group itself (detach or replace we were not told about). */
-static void retire_reused(struct iopf_ctx *ctx, struct iopf_source *src,
-			  uint32_t cookie)
+/* ---- reading ---- */
+
+static bool cookie_slot(struct faultq *fq, uint32_t cookie)
 {
-	struct iopf_group *old;
+	uint32_t n = fq->ncookies ? fq->ncookies : 64;
+	struct iopf_group **b;
 
-	HASH_FIND(hh_cookie, src->by_cookie, &cookie, sizeof(cookie), old);
-	if (!old)
-		return;
-	ctx->st.kernel_answered++;
-	iopf__log(ctx, LOG_I,
-		  "fault queue %u reused cookie %u: its old group (dev %u prgi %u) was answered by the kernel",
-		  src->fault_id, cookie, old->key.dev_id, old->key.prgi);
-	iopf__group_end(ctx, old, END_DETACHED);
+	if (cookie < fq->ncookies)
+		return true;
+	if (cookie >= MAX_COOKIE)
+		return false;
+	while (n <= cookie)
+		n *= 2;
+	b = xrealloc(fq->by_cookie, n * sizeof(*b));
+	if (!b)
+		return false;
+	memset(b + fq->ncookies, 0, (n - fq->ncookies) * sizeof(*b));
+	fq->by_cookie = b;
+	fq->ncookies = n;
+	return true;
 }
 
-static void take_group(struct iopf_ctx *ctx, struct iopf_source *src,
+static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 		       const struct iopf_k_pgfault *r, uint32_t n, uint64_t now)
 {
 	struct prg_key key = {
@@ -67,26 +89,42 @@ static void take_group(struct iopf_ctx *ctx, struct iopf_source *src,
 				 r[0].pasid : IOPF_NO_PASID,
 		.prgi = r[0].grpid,
 	};
-	struct iopf_group *g = iopf__group_get(ctx, src, &key, n);
+	uint32_t cookie = r[0].cookie;
+	struct iopf_group *g = NULL, *old;
 
+	if (cookie_slot(fq, cookie)) {
+		/* A cookie we still hold, handed out again: the kernel
+		 * answered its old group itself (a detach or replace we
+		 * were not told of). */
+		old = fq->by_cookie[cookie];
+		if (old) {
+			ctx->st.kernel_answered++;
+			iopf__log(ctx, LOG_I,
+				  "fault queue %u reused cookie %u: its old group (dev %u prgi %u) was answered by the kernel",
+				  fq->s.fault_id, cookie, old->key.dev_id,
+				  old->key.prgi);
+			iopf__group_end(ctx, old, NO_ANSWER, END_DETACHED);
+		}
+		g = iopf__group_get(ctx, &fq->s, &key, n);
+	}
+	ctx->st.records += n;
 	if (!g) {
 		ctx->st.alloc_failures++;
 		ctx->st.groups++;
-		ctx->st.records += n;
 		iopf__log(ctx, LOG_E,
 			  "no memory for a group (dev %u cookie %u): answered INVALID",
-			  key.dev_id, r[0].cookie);
-		answer_raw(ctx, src, r[0].cookie);
+			  key.dev_id, cookie);
+		answer_raw(ctx, fq, r);
 		return;
 	}
+	ctx->st.records -= n; /* counted again by intake */
 	struct iopf_record *rec = grp_rec(g);
 
 	for (uint32_t i = 0; i < n; i++)
 		rec[i] = (struct iopf_record){
 			.addr = r[i].addr, .perm = r[i].perm, .flags = r[i].flags };
-	g->cookie = r[0].cookie;
-	HASH_ADD(hh_cookie, src->by_cookie, cookie, sizeof(g->cookie), g);
-	g->in_cookie = true;
+	g->cookie = cookie;
+	fq->by_cookie[cookie] = g;
 	iopf__group_intake(ctx, g, now);
 }
 
@@ -100,18 +138,18 @@ static bool same_group(const struct iopf_k_pgfault *a,
 
 /* Split what one read() returned into groups. The kernel returns whole
  * groups, one cookie each, LAST_PAGE on the last record; anything else is
- * answered INVALID (counted, logged) so that no device waits on it. */
-static void parse(struct iopf_ctx *ctx, struct iopf_source *src, uint32_t n,
-		  uint64_t now)
+ * answered INVALID (counted, logged) so that no device waits on it. Flag
+ * bits we do not know are passed on (a newer kernel's), not refused. */
+static void parse(struct iopf_ctx *ctx, struct faultq *fq,
+		  const struct iopf_k_pgfault *b, uint32_t n)
 {
-	const struct iopf_k_pgfault *b = src->buf;
+	uint64_t now = iopf__now_ns();
 	uint32_t i = 0;
 
 	while (i < n) {
 		uint32_t start = i, cookie = b[i].cookie;
 		const char *bad = NULL;
 
-		retire_reused(ctx, src, cookie);
 		for (;;) {
 			const struct iopf_k_pgfault *r = &b[i];
 
@@ -120,8 +158,8 @@ static void parse(struct iopf_ctx *ctx, struct iopf_source *src, uint32_t n,
 				break;
 			}
 			if (r->flags & ~IOPF_K_PGFAULT_FLAGS_ALL)
-				bad = "unknown flag bits";
-			else if (i > start && !same_group(r, &b[start]))
+				ctx->st.unknown_flags++;
+			if (i > start && !same_group(r, &b[start]))
 				bad = "records of one cookie disagree";
 			i++;
 			if (r->flags & IOPF_K_PGFAULT_FLAGS_LAST_PAGE)
@@ -133,170 +171,326 @@ static void parse(struct iopf_ctx *ctx, struct iopf_source *src, uint32_t n,
 		}
 		if (!bad && cookie == 0)
 			bad = "cookie 0";
-		if (bad) {
+		if (!bad && i - start > fq->max_recs) {
+			bad = "more records than max_read_records";
+			ctx->st.oversized++;
+		} else if (bad) {
 			ctx->st.malformed++;
+		}
+		if (bad) {
 			ctx->st.groups++;
 			ctx->st.records += i - start;
 			iopf__log(ctx, LOG_W,
-				  "fault queue %u: malformed group (cookie %u, dev %u): %s; answered INVALID",
-				  src->fault_id, cookie, b[start].dev_id, bad);
+				  "fault queue %u: group (cookie %u, dev %u, %u records): %s; answered INVALID",
+				  fq->s.fault_id, cookie, b[start].dev_id,
+				  i - start, bad);
 			if (cookie)
-				answer_raw(ctx, src, cookie);
+				answer_raw(ctx, fq, &b[start]);
 			continue;
 		}
-		take_group(ctx, src, &b[start], i - start, now);
+		take_group(ctx, fq, &b[start], i - start, now);
 	}
-}
-
-static bool grow(struct iopf_ctx *ctx, struct iopf_source *src)
-{
-	unsigned int recs = src->buf_recs * 2;
-	struct iopf_k_pgfault *nb;
-
-	if (src->buf_recs >= src->max_recs)
-		return false;
-	if (recs > src->max_recs)
-		recs = src->max_recs;
-	nb = realloc(src->buf, (size_t)recs * sizeof(*nb));
-	if (!nb)
-		return false;
-	src->buf = nb;
-	src->buf_recs = recs;
-	ctx->st.buffer_growths++;
-	iopf__log(ctx, LOG_I, "fault queue %u: read buffer grown to %u records",
-		  src->fault_id, recs);
-	return true;
 }
 
 static bool pollin(struct iopf_source *src)
 {
 	struct pollfd p = { .fd = src->fd, .events = POLLIN };
 
-	return iopf__sys->poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+	return sys_poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
 }
 
-/* The first waiting group cannot be read with the buffer we have. */
-static int too_small(struct iopf_ctx *ctx, struct iopf_source *src)
-{
-	if (grow(ctx, src))
-		return 0;
-	src->broken = true;
-	iopf__epoll_set(ctx, src, EPOLL_CTL_MOD, 0);
-	iopf__log(ctx, LOG_E,
-		  "fault queue %u: a group does not fit %u records (max_read_records): queue no longer read",
-		  src->fault_id, src->buf_recs);
-	return -EMSGSIZE;
-}
+enum { RD_OK, RD_SMALL, RD_EMPTY };
 
-/* Read what the queue holds (bounded per call; level-triggered polling
- * brings us back). ctx->lock held. */
-int iopf__faultq_read(struct iopf_ctx *ctx, struct iopf_source *src)
+/* One read of up to `count` records into b. RD_OK (*n records), RD_SMALL
+ * (the first waiting group does not fit), RD_EMPTY, or -errno. */
+static int read_once(struct iopf_ctx *ctx, struct faultq *fq,
+		     struct iopf_k_pgfault *b, unsigned int count, uint32_t *n)
 {
-	unsigned int reads = 0, zeros = 0;
+	unsigned int zeros = 0;
 
-	while (!src->paused && !src->broken) {
-		size_t want = (size_t)src->buf_recs * sizeof(*src->buf);
-		ssize_t r = iopf__sys->read(src->fd, src->buf, want);
-		uint32_t n;
+	for (;;) {
+		ssize_t r = sys_read(fq->s.fd, b, (size_t)count * sizeof(*b));
 
 		ctx->st.read_calls++;
 		if (r < 0) {
-			int err = errno;
-
-			if (err == EINTR)
+			if (errno == EINTR)
 				continue;
-			if (err == EAGAIN)
-				return 0;
-			if (err == EINVAL) { /* 6.12: first group too large */
-				int rc = too_small(ctx, src);
-
-				if (rc)
-					return rc;
-				continue;
-			}
-			iopf__log(ctx, LOG_E, "read of fault queue %u failed: %s",
-				  src->fault_id, strerror(err));
-			return -EIO;
+			if (errno == EAGAIN)
+				return RD_EMPTY;
+			if (errno == EINVAL) /* 6.12: first group too large */
+				return RD_SMALL;
+			return -errno;
 		}
 		if (r == 0) {
 			/* Empty, or (newer kernels) the first group does not
-			 * fit. Look twice before growing: a group may have
-			 * just arrived. */
-			if (!pollin(src))
-				return 0;
+			 * fit. Look twice: a group may have just arrived. */
+			if (!pollin(&fq->s))
+				return RD_EMPTY;
 			if (zeros++ == 0)
 				continue;
-			int rc = too_small(ctx, src);
-
-			if (rc)
-				return rc;
-			continue;
+			return RD_SMALL;
 		}
-		zeros = 0;
-		if ((size_t)r % sizeof(*src->buf)) {
+		if ((size_t)r % sizeof(*b)) {
 			ctx->st.malformed++;
 			iopf__log(ctx, LOG_W,
 				  "fault queue %u: read returned %zd bytes, not whole records",
-				  src->fault_id, r);
+				  fq->s.fault_id, r);
 		}
-		n = (uint32_t)((size_t)r / sizeof(*src->buf));
-		parse(ctx, src, n, iopf__now_ns());
-		if (n < src->buf_recs / 2 || ++reads >= 8)
-			return 0;
+		*n = (uint32_t)((size_t)r / sizeof(*b));
+		return *n ? RD_OK : RD_EMPTY;
 	}
+}
+
+/* Room for how many more groups; UINT32_MAX without a cap. */
+static uint32_t room(const struct iopf_ctx *ctx)
+{
+	if (!ctx->max_outstanding)
+		return UINT32_MAX;
+	return ctx->outstanding >= ctx->max_outstanding ?
+		       0 : (uint32_t)(ctx->max_outstanding - ctx->outstanding);
+}
+
+static void fq_throttle(struct iopf_ctx *ctx, struct iopf_source *src)
+{
+	struct faultq *fq = FQ(src);
+	bool in;
+
+	if (fq->wait_below && ctx->outstanding < fq->wait_below)
+		fq->wait_below = 0;
+	in = !src->failed && !src->stuck && !src->closed && !fq->wait_below &&
+	     room(ctx) > 0;
+	if (in == fq->in_poll)
+		return;
+	if (iopf__poll_set(ctx, src, in) == 0)
+		fq->in_poll = in;
+	if (!in)
+		iopf__log(ctx, LOG_D, "fault queue %u: %llu groups outstanding: reading paused",
+			  src->fault_id, (unsigned long long)ctx->outstanding);
+}
+
+static void stuck(struct iopf_ctx *ctx, struct faultq *fq, unsigned int recs)
+{
+	fq->s.stuck = true;
+	fq_throttle(ctx, &fq->s);
+	iopf__log(ctx, LOG_E,
+		  "fault queue %u: a waiting group does not fit %u records: it cannot be read",
+		  fq->s.fault_id, recs);
+}
+
+/* The first waiting group did not fit `count` records. Read it with a
+ * larger count: doubling while a whole read's worth of groups fits the
+ * room, one record more at a time past that (so that the read that first
+ * fits takes that one group and no other). Returns 1 (read), 0 (wait for
+ * room, or stuck), or -errno. */
+static int read_grown(struct iopf_ctx *ctx, struct faultq *fq,
+		      unsigned int count)
+{
+	uint32_t rm = room(ctx), n = 0;
+	unsigned int c = count;
+	struct iopf_k_pgfault *tmp = NULL, *b;
+	int rc;
+
+	for (;;) {
+		unsigned int nc = (rm == UINT32_MAX || c * 2 <= rm) ? c * 2 : c + 1;
+
+		if (nc > rm && ctx->outstanding) {
+			fq->wait_below = ctx->outstanding;
+			fq_throttle(ctx, &fq->s);
+			free(tmp);
+			return 0;
+		}
+		if (nc > HARD_MAX_RECS) {
+			stuck(ctx, fq, c);
+			free(tmp);
+			return 0;
+		}
+		if (nc <= fq->max_recs) {
+			if (nc > fq->buf_recs) {
+				unsigned int nb = fq->buf_recs;
+
+				while (nb < nc)
+					nb *= 2;
+				if (nb > fq->max_recs)
+					nb = fq->max_recs;
+				b = xrealloc(fq->buf, (size_t)nb * sizeof(*b));
+				if (!b)
+					goto nomem;
+				fq->buf = b;
+				fq->buf_recs = nb;
+				ctx->st.buffer_growths++;
+				iopf__log(ctx, LOG_I,
+					  "fault queue %u: read buffer grown to %u records",
+					  fq->s.fault_id, nb);
+			}
+			b = fq->buf;
+		} else {
+			/* Beyond the cap: a buffer for this read only. */
+			b = xrealloc(tmp, (size_t)nc * sizeof(*b));
+			if (!b)
+				goto nomem;
+			tmp = b;
+		}
+		rc = read_once(ctx, fq, b, nc, &n);
+		if (rc == RD_SMALL) {
+			c = nc;
+			continue;
+		}
+		if (rc == RD_OK)
+			parse(ctx, fq, b, n);
+		free(tmp);
+		return rc == RD_OK ? 1 : rc == RD_EMPTY ? 0 : rc;
+	}
+nomem:
+	free(tmp);
+	ctx->st.alloc_failures++;
+	stuck(ctx, fq, c);
 	return 0;
 }
+
+/* Read what the queue holds (bounded per call; level-triggered polling
+ * brings us back). */
+static int fq_read(struct iopf_ctx *ctx, struct iopf_source *src)
+{
+	struct faultq *fq = FQ(src);
+
+	for (unsigned int reads = 0; reads < 8; reads++) {
+		uint32_t rm, n = 0;
+		unsigned int count;
+		int rc;
+
+		/* Answers still gathered name cookies the kernel has not
+		 * freed yet: written before the next read, they can never
+		 * meet a reuse of their cookie. */
+		iopf__batch_flush(ctx, src);
+		if (src->failed || src->stuck || fq->wait_below)
+			break;
+		rm = room(ctx);
+		if (!rm) {
+			fq_throttle(ctx, src);
+			break;
+		}
+		count = fq->buf_recs < rm ? fq->buf_recs : rm;
+		rc = read_once(ctx, fq, fq->buf, count, &n);
+		if (rc == RD_SMALL) {
+			rc = read_grown(ctx, fq, count);
+			if (rc >= 0)
+				continue; /* read one group, or wait */
+		} else if (rc == RD_OK) {
+			parse(ctx, fq, fq->buf, n);
+		}
+		if (rc < 0) {
+			iopf__source_fail(ctx, src, "read", -rc);
+			return -EIO;
+		}
+		if (rc == RD_EMPTY || n < count / 2)
+			break;
+	}
+	return src->failed ? -EIO : 0;
+}
+
+static unsigned int fq_forget(struct iopf_ctx *ctx, struct iopf_source *src,
+			      uint32_t dev, uint32_t pasid, unsigned int flags)
+{
+	return iopf__batch_forget(ctx, src, dev, pasid, flags);
+}
+
+static bool fq_waiting(struct iopf_ctx *ctx, struct iopf_source *src)
+{
+	/* A queue paused for room is left out: it is read again only as
+	 * answers come in. */
+	return !src->failed && FQ(src)->in_poll && pollin(src);
+}
+
+static void fq_close(struct iopf_ctx *ctx, struct iopf_source *src)
+{
+	struct faultq *fq = FQ(src);
+
+	if (fq->own_fd)
+		sys_close(src->fd);
+	src->fd = -1;
+	fq->in_poll = false;
+}
+
+static void fq_destroy(struct iopf_source *src)
+{
+	struct faultq *fq = FQ(src);
+
+	free(fq->buf);
+	free(fq->batch);
+	free(fq->wbuf);
+	free(fq->by_cookie);
+	free(fq);
+}
+
+static const struct src_ops fq_ops = {
+	.kind = "fault queue",
+	.kernel = true,
+	.read = fq_read,
+	.ended = fq_ended,
+	.flush = iopf__batch_flush,
+	.forget = fq_forget,
+	.waiting = fq_waiting,
+	.throttle = fq_throttle,
+	.close = fq_close,
+	.destroy = fq_destroy,
+};
+
+/* ---- construction ---- */
 
 static struct iopf_source *fq_new(struct iopf_ctx *ctx, int fd, uint32_t id,
 				  const struct iopf_fault_queue_opts *o,
 				  bool own)
 {
-	struct iopf_source *src = iopf__source_new(ctx, SRC_FAULTQ);
-	int err;
+	struct faultq *fq = xcalloc(1, sizeof(*fq));
+	int err = ENOMEM;
 
-	if (!src)
-		return NULL;
-	src->fd = fd;
-	src->fault_id = id;
-	src->own_fd = own;
-	src->buf_recs = o->read_records ? o->read_records :
-					  IOPF_DEFAULT_READ_RECS;
-	src->max_recs = o->max_read_records ? o->max_read_records :
-					      IOPF_DEFAULT_MAX_READ_RECS;
-	if (src->max_recs < src->buf_recs)
-		src->max_recs = src->buf_recs;
-	src->buf = calloc(src->buf_recs, sizeof(*src->buf));
-	src->batch = calloc(ctx->batch_max, sizeof(*src->batch));
-	src->wbuf = calloc(ctx->batch_max, sizeof(*src->wbuf));
-	if (!src->buf || !src->batch || !src->wbuf) {
-		err = ENOMEM;
+	if (!fq)
+		goto fail;
+	fq->s.ops = &fq_ops;
+	fq->s.fd = fd;
+	fq->s.fault_id = id;
+	fq->buf_recs = o->read_records ? o->read_records : IOPF_DEFAULT_READ_RECS;
+	fq->max_recs = o->max_read_records ? o->max_read_records :
+					     IOPF_DEFAULT_MAX_READ_RECS;
+	if (fq->buf_recs > HARD_MAX_RECS || fq->max_recs > HARD_MAX_RECS) {
+		err = EINVAL;
 		goto fail;
 	}
+	if (fq->max_recs < fq->buf_recs)
+		fq->max_recs = fq->buf_recs;
+	fq->buf = xcalloc(fq->buf_recs, sizeof(*fq->buf));
+	fq->batch = xcalloc(ctx->batch_max, sizeof(*fq->batch));
+	fq->wbuf = xcalloc(ctx->batch_max, sizeof(*fq->wbuf));
+	if (!fq->buf || !fq->batch || !fq->wbuf)
+		goto fail;
 	pthread_mutex_lock(&ctx->lock);
-	err = -iopf__epoll_set(ctx, src, EPOLL_CTL_ADD, EPOLLIN);
+	err = -iopf__poll_set(ctx, &fq->s, true);
 	if (!err) {
-		src->next = ctx->sources;
-		if (ctx->sources)
-			ctx->sources->prev = src;
-		ctx->sources = src;
-		if (ctx->max_outstanding &&
-		    ctx->outstanding >= ctx->max_outstanding) {
-			src->paused = true;
-			iopf__epoll_set(ctx, src, EPOLL_CTL_MOD, 0);
-		}
+		fq->in_poll = true;
+		fq->own_fd = own;
+		iopf__source_add(ctx, &fq->s);
+		fq_throttle(ctx, &fq->s);
 	}
 	pthread_mutex_unlock(&ctx->lock);
 	if (err)
 		goto fail;
-	return src;
+	return &fq->s;
 fail:
-	src->own_fd = false;
-	free(src->buf);
-	free(src->batch);
-	free(src->wbuf);
-	free(src);
+	if (fq)
+		fq_destroy(&fq->s);
 	errno = err;
 	return NULL;
+}
+
+static int fq_opts(const struct iopf_fault_queue_opts *opts,
+		   struct iopf_fault_queue_opts *o)
+{
+	if (iopf__opts_copy(o, sizeof(*o), opts ? (const void *)opts :
+						  (const void *)&fq_defaults,
+			    offsetofend(struct iopf_fault_queue_opts,
+					max_read_records)))
+		return -EINVAL;
+	return (o->flags & ~IOPF_FQ_CLOSE_FD) ? -EINVAL : 0;
 }
 
 IOPF_API struct iopf_source *
@@ -306,10 +500,7 @@ iopf_fault_queue_adopt(struct iopf_ctx *ctx, int fault_fd, uint32_t fault_id,
 	struct iopf_fault_queue_opts o;
 	int fl;
 
-	if (!ctx || fault_fd < 0 ||
-	    iopf__opts_copy(&o, sizeof(o), opts ? (const void *)opts :
-						  (const void *)&fq_defaults) ||
-	    (o.flags & ~IOPF_FQ_CLOSE_FD)) {
+	if (!ctx || fault_fd < 0 || fq_opts(opts, &o)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -332,14 +523,11 @@ iopf_fault_queue_alloc(struct iopf_ctx *ctx, int iommufd,
 	struct iopf_fault_queue_opts o;
 	struct iopf_source *src;
 
-	if (!ctx || iommufd < 0 ||
-	    iopf__opts_copy(&o, sizeof(o), opts ? (const void *)opts :
-						  (const void *)&fq_defaults) ||
-	    (o.flags & ~IOPF_FQ_CLOSE_FD)) {
+	if (!ctx || iommufd < 0 || fq_opts(opts, &o)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	if (iopf__sys->ioctl(iommufd, IOPF_K_FAULT_QUEUE_ALLOC, &cmd))
+	if (sys_ioctl(iommufd, IOPF_K_FAULT_QUEUE_ALLOC, &cmd))
 		return NULL; /* errno from the kernel */
 	src = fq_new(ctx, (int)cmd.out_fault_fd, cmd.out_fault_id, &o, true);
 	if (!src) {
@@ -347,8 +535,8 @@ iopf_fault_queue_alloc(struct iopf_ctx *ctx, int iommufd,
 		struct iopf_k_destroy d = { .size = sizeof(d),
 					    .id = cmd.out_fault_id };
 
-		iopf__sys->close((int)cmd.out_fault_fd);
-		iopf__sys->ioctl(iommufd, IOPF_K_DESTROY, &d);
+		sys_close((int)cmd.out_fault_fd);
+		sys_ioctl(iommufd, IOPF_K_DESTROY, &d);
 		errno = err;
 		return NULL;
 	}

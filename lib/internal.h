@@ -1,5 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* internal.h - libiopf's private types, shared by lib/ files only. */
+/*
+ * internal.h - libiopf's private types, shared by lib/ files only.
+ *
+ * Data flows one way:
+ *
+ *   source (faultq.c, producer.c) -> assembly (producer.c partials,
+ *   faultq.c record parsing) -> group.c intake -> dispatch.c / workers.c
+ *   -> handler -> group.c iopf__group_end() -> the source's ops->ended()
+ *   (batch.c writes fault-queue answers; producer answers are delivered
+ *   through deliver.c).
+ *
+ * The core (group.c, dispatch.c, source.c, device.c, ctx.c) reaches a
+ * source only through its struct src_ops; it never names faultq.c or
+ * producer.c functions.
+ */
 #ifndef IOPF_INTERNAL_H
 #define IOPF_INTERNAL_H
 
@@ -7,87 +21,79 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <uthash.h>
-
 #include "iopf/iopf.h"
 #include "kabi.h"
+#include "sys.h"
+#include "table.h"
 
-/* Syscalls on fault fds go through this table so that the unit tests can
- * put a fake kernel behind them (tests/fake_kernel.c). Not exported. */
-struct iopf_sys {
-	ssize_t (*read)(int fd, void *buf, size_t count);
-	ssize_t (*write)(int fd, const void *buf, size_t count);
-	int (*poll)(struct pollfd *fds, nfds_t n, int timeout);
-	int (*ioctl)(int fd, unsigned long req, void *arg);
-	int (*close)(int fd);
-};
-extern const struct iopf_sys *iopf__sys;
-/* Test hook: swap the syscall table (NULL restores the real one). */
-void iopf__set_sys(const struct iopf_sys *sys);
-/* Test hook: make the next `n`-th allocation on the group path fail. */
-void iopf__fail_alloc_after(int n);
-bool iopf__alloc_should_fail(void);
+/* ---- groups ---- */
 
-/* Where a group is in its life. */
-enum grp_state {
-	G_FREE = 0,  /* slot on the free list */
-	G_READY,     /* complete, waiting for its handler */
-	G_HANDLING,  /* handler called or deferred: awaiting an answer */
-	G_PENDING,   /* answered; answer waiting in its source's batch */
-	G_ENDED,     /* life over; pinned by someone, or on the free list */
+/* A group's one state. Written under ctx->lock (atomically, so that a
+ * handler batch may re-check it without the lock). */
+enum gstate {
+	GS_FREE = 0, /* slot on the free list */
+	GS_QUEUED,   /* complete, in the ready (or worker) queue */
+	GS_HANDLING, /* handed to its handler, which has not returned */
+	GS_DEFERRED, /* handler returned IOPF_DEFER: awaiting an answer */
+	GS_DONE,     /* life ended (answered or dropped); still pinned */
 };
 
-/* Why a group's life ended: decides the error a late answer gets. */
-enum grp_end {
-	END_ANSWERED = 0, /* -EALREADY */
-	END_CLOSED,       /* -ESHUTDOWN: source or context closed */
-	END_DETACHED,     /* -ESHUTDOWN: kernel answered (detach/replace) */
-	END_DEADLINE,     /* -ETIMEDOUT */
-	END_GONE,         /* -ENODEV: its device went away */
+/* How a group's life ended: decides the error a late answer gets. */
+enum gend {
+	END_NONE = 0,
+	END_ANSWERED, /* -EALREADY */
+	END_CLOSED,   /* -ESHUTDOWN: source or context closed, flushed */
+	END_DETACHED, /* -ESHUTDOWN: the kernel answered (detach/replace) */
+	END_DEADLINE, /* -ETIMEDOUT */
+	END_GONE,     /* -ENODEV: its device went away */
 };
+
+/* iopf__group_end() code meaning "no answer from us: the kernel (or
+ * nobody) answers". */
+#define NO_ANSWER (-1)
 
 /* Identity of a Page Request Group within a context. */
 struct prg_key {
 	uint32_t dev_id;
 	uint32_t pasid; /* IOPF_NO_PASID when not valid */
 	uint32_t prgi;
-	uint32_t pad;   /* zero: keys are hashed as bytes */
 };
+
+static inline uint64_t key_hi(const struct prg_key *k)
+{
+	return (uint64_t)k->dev_id << 32 | k->pasid;
+}
 
 struct iopf_group {
 	struct prg_key key;
-	uint32_t gflags;    /* IOPF_GROUP_* */
-	uint32_t cookie;    /* kernel cookie (fault queues) */
-	uint32_t slot;      /* index in ctx->slots */
-	uint32_t gen;       /* generation of the current (or next) life */
-	uint8_t state;      /* enum grp_state */
-	uint8_t end;        /* enum grp_end of the previous life */
-	uint8_t code;       /* answer, once G_PENDING */
-	uint8_t pins;       /* ready queue, handler or callback holds it */
-	uint8_t why;        /* enum grp_end to record once answered */
-	bool prg_head;      /* in ctx->by_prg (head of its FIFO) */
-	bool in_out;        /* in the outstanding list */
-	bool in_cookie;     /* in src->by_cookie */
+	uint32_t gflags;  /* IOPF_GROUP_* */
+	uint32_t cookie;  /* kernel cookie (fault queues), else 0 */
+	uint32_t slot;    /* index in ctx->slots */
+	uint32_t gen;     /* generation: bumped when the slot is recycled */
+	uint8_t state;    /* enum gstate; gst()/gst_set() */
+	uint8_t end;      /* enum gend, once GS_DONE */
+	uint8_t code;     /* the answer (producer delivery) */
+	uint8_t pins;     /* queue, handler, delivery or cancel list */
+	bool indexed;     /* in ctx->by_prg */
 	uint32_t nrec, cap;
 	union {                  /* the records: grp_rec() */
 		struct iopf_record one;  /* cap == 1: inline */
 		struct iopf_record *ext; /* cap > 1: allocated */
 	};
-	struct iopf_source *src;
-	union {
-		iopf_handler_fn fn;      /* resolved at intake */
-		iopf_respond_fn resp_fn; /* producer answer pending delivery */
-	};
-	void *fn_ud;              /* userdata of fn, then of resp_fn */
-	uint64_t t_in;      /* CLOCK_MONOTONIC ns at intake */
-	struct iopf_group *next, *prev;         /* outstanding list, read order */
+	struct iopf_source *src;  /* referenced while the slot holds it */
+	iopf_handler_fn fn;       /* resolved at intake */
+	void *fn_ud;
+	uint64_t t_in;            /* CLOCK_MONOTONIC ns at intake */
+	/* One link per list a group can be on, never shared. */
+	struct iopf_group *out_next, *out_prev; /* outstanding; free list */
 	struct iopf_group *prg_next, *prg_prev; /* same-key FIFO, circular */
-	struct iopf_group *rnext;               /* ready queue */
-	UT_hash_handle hh_cookie; /* src->by_cookie */
-	UT_hash_handle hh_prg;    /* ctx->by_prg (FIFO heads only) */
+	struct iopf_group *qnext;  /* ready queue or worker queue */
+	struct iopf_group *dnext;  /* producer answer delivery list */
+	struct iopf_group *cnext;  /* cancel list */
 };
 
 static inline struct iopf_record *grp_rec(struct iopf_group *g)
@@ -95,55 +101,118 @@ static inline struct iopf_record *grp_rec(struct iopf_group *g)
 	return g->cap > 1 ? g->ext : &g->one;
 }
 
-/* One answer in a fault queue's batch. g == NULL: a raw answer for a
- * cookie with no group object (malformed group, allocation failure). */
-struct batch_ent {
-	struct iopf_group *g;
-	uint32_t gen;
-	uint32_t cookie;
-	uint32_t code;
-};
+static inline uint8_t gst(const struct iopf_group *g)
+{
+	return __atomic_load_n(&g->state, __ATOMIC_ACQUIRE);
+}
 
-struct partial {
-	struct prg_key key;
-	uint32_t n, cap;
-	bool truncated;
-	struct iopf_record *rec;
-	UT_hash_handle hh;
-};
+static inline void gst_set(struct iopf_group *g, enum gstate s)
+{
+	__atomic_store_n(&g->state, (uint8_t)s, __ATOMIC_RELEASE);
+}
 
-struct dev_partials {
-	uint32_t dev_id;
-	uint32_t held;
-	UT_hash_handle hh;
-};
+static inline bool gst_live(uint8_t s)
+{
+	return s == GS_QUEUED || s == GS_HANDLING || s == GS_DEFERRED;
+}
 
-enum src_kind { SRC_FAULTQ, SRC_PRODUCER };
+static inline iopf_handle_t grp_handle(const struct iopf_group *g)
+{
+	return (uint64_t)g->gen << 32 | (g->slot + 1);
+}
+
+/* ---- sources ---- */
+
+struct iopf_ctx;
+struct iopf_source;
+
+/* What a kind of source does; the core calls nothing else of it. All
+ * with ctx->lock held. */
+struct src_ops {
+	const char *kind;
+	bool kernel; /* the kernel answers its groups on detach: a fault queue */
+	/* Take in what waits to be read. 0, or -EIO: the source failed. */
+	int (*read)(struct iopf_ctx *ctx, struct iopf_source *src);
+	/* A group of this source ended; code is IOPF_CODE_* or NO_ANSWER. */
+	void (*ended)(struct iopf_ctx *ctx, struct iopf_source *src,
+		      struct iopf_group *g, int code);
+	/* Write the answers gathered so far (fault queues). */
+	void (*flush)(struct iopf_ctx *ctx, struct iopf_source *src);
+	/* The kernel answered (dev, pasid) itself: forget unwritten answers
+	 * and partial requests. Returns the answers forgotten. */
+	unsigned int (*forget)(struct iopf_ctx *ctx, struct iopf_source *src,
+			       uint32_t dev, uint32_t pasid, unsigned int flags);
+	/* Discard partial requests matching (dev, pasid, flags). */
+	void (*discard)(struct iopf_ctx *ctx, struct iopf_source *src,
+			uint32_t dev, uint32_t pasid, unsigned int flags);
+	/* Groups wait to be read (drain). */
+	bool (*waiting)(struct iopf_ctx *ctx, struct iopf_source *src);
+	/* Leave or rejoin the poll set as room allows (max_outstanding). */
+	void (*throttle)(struct iopf_ctx *ctx, struct iopf_source *src);
+	/* Closed: release the fd and whatever is not memory. */
+	void (*close)(struct iopf_ctx *ctx, struct iopf_source *src);
+	/* The last reference went: free the memory. No lock needed. */
+	void (*destroy)(struct iopf_source *src);
+};
 
 struct iopf_source {
 	struct iopf_ctx *ctx;
-	enum src_kind kind;
-	struct iopf_source *next, *prev; /* ctx->sources */
-	/* fault queue */
-	int fd;
+	const struct src_ops *ops;
+	struct iopf_source *next, *prev; /* ctx->sources, while open */
+	unsigned int refs;      /* the context's (while open) + one a group */
+	bool closed;
+	bool failed;            /* fd error or hang-up: inert until closed */
+	bool stuck;             /* a waiting group cannot be read at all */
+	bool readable;          /* epoll said so this round */
+	int fd;                 /* -1 for producers */
 	uint32_t fault_id;
+};
+
+/* A fault queue (faultq.c, batch.c). */
+struct batch_ent {
+	uint32_t cookie, code;
+	uint32_t dev_id, pasid; /* to forget it if the kernel answered */
+};
+
+struct faultq {
+	struct iopf_source s;
 	bool own_fd;
-	bool paused;           /* left out of epoll: max_outstanding reached */
-	bool broken;           /* a group too large for max_recs: stays out */
-	bool readable;         /* epoll said so this round */
+	bool in_poll;          /* in the context's epoll set */
+	uint64_t wait_below;   /* blocked until outstanding < this; 0: no */
 	struct iopf_k_pgfault *buf;
 	unsigned int buf_recs, max_recs;
-	struct iopf_group *by_cookie;
-	struct batch_ent *batch;          /* ctx->batch_max entries */
+	struct iopf_group **by_cookie; /* cookie-indexed, read not answered */
+	uint32_t ncookies;
+	struct batch_ent *batch;           /* ctx->batch_max entries */
 	struct iopf_k_page_response *wbuf; /* ctx->batch_max entries */
 	unsigned int nbatch;
-	/* producer */
+};
+
+/* A producer (producer.c). */
+struct producer {
+	struct iopf_source s;
 	iopf_respond_fn respond;
 	void *respond_ud;
 	unsigned int partial_cap;
-	struct partial *partials;
-	struct dev_partials *devs;
+	struct tbl partials;  /* prg_key -> struct partial */
+	struct tbl devs;      /* dev_id -> struct dev_partials */
+	uint64_t oom_trunc[8]; /* PRG indices (mod 512) whose partial was
+				* dropped for want of memory */
 };
+
+int iopf__source_add(struct iopf_ctx *ctx, struct iopf_source *src);
+void iopf__source_ref(struct iopf_source *src);
+void iopf__source_unref(struct iopf_source *src);
+void iopf__source_fail(struct iopf_ctx *ctx, struct iopf_source *src,
+		       const char *what, int err);
+int iopf__groups_end_matching(struct iopf_ctx *ctx, struct iopf_source *src,
+			      uint32_t dev, uint32_t pasid,
+			      unsigned int flags, int code, enum gend why,
+			      struct iopf_group **cancel);
+void iopf__source_close_locked(struct iopf_ctx *ctx, struct iopf_source *src);
+int iopf__poll_set(struct iopf_ctx *ctx, struct iopf_source *src, bool in);
+
+/* ---- devices ---- */
 
 /* A device libiopf knows by iommufd device id: watched (a sysfs identity
  * to match uevents against) and/or gone (removed: answers refused). */
@@ -152,7 +221,8 @@ struct dev_ent {
 	bool gone;
 	char *devpath; /* exact DEVPATH ("/devices/..."), or NULL */
 	char *name;    /* DEVPATH's last component, or NULL */
-	UT_hash_handle hh;
+	char *removing; /* a removal seen, sysfs node not gone yet: its path */
+	uint64_t removing_since;
 };
 
 /* One kernel uevent, pointing into the message buffer. */
@@ -161,14 +231,15 @@ struct uevent {
 	const char *devpath;
 	const char *subsystem; /* NULL if absent */
 	uint64_t seqnum;
+	bool synthetic;        /* SYNTH_UUID present: written to sysfs */
 };
 
 struct handler_ent {
-	uint64_t key; /* dev_id << 32 | pasid; pasid ANY = device handler */
 	iopf_handler_fn fn;
 	void *ud;
-	UT_hash_handle hh;
 };
+
+/* ---- the context ---- */
 
 struct iopf_ctx {
 	pthread_mutex_t lock;
@@ -186,18 +257,17 @@ struct iopf_ctx {
 	atomic_bool stop;
 	atomic_bool busy;       /* a thread is in iopf_ctx_dispatch() */
 	atomic_int looping;     /* threads in iopf_ctx_run() */
-	atomic_uint drops;      /* bumped when groups are ended in bulk
-				 * (detach, gone, close, answer_invalid) */
 	uint64_t timer_armed;   /* absolute ns the timer is set for; 0: off */
 	/* handlers */
 	iopf_handler_fn default_fn;
 	void *default_ud;
-	struct handler_ent *handlers;
+	struct tbl handlers;    /* dev << 32 | pasid -> struct handler_ent */
 	iopf_cancel_fn cancel_fn;
 	void *cancel_ud;
 	/* devices */
-	struct dev_ent *devs;
+	struct tbl devs;        /* dev_id -> struct dev_ent */
 	unsigned int ngone;
+	unsigned int nremoving; /* devices whose removal awaits confirmation */
 	/* groups */
 	struct iopf_group **slots;
 	uint32_t nslots, slots_cap;
@@ -206,9 +276,14 @@ struct iopf_ctx {
 	void **slabs;             /* every slab, to free them */
 	uint32_t nslabs;
 	struct iopf_group *free_list;
-	struct iopf_group *out_head, *out_tail; /* outstanding, read order */
-	struct iopf_group *by_prg;
+	struct iopf_group *out_head, *out_tail; /* outstanding, intake order */
+	bool prg_on;              /* by_prg is kept (someone answered by PRG) */
+	struct tbl by_prg;        /* prg_key -> oldest outstanding group */
+	struct tbl tombs;         /* handle -> enum gend, for early ends */
+	uint64_t *tomb_ring;      /* the same handles, oldest first out */
+	uint32_t tomb_head, tomb_n;
 	struct iopf_group *ready_head, *ready_tail;
+	struct iopf_group *deliv_head, *deliv_tail; /* producer answers */
 	uint64_t outstanding, partial_held;
 	struct iopf_source *sources;
 	struct iopf_stats st;
@@ -221,94 +296,85 @@ struct iopf_ctx {
 	bool wq_stop;
 };
 
+#define offsetofend(T, f) (offsetof(T, f) + sizeof(((T *)0)->f))
+
 #define IOPF_DEFAULT_BATCH 1024u
 #define IOPF_DEFAULT_READ_RECS 256u
 #define IOPF_DEFAULT_MAX_READ_RECS 65536u
 #define IOPF_DEFAULT_PARTIAL_CAP 256u
+#define IOPF_TOMBS 65536u /* early-ended handles remembered */
 
-/* opts.c */
-int iopf__opts_copy(void *dst, size_t dst_sz, const void *src);
+/* batch.c: a fault queue's answers (ctx->lock held) */
+void iopf__batch_add(struct iopf_ctx *ctx, struct faultq *fq,
+		     const struct batch_ent *e);
+void iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src);
+unsigned int iopf__batch_forget(struct iopf_ctx *ctx, struct iopf_source *src,
+				uint32_t dev, uint32_t pasid, unsigned int flags);
 
-/* log.c */
+/* util.c */
+int iopf__opts_copy(void *dst, size_t dst_sz, const void *src,
+		    size_t known_end);
 void iopf__log(struct iopf_ctx *ctx, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 #define LOG_E 3
 #define LOG_W 4
 #define LOG_I 6
 #define LOG_D 7
-
-/* time.c */
 uint64_t iopf__now_ns(void);
+/* Callbacks into the user run with this thread-local depth raised: the
+ * calls that must not run from them check it. */
+extern _Thread_local int iopf__in_callback;
+extern _Thread_local struct iopf_ctx *iopf__dispatch_ctx;
 
-/* group.c (ctx->lock held unless said) */
+/* group.c (ctx->lock held) */
 struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src,
 				   const struct prg_key *key, uint32_t nrec);
+void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now);
-void iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g,
-		     enum grp_end why);
-int iopf__group_answer(struct iopf_ctx *ctx, struct iopf_group *g,
-		       uint32_t code, enum grp_end why, bool automatic);
+int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
+		    enum gend why);
 void iopf__group_unpin(struct iopf_ctx *ctx, struct iopf_group *g);
 struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 					   iopf_handle_t h, int *err);
+struct iopf_group *iopf__group_by_prg(struct iopf_ctx *ctx,
+				      const struct prg_key *k);
+int iopf__end_error(unsigned int why);
 void iopf__groups_free(struct iopf_ctx *ctx);
-void iopf__prg_remove(struct iopf_ctx *ctx, struct iopf_group *g);
-void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g);
-/* Producer answers are called back outside the lock: group_answer pins the
- * ended group on this thread's list (through rnext, no allocation) and the
- * caller calls iopf__deliver_responses() after unlocking. */
-extern _Thread_local struct iopf_group *iopf__resp_head;
-void iopf__deliver_responses(struct iopf_ctx *ctx);
 
-/* batch.c */
-int iopf__batch_add(struct iopf_ctx *ctx, struct iopf_source *src,
-		    struct iopf_group *g, uint32_t cookie, uint32_t code);
-void iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src);
-void iopf__flush_all(struct iopf_ctx *ctx);
-
-/* faultq.c */
-int iopf__faultq_read(struct iopf_ctx *ctx, struct iopf_source *src);
-void iopf__source_pause(struct iopf_ctx *ctx, bool pause);
+/* deliver.c: producer answers and cancel callbacks run outside the lock,
+ * from per-context lists. */
+void iopf__deliver_push(struct iopf_ctx *ctx, struct iopf_group *g);
+void iopf__deliver(struct iopf_ctx *ctx);
+void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list);
 
 /* dispatch.c */
 void iopf__wake(struct iopf_ctx *ctx);
 void iopf__ready_push(struct iopf_ctx *ctx, struct iopf_group *g);
-extern _Thread_local int iopf__in_handler;
-extern _Thread_local struct iopf_ctx *iopf__dispatch_ctx;
+void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n);
+void iopf__flush_all(struct iopf_ctx *ctx);
 
 /* workers.c */
 int iopf__workers_start(struct iopf_ctx *ctx);
 void iopf__workers_stop(struct iopf_ctx *ctx);
 void iopf__workers_push(struct iopf_ctx *ctx, struct iopf_group *g);
-void iopf__handle_one(struct iopf_ctx *ctx, struct iopf_group *g);
 
-/* source.c */
-struct iopf_source *iopf__source_new(struct iopf_ctx *ctx, enum src_kind kind);
-void iopf__source_close_locked(struct iopf_ctx *ctx, struct iopf_source *src);
-int iopf__groups_drop(struct iopf_ctx *ctx, struct iopf_source *src,
-		      uint32_t dev_id, uint32_t pasid, unsigned int flags,
-		      enum grp_end why, struct iopf_group **cancel);
-int iopf__answer_invalid_locked(struct iopf_ctx *ctx, struct iopf_source *src,
-				uint32_t dev_id, uint32_t pasid,
-				unsigned int flags);
-int iopf__epoll_set(struct iopf_ctx *ctx, struct iopf_source *src, int op,
-		    uint32_t events);
-
-/* device.c (ctx->lock held unless said). Groups cancelled for a removed
- * device are pinned and chained through ->next on *cancel; the caller
- * calls iopf__cancel_deliver() after unlocking. */
+/* device.c (ctx->lock held unless said). Groups a handler holds when
+ * their device goes are chained through ->cnext on *cancel, pinned; the
+ * caller calls iopf__cancel_deliver() after unlocking. */
 bool iopf__dev_is_gone(struct iopf_ctx *ctx, uint32_t dev_id);
-int iopf__device_gone_locked(struct iopf_ctx *ctx, uint32_t dev_id,
-			     struct iopf_group **cancel);
 void iopf__uevent_process(struct iopf_ctx *ctx, const char *buf, size_t len,
 			  uint32_t sender_portid, struct iopf_group **cancel);
-void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list);
 void iopf__devices_rescan(struct iopf_ctx *ctx, struct iopf_group **cancel);
+void iopf__devices_confirm(struct iopf_ctx *ctx, struct iopf_group **cancel);
 void iopf__devices_free(struct iopf_ctx *ctx);
-/* Test seam: handle one uevent message as if the watcher received it from
- * netlink port `sender_portid` (0: the kernel). Takes the lock. */
+#ifdef IOPF_TESTING
+/* Test seam: one uevent message as if received from netlink port
+ * `sender_portid` (0: the kernel). Takes the lock. */
 void iopf__uevent_feed(struct iopf_ctx *ctx, const void *buf, size_t len,
 		       uint32_t sender_portid);
+/* Test seam: where removals are confirmed ("/sys"). */
+extern const char *iopf__sysfs;
+#endif
 
 /* uevent.c: parse one kernel uevent message; 0 or -EBADMSG. Pure. */
 int iopf__uevent_parse(const char *buf, size_t len, struct uevent *ev);
@@ -317,11 +383,9 @@ int iopf__uevent_parse(const char *buf, size_t len, struct uevent *ev);
 int iopf__watch_open(struct iopf_ctx *ctx);
 void iopf__watch_close(struct iopf_ctx *ctx);
 void iopf__watch_read(struct iopf_ctx *ctx, struct iopf_group **cancel);
+#define IOPF_TAG_WAKE ((void *)1)
+#define IOPF_TAG_TIMER ((void *)2)
 #define IOPF_TAG_UEVENT ((void *)3)
-
-/* producer.c */
-void iopf__producer_free_partials(struct iopf_ctx *ctx, struct iopf_source *src,
-				  const struct prg_key *match, unsigned int flags);
 
 static inline bool key_match(const struct prg_key *k, uint32_t dev,
 			     uint32_t pasid, unsigned int flags)

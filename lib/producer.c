@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * producer.c - page requests seen one at a time, assembled into groups as
- * the kernel's io-pgfault.c does: partial requests are held per (device,
- * PASID, PRG index) until the LAST one arrives, then the whole group is
- * handed on. The store is bounded per device; a LAST request is never
- * dropped, because it is what obliges an answer.
+ * the kernel's io-pgfault.c does: partial requests are held per device,
+ * keyed by (PASID, PRG index), until the LAST one arrives; then the whole
+ * group is taken in. The store is bounded per device; a LAST request is
+ * never dropped, because it is what obliges an answer. A group whose
+ * partial requests were dropped (cap, no memory) or discarded is flagged
+ * IOPF_GROUP_TRUNCATED, whether or not any of them is still held.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -12,124 +14,178 @@
 
 #include "internal.h"
 
-static void partial_free(struct iopf_ctx *ctx, struct iopf_source *src,
-			 struct partial *p)
-{
-	struct dev_partials *d;
+struct partial {
+	uint32_t n, cap;
+	struct iopf_record *rec;
+};
 
-	HASH_FIND(hh, src->devs, &p->key.dev_id, sizeof(p->key.dev_id), d);
-	if (d) {
-		d->held -= p->n;
-		if (!d->held) {
-			HASH_DEL(src->devs, d);
-			free(d);
-		}
-	}
-	ctx->partial_held -= p->n;
-	HASH_DEL(src->partials, p);
-	free(p->rec);
-	free(p);
+struct dev_partials {
+	uint32_t held;     /* partial requests held for the device */
+	uint32_t ntrunc;   /* bits set in trunc */
+	uint64_t trunc[8]; /* PRG indices (mod 512) missing a partial */
+};
+
+static struct producer *P(struct iopf_source *s)
+{
+	return (struct producer *)s;
 }
 
-void iopf__producer_free_partials(struct iopf_ctx *ctx, struct iopf_source *src,
-				  const struct prg_key *match, unsigned int flags)
+static bool bit_take(uint64_t *bits, uint32_t prgi)
 {
-	struct partial *p, *tmp;
+	uint64_t m = 1ull << (prgi % 64);
+	bool was = bits[(prgi / 64) % 8] & m;
 
-	HASH_ITER(hh, src->partials, p, tmp) {
-		if (match && !(flags & IOPF_ALL_DEVICES) &&
-		    !key_match(&p->key, match->dev_id, match->pasid, flags))
+	bits[(prgi / 64) % 8] &= ~m;
+	return was;
+}
+
+static void trunc_mark(struct producer *p, struct dev_partials *d,
+		       uint32_t prgi)
+{
+	uint64_t *w, m = 1ull << (prgi % 64);
+
+	if (!d) { /* no per-device record: the source-wide fallback */
+		p->oom_trunc[(prgi / 64) % 8] |= m;
+		return;
+	}
+	w = &d->trunc[(prgi / 64) % 8];
+	if (!(*w & m))
+		d->ntrunc++;
+	*w |= m;
+}
+
+static void dev_put(struct iopf_ctx *ctx, struct producer *p, uint32_t dev,
+		    struct dev_partials *d)
+{
+	if (d && !d->held && !d->ntrunc) {
+		tbl_del(&p->devs, dev, 0);
+		free(d);
+	}
+}
+
+/* Let a partial go. mark: its group will be incomplete. */
+static void partial_drop(struct iopf_ctx *ctx, struct producer *p,
+			 const struct prg_key *k, struct partial *pa, bool mark)
+{
+	struct dev_partials *d = tbl_get(&p->devs, k->dev_id, 0);
+
+	if (d)
+		d->held -= pa->n;
+	ctx->partial_held -= pa->n;
+	if (mark) {
+		ctx->st.partial_dropped += pa->n;
+		trunc_mark(p, d, k->prgi);
+	}
+	tbl_del(&p->partials, key_hi(k), k->prgi);
+	free(pa->rec);
+	free(pa);
+	dev_put(ctx, p, k->dev_id, d);
+}
+
+static void pr_discard(struct iopf_ctx *ctx, struct iopf_source *src,
+		       uint32_t dev, uint32_t pasid, unsigned int flags)
+{
+	struct producer *p = P(src);
+
+	for (uint32_t i = 0; i < p->partials.cap; i++) {
+		struct tbl_ent *e = &p->partials.e[i];
+		struct prg_key k;
+
+		if (!e->v)
 			continue;
-		ctx->st.partial_dropped += p->n;
-		partial_free(ctx, src, p);
+		k = (struct prg_key){ .dev_id = (uint32_t)(e->a >> 32),
+				      .pasid = (uint32_t)e->a,
+				      .prgi = (uint32_t)e->b };
+		if (!(flags & IOPF_ALL_DEVICES) && !key_match(&k, dev, pasid, flags))
+			continue;
+		partial_drop(ctx, p, &k, e->v, true);
+		i--; /* deletion shifted a later entry here: look again */
 	}
 }
 
 /* Hold one partial request. Returns 0, -ENOSPC (cap) or -ENOMEM. */
-static int hold(struct iopf_ctx *ctx, struct iopf_source *src,
+static int hold(struct iopf_ctx *ctx, struct producer *p,
 		const struct prg_key *key, const struct iopf_record *rec)
 {
-	struct dev_partials *d;
-	struct partial *p;
+	struct dev_partials *d = tbl_get(&p->devs, key->dev_id, 0);
+	struct partial *pa = tbl_get(&p->partials, key_hi(key), key->prgi);
 
-	HASH_FIND(hh, src->devs, &key->dev_id, sizeof(key->dev_id), d);
-	HASH_FIND(hh, src->partials, key, sizeof(*key), p);
-	if (d && d->held >= src->partial_cap) {
-		if (p)
-			p->truncated = true;
+	if (d && d->held >= p->partial_cap) {
+		trunc_mark(p, d, key->prgi);
 		return -ENOSPC;
 	}
 	if (!d) {
-		d = calloc(1, sizeof(*d));
-		if (!d)
+		d = xcalloc(1, sizeof(*d));
+		if (!d || tbl_put(&p->devs, key->dev_id, 0, d)) {
+			free(d);
+			trunc_mark(p, NULL, key->prgi);
 			return -ENOMEM;
-		d->dev_id = key->dev_id;
-		HASH_ADD(hh, src->devs, dev_id, sizeof(d->dev_id), d);
+		}
 	}
-	if (!p) {
-		p = calloc(1, sizeof(*p));
-		if (!p)
-			goto nomem;
-		p->key = *key;
-		HASH_ADD(hh, src->partials, key, sizeof(p->key), p);
-	}
-	if (p->n == p->cap) {
-		uint32_t cap = p->cap ? p->cap * 2 : 4;
-		struct iopf_record *r = realloc(p->rec, cap * sizeof(*r));
-
-		if (!r) {
-			p->truncated = true;
+	if (!pa) {
+		pa = xcalloc(1, sizeof(*pa));
+		if (!pa || tbl_put(&p->partials, key_hi(key), key->prgi, pa)) {
+			free(pa);
 			goto nomem;
 		}
-		p->rec = r;
-		p->cap = cap;
 	}
-	p->rec[p->n++] = *rec;
+	if (pa->n == pa->cap) {
+		uint32_t cap = pa->cap ? pa->cap * 2 : 4;
+		struct iopf_record *r = xrealloc(pa->rec, cap * sizeof(*r));
+
+		if (!r)
+			goto nomem;
+		pa->rec = r;
+		pa->cap = cap;
+	}
+	pa->rec[pa->n++] = *rec;
 	d->held++;
 	ctx->partial_held++;
 	return 0;
 nomem:
-	if (!d->held) {
-		HASH_DEL(src->devs, d);
-		free(d);
-	}
+	trunc_mark(p, d, key->prgi);
 	return -ENOMEM;
 }
 
-/* The LAST request: the group is complete. ctx->lock held. */
-static int complete(struct iopf_ctx *ctx, struct iopf_source *src,
+/* The LAST request: the group is complete. 1, or -ENOMEM: no group
+ * object, the caller answers INVALID through respond itself. */
+static int complete(struct iopf_ctx *ctx, struct producer *p,
 		    const struct prg_key *key, const struct iopf_record *last)
 {
-	struct partial *p;
+	struct partial *pa = tbl_get(&p->partials, key_hi(key), key->prgi);
+	struct dev_partials *d = tbl_get(&p->devs, key->dev_id, 0);
 	struct iopf_group *g;
-	uint32_t n = 1;
+	bool trunc = bit_take(p->oom_trunc, key->prgi);
+	uint32_t n = 1 + (pa ? pa->n : 0);
 
-	HASH_FIND(hh, src->partials, key, sizeof(*key), p);
-	if (p)
-		n += p->n;
-	g = iopf__group_get(ctx, src, key, n);
+	if (d && bit_take(d->trunc, key->prgi)) {
+		d->ntrunc--;
+		trunc = true;
+	}
+	g = iopf__group_get(ctx, &p->s, key, n);
 	if (!g) {
 		ctx->st.alloc_failures++;
 		ctx->st.groups++;
 		ctx->st.records += n;
-		if (p) {
-			ctx->st.partial_dropped += p->n;
-			partial_free(ctx, src, p);
-		}
+		ctx->st.answers_invalid++;
+		ctx->st.auto_answers++;
+		if (pa)
+			partial_drop(ctx, p, key, pa, false);
+		else
+			dev_put(ctx, p, key->dev_id, d);
 		iopf__log(ctx, LOG_E,
 			  "no memory for a group (dev %u prgi %u): answered INVALID",
 			  key->dev_id, key->prgi);
-		/* No slot: the caller answers through respond directly. */
-		ctx->st.answers_invalid++;
-		ctx->st.auto_answers++;
 		return -ENOMEM;
 	}
-	if (p) {
-		memcpy(grp_rec(g), p->rec, p->n * sizeof(*p->rec));
-		if (p->truncated)
-			g->gflags |= IOPF_GROUP_TRUNCATED;
-		partial_free(ctx, src, p);
+	if (pa) {
+		memcpy(grp_rec(g), pa->rec, pa->n * sizeof(*pa->rec));
+		partial_drop(ctx, p, key, pa, false);
+	} else {
+		dev_put(ctx, p, key->dev_id, d);
 	}
+	if (trunc)
+		g->gflags |= IOPF_GROUP_TRUNCATED;
 	grp_rec(g)[n - 1] = *last;
 	iopf__group_intake(ctx, g, iopf__now_ns());
 	return 1;
@@ -139,15 +195,17 @@ IOPF_API int iopf_producer_submit(struct iopf_source *src,
 				  const struct iopf_request *req)
 {
 	struct iopf_ctx *ctx;
+	struct producer *p;
 	struct prg_key key;
 	struct iopf_record rec;
 	int rc;
 
-	if (!src || !req || src->kind != SRC_PRODUCER || req->reserved ||
+	if (!src || !req || src->ops->read || req->reserved ||
 	    (req->flags & ~(IOPF_F_PASID_VALID | IOPF_F_LAST_PAGE)) ||
 	    ((req->flags & IOPF_F_PASID_VALID) && req->pasid == IOPF_NO_PASID))
 		return -EINVAL;
 	ctx = src->ctx;
+	p = P(src);
 	key = (struct prg_key){
 		.dev_id = req->dev_id,
 		.pasid = (req->flags & IOPF_F_PASID_VALID) ? req->pasid :
@@ -158,79 +216,149 @@ IOPF_API int iopf_producer_submit(struct iopf_source *src,
 				    .flags = req->flags };
 
 	pthread_mutex_lock(&ctx->lock);
-	if (ctx->ngone && iopf__dev_is_gone(ctx, key.dev_id)) {
-		/* Nothing taken in, so no answer is owed. */
-		rc = -ENODEV;
+	if (src->closed) {
+		rc = -ESHUTDOWN;
+	} else if (ctx->ngone && iopf__dev_is_gone(ctx, key.dev_id)) {
+		rc = -ENODEV; /* nothing taken in, so no answer is owed */
 	} else if (!(req->flags & IOPF_F_LAST_PAGE)) {
-		rc = hold(ctx, src, &key, &rec);
+		rc = hold(ctx, p, &key, &rec);
 		if (rc) {
 			ctx->st.partial_dropped++;
 			iopf__log(ctx, rc == -ENOSPC ? LOG_W : LOG_E,
 				  "partial request dropped (dev %u prgi %u): %s",
 				  key.dev_id, key.prgi,
 				  rc == -ENOSPC ? "partial cap reached" : "no memory");
-			if (rc == -ENOMEM)
-				rc = -ENOSPC;
 		}
 	} else {
-		rc = complete(ctx, src, &key, &rec);
+		rc = complete(ctx, p, &key, &rec);
 		if (rc == 1 && iopf__dispatch_ctx != ctx)
 			iopf__wake(ctx);
 	}
 	pthread_mutex_unlock(&ctx->lock);
-	if (rc == -ENOMEM) {
+	if (rc == -ENOMEM && (req->flags & IOPF_F_LAST_PAGE)) {
 		struct iopf_response r = { .dev_id = key.dev_id,
 					   .pasid = key.pasid,
 					   .prgi = key.prgi,
 					   .code = IOPF_CODE_INVALID };
 
-		src->respond(&r, src->respond_ud);
+		iopf__in_callback++;
+		p->respond(&r, p->respond_ud);
+		iopf__in_callback--;
 	}
 	return rc;
 }
+
+/* ---- the source's operations ---- */
+
+static void pr_ended(struct iopf_ctx *ctx, struct iopf_source *src,
+		     struct iopf_group *g, int code)
+{
+	/* Every completed group gets its respond call, whatever ended it. */
+	g->code = (uint8_t)(code == IOPF_CODE_SUCCESS ? IOPF_CODE_SUCCESS :
+							IOPF_CODE_INVALID);
+	iopf__deliver_push(ctx, g);
+}
+
+static void pr_flush(struct iopf_ctx *ctx, struct iopf_source *src)
+{
+}
+
+static unsigned int pr_forget(struct iopf_ctx *ctx, struct iopf_source *src,
+			      uint32_t dev, uint32_t pasid, unsigned int flags)
+{
+	pr_discard(ctx, src, dev, pasid, flags);
+	return 0;
+}
+
+static bool pr_waiting(struct iopf_ctx *ctx, struct iopf_source *src)
+{
+	return false;
+}
+
+static void pr_throttle(struct iopf_ctx *ctx, struct iopf_source *src)
+{
+}
+
+static void pr_close(struct iopf_ctx *ctx, struct iopf_source *src)
+{
+	struct producer *p = P(src);
+
+	pr_discard(ctx, src, 0, 0, IOPF_ALL_DEVICES);
+	for (uint32_t i = 0; i < p->devs.cap; i++)
+		free(p->devs.e[i].v);
+	tbl_free(&p->devs);
+	tbl_free(&p->partials);
+}
+
+static void pr_destroy(struct iopf_source *src)
+{
+	free(src);
+}
+
+static const struct src_ops pr_ops = {
+	.kind = "producer",
+	.kernel = false,
+	.read = NULL,
+	.ended = pr_ended,
+	.flush = pr_flush,
+	.forget = pr_forget,
+	.discard = pr_discard,
+	.waiting = pr_waiting,
+	.throttle = pr_throttle,
+	.close = pr_close,
+	.destroy = pr_destroy,
+};
 
 IOPF_API struct iopf_source *
 iopf_producer_new(struct iopf_ctx *ctx, const struct iopf_producer_opts *opts)
 {
 	struct iopf_producer_opts o;
-	struct iopf_source *src;
+	struct producer *p;
 
-	if (!ctx || !opts || iopf__opts_copy(&o, sizeof(o), opts) ||
+	if (!ctx || !opts ||
+	    iopf__opts_copy(&o, sizeof(o), opts,
+			    offsetofend(struct iopf_producer_opts, partial_cap)) ||
 	    !o.respond) {
 		errno = EINVAL;
 		return NULL;
 	}
-	src = iopf__source_new(ctx, SRC_PRODUCER);
-	if (!src)
+	p = xcalloc(1, sizeof(*p));
+	if (!p) {
+		errno = ENOMEM;
 		return NULL;
-	src->respond = o.respond;
-	src->respond_ud = o.userdata;
-	src->partial_cap = o.partial_cap ? o.partial_cap :
-					   IOPF_DEFAULT_PARTIAL_CAP;
+	}
+	p->s.ops = &pr_ops;
+	p->s.fd = -1;
+	p->respond = o.respond;
+	p->respond_ud = o.userdata;
+	p->partial_cap = o.partial_cap ? o.partial_cap : IOPF_DEFAULT_PARTIAL_CAP;
 	pthread_mutex_lock(&ctx->lock);
-	src->next = ctx->sources;
-	if (ctx->sources)
-		ctx->sources->prev = src;
-	ctx->sources = src;
+	iopf__source_add(ctx, &p->s);
 	pthread_mutex_unlock(&ctx->lock);
-	return src;
+	return &p->s;
+}
+
+static bool is_producer(const struct iopf_source *src)
+{
+	return src && src->ops == &pr_ops;
 }
 
 IOPF_API int iopf_producer_discard_partial(struct iopf_source *src,
 					   uint32_t dev_id, unsigned int flags)
 {
-	struct prg_key k = { .dev_id = dev_id };
+	struct iopf_ctx *ctx;
 	uint64_t before;
 	int n;
 
-	if (!src || src->kind != SRC_PRODUCER || (flags & ~IOPF_ALL_DEVICES))
+	if (!is_producer(src) || (flags & ~IOPF_ALL_DEVICES))
 		return -EINVAL;
-	pthread_mutex_lock(&src->ctx->lock);
-	before = src->ctx->partial_held;
-	iopf__producer_free_partials(src->ctx, src, &k,
-				     flags | IOPF_ALL_PASIDS);
-	n = (int)(before - src->ctx->partial_held);
-	pthread_mutex_unlock(&src->ctx->lock);
+	ctx = src->ctx;
+	pthread_mutex_lock(&ctx->lock);
+	before = ctx->partial_held;
+	if (!src->closed)
+		pr_discard(ctx, src, dev_id, 0, flags | IOPF_ALL_PASIDS);
+	n = (int)(before - ctx->partial_held);
+	pthread_mutex_unlock(&ctx->lock);
 	return n;
 }
 
@@ -238,14 +366,19 @@ IOPF_API int iopf_producer_flush_pasid(struct iopf_source *src,
 				       uint32_t dev_id, uint32_t pasid)
 {
 	struct iopf_ctx *ctx;
-	int n;
+	int n = 0;
 
-	if (!src || src->kind != SRC_PRODUCER)
+	if (!is_producer(src))
 		return -EINVAL;
 	ctx = src->ctx;
 	pthread_mutex_lock(&ctx->lock);
-	n = iopf__answer_invalid_locked(ctx, src, dev_id, pasid, 0);
+	if (!src->closed) {
+		n = iopf__groups_end_matching(ctx, src, dev_id, pasid, 0,
+					      IOPF_CODE_INVALID, END_CLOSED,
+					      NULL);
+		pr_discard(ctx, src, dev_id, pasid, 0);
+	}
 	pthread_mutex_unlock(&ctx->lock);
-	iopf__deliver_responses(ctx);
+	iopf__deliver(ctx);
 	return n;
 }

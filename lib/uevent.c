@@ -66,6 +66,8 @@ int iopf__uevent_parse(const char *buf, size_t len, struct uevent *ev)
 			rc = take(&ev->subsystem, eq + 1);
 		else if (!strncmp(p, "SEQNUM=", 7))
 			rc = take(&seq, eq + 1);
+		else if (!strncmp(p, "SYNTH_UUID=", 11))
+			ev->synthetic = true; /* written to a uevent file */
 		if (rc)
 			return rc;
 	}

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * util.c - small shared pieces: option struct checking, logging, the clock,
- * the syscall table (a test seam) and the version string.
+ * util.c - small shared pieces: option struct checking, logging, the clock
+ * and the version string.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -15,10 +15,14 @@
 
 /* Copy a caller's size-prefixed options into our struct of dst_sz bytes
  * (zeroed first, sz first). A smaller struct (older caller) leaves our
- * newer fields at zero, i.e. default; a larger one (newer caller) is fine
- * only if everything we do not know is zero. */
-int iopf__opts_copy(void *dst, size_t dst_sz, const void *src)
+ * newer fields at zero, i.e. default. Every byte from the end of the last
+ * field we know (known_end: our struct's tail padding included) to the
+ * caller's sz must be zero: a newer caller's field, even one that falls in
+ * our padding, is refused rather than ignored. */
+int iopf__opts_copy(void *dst, size_t dst_sz, const void *src,
+		    size_t known_end)
 {
+	const unsigned char *p = src;
 	size_t sz;
 
 	memset(dst, 0, dst_sz);
@@ -27,15 +31,10 @@ int iopf__opts_copy(void *dst, size_t dst_sz, const void *src)
 	memcpy(&sz, src, sizeof(sz));
 	if (sz < sizeof(size_t))
 		return -EINVAL;
-	if (sz > dst_sz) {
-		const unsigned char *p = src;
-
-		for (size_t i = dst_sz; i < sz; i++)
-			if (p[i])
-				return -EINVAL;
-		sz = dst_sz;
-	}
-	memcpy(dst, src, sz);
+	for (size_t i = known_end; i < sz; i++)
+		if (p[i])
+			return -EINVAL;
+	memcpy(dst, src, sz < known_end ? sz : known_end);
 	return 0;
 }
 
@@ -65,44 +64,6 @@ uint64_t iopf__now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int sys_ioctl(int fd, unsigned long req, void *arg)
-{
-	return ioctl(fd, req, arg);
-}
-
-static const struct iopf_sys real_sys = {
-	.read = read,
-	.write = write,
-	.poll = poll,
-	.ioctl = sys_ioctl,
-	.close = close,
-};
-
-const struct iopf_sys *iopf__sys = &real_sys;
-
-void iopf__set_sys(const struct iopf_sys *sys)
-{
-	iopf__sys = sys ? sys : &real_sys;
-}
-
-static _Atomic int fail_after = -1;
-
-void iopf__fail_alloc_after(int n)
-{
-	atomic_store(&fail_after, n);
-}
-
-bool iopf__alloc_should_fail(void)
-{
-	int v = atomic_load(&fail_after);
-
-	while (v >= 0) {
-		if (atomic_compare_exchange_weak(&fail_after, &v, v - 1))
-			return v == 0;
-	}
-	return false;
 }
 
 #define STR2(x) #x

@@ -24,21 +24,21 @@ static void *worker_main(void *arg)
 			return NULL;
 		}
 		g = ctx->wq_head;
-		ctx->wq_head = g->rnext;
+		ctx->wq_head = g->qnext;
 		if (!ctx->wq_head)
 			ctx->wq_tail = NULL;
 		pthread_mutex_unlock(&ctx->wq_lock);
-		g->rnext = NULL;
-		iopf__handle_one(ctx, g);
+		g->qnext = NULL;
+		iopf__handle_batch(ctx, &g, 1);
 	}
 }
 
 void iopf__workers_push(struct iopf_ctx *ctx, struct iopf_group *g)
 {
 	pthread_mutex_lock(&ctx->wq_lock);
-	g->rnext = NULL;
+	g->qnext = NULL;
 	if (ctx->wq_tail)
-		ctx->wq_tail->rnext = g;
+		ctx->wq_tail->qnext = g;
 	else
 		ctx->wq_head = g;
 	ctx->wq_tail = g;
@@ -48,7 +48,7 @@ void iopf__workers_push(struct iopf_ctx *ctx, struct iopf_group *g)
 
 int iopf__workers_start(struct iopf_ctx *ctx)
 {
-	ctx->threads = calloc(ctx->workers, sizeof(*ctx->threads));
+	ctx->threads = xcalloc(ctx->workers, sizeof(*ctx->threads));
 	if (!ctx->threads)
 		return -ENOMEM;
 	for (unsigned int i = 0; i < ctx->workers; i++) {

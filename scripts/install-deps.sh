@@ -2,7 +2,7 @@
 # install-deps.sh - the Debian 12 packages libiopf needs to build, test and
 # document itself, and qemu for the kernel tests.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config check uthash-dev libnl-3-dev doxygen
+pkgs=(build-essential cmake pkg-config check libnl-3-dev doxygen
       qemu-system-x86 clang)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include <stdio.h>
+#include <sys/stat.h>
+
 #include "testutil.h"
 
 /* Recorded from Linux 6.12: `echo 1 > /sys/bus/pci/devices/.../remove`,
@@ -112,6 +115,7 @@ static void on_cancel(struct iopf_group *g, void *ud)
 static void setup(struct tctx *t)
 {
 	ndeferred = ncancelled = 0;
+	iopf__sysfs = "/nonexistent-sysfs"; /* every removal confirmed */
 	tctx_init(t);
 	cancel_ctx = t->ctx;
 	iopf_ctx_set_handler(t->ctx, h_defer, NULL);
@@ -313,7 +317,9 @@ START_TEST(producer_refuses_gone_device_and_drops_its_partials)
 	ck_assert_uint_eq(tstats(t.ctx).partial_held, 0);
 	ck_assert_int_eq(iopf_producer_submit(p, &partial), -ENODEV);
 	ck_assert_int_eq(iopf_producer_submit(p, &last), -ENODEV);
-	ck_assert_int_eq(answers, 0); /* nothing owed, nothing sent */
+	/* the completed group still got its one answer, INVALID; the
+	 * refused submissions owe none */
+	ck_assert_int_eq(answers, 1);
 	tctx_fini(&t);
 }
 END_TEST
@@ -400,6 +406,79 @@ START_TEST(bad_arguments)
 }
 END_TEST
 
+/* A synthetic uevent (`echo remove > .../uevent`) is not a removal. */
+static const char synth_remove[] =
+	"remove@/devices/pci0000:00/0000:00:04.0\0ACTION=remove\0"
+	"DEVPATH=/devices/pci0000:00/0000:00:04.0\0SUBSYSTEM=pci\0"
+	"SYNTH_UUID=0\0SEQNUM=1900";
+
+START_TEST(synthetic_remove_ignored)
+{
+	struct tctx t;
+
+	setup(&t);
+	if (!watch_or_skip(&t, 8, "0000:00:04.0")) {
+		tctx_fini(&t);
+		return;
+	}
+	fk_trigger(t.f, 8, 0, 1, 1, 0);
+	drive(t.ctx);
+	iopf__uevent_feed(t.ctx, MSG(synth_remove), 0);
+	ck_assert_uint_eq(tstats(t.ctx).devices_gone, 0);
+	ck_assert_uint_eq(tstats(t.ctx).uevents_synthetic, 1);
+	ck_assert_int_eq(ncancelled, 0);
+	/* the device's deferred group is still answerable */
+	ck_assert_int_eq(iopf_respond_prg(t.ctx, 8, IOPF_NO_PASID, 1, 0), 0);
+	iopf_ctx_flush(t.ctx);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+/* A kernel `remove` is acted on once the sysfs node is gone; one whose
+ * node stays is dropped, unconfirmed. */
+START_TEST(remove_confirmed_by_sysfs)
+{
+	char root[] = "/tmp/iopf-sysfs-XXXXXX", node[128];
+	struct tctx t;
+
+	setup(&t);
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	snprintf(node, sizeof(node), "%s/devices", root);
+	ck_assert_int_eq(mkdir(node, 0700), 0);
+	snprintf(node, sizeof(node), "%s/devices/pci0000:00", root);
+	ck_assert_int_eq(mkdir(node, 0700), 0);
+	snprintf(node, sizeof(node), "%s/devices/pci0000:00/0000:00:04.0", root);
+	ck_assert_int_eq(mkdir(node, 0700), 0);
+	iopf__sysfs = root;
+	if (!watch_or_skip(&t, 8, "0000:00:04.0")) {
+		tctx_fini(&t);
+		return;
+	}
+	fk_trigger(t.f, 8, 0, 1, 1, 0);
+	drive(t.ctx);
+	iopf__uevent_feed(t.ctx, MSG(rec_pci_remove), 0);
+	ck_assert_uint_eq(tstats(t.ctx).devices_gone, 0); /* node still there */
+	drive(t.ctx);
+	ck_assert_uint_eq(tstats(t.ctx).devices_gone, 0);
+	ck_assert_int_eq(rmdir(node), 0);
+	for (int i = 0; i < 50 && !tstats(t.ctx).devices_gone; i++) {
+		struct pollfd p = { .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
+
+		poll(&p, 1, 100); /* the context fd wakes to look again */
+		iopf_ctx_dispatch(t.ctx);
+	}
+	ck_assert_uint_eq(tstats(t.ctx).devices_gone, 1);
+	ck_assert_int_eq(ncancelled, 1);
+	tctx_fini(&t);
+	snprintf(node, sizeof(node), "%s/devices/pci0000:00", root);
+	rmdir(node);
+	snprintf(node, sizeof(node), "%s/devices", root);
+	rmdir(node);
+	rmdir(root);
+}
+END_TEST
+
 Suite *suite_device(void)
 {
 	Suite *s = suite_create("device");
@@ -416,6 +495,8 @@ Suite *suite_device(void)
 	tcase_add_test(tc, forged_uevent_from_user_space_over_netlink_is_ignored);
 	tcase_add_test(tc, no_handler_call_for_a_group_dropped_earlier_in_its_round);
 	tcase_add_test(tc, bad_arguments);
+	tcase_add_test(tc, synthetic_remove_ignored);
+	tcase_add_test(tc, remove_confirmed_by_sysfs);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -388,6 +388,15 @@ struct iopf_stats {
 	uint64_t uevents_untrusted;/**< ignored: not sent by the kernel */
 	uint64_t uevents_unmatched;/**< ignored: no watched device named */
 	uint64_t uevents_lost;     /**< uevent socket overflows (rescanned) */
+	/* since 1.2 */
+	uint64_t unknown_flags;    /**< records with flag bits libiopf does
+				        not know (passed on to handlers) */
+	uint64_t oversized;        /**< groups of more than max_read_records
+				        records (read, answered INVALID) */
+	uint64_t source_errors;    /**< fault fds that failed or hung up */
+	uint64_t uevents_synthetic;/**< ignored: synthetic (SYNTH_UUID) */
+	uint64_t uevents_unconfirmed; /**< ignored: the device was still in
+				        sysfs (remove) or bound (unbind) */
 };
 
 /**

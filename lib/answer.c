@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * answer.c - the public ways to answer: by handle, by (device, PASID, PRG
+ * index) as a guest does, and INVALID in bulk for a device. Each ends
+ * groups through iopf__group_end() and nothing else.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Unlock, wake the loop so the answer is written, deliver producer
+ * answers. */
+static int answered(struct iopf_ctx *ctx, int rc)
+{
+	/* An answer from outside the dispatching thread wakes the loop so
+	 * the batch is written without waiting for the next fault. */
+	if (rc >= 0 && iopf__dispatch_ctx != ctx)
+		iopf__wake(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+	iopf__deliver(ctx);
+	return rc;
+}
+
+static int refused(struct iopf_ctx *ctx, int err, const char *what,
+		   uint32_t dev, uint32_t prgi)
+{
+	ctx->st.refused_answers++;
+	iopf__log(ctx, LOG_I, "answer %s (dev %u prgi %u) refused: %s", what,
+		  dev, prgi, strerror(-err));
+	pthread_mutex_unlock(&ctx->lock);
+	return err;
+}
+
+IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
+			  enum iopf_code code)
+{
+	struct iopf_group *g;
+	int err = 0;
+
+	if (!ctx || (code != IOPF_CODE_SUCCESS && code != IOPF_CODE_INVALID))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	g = iopf__group_from_handle(ctx, h, &err);
+	if (!g)
+		return refused(ctx, err, "by handle", 0, 0);
+	iopf__group_end(ctx, g, (int)code, END_ANSWERED);
+	return answered(ctx, 0);
+}
+
+IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
+			      uint32_t pasid, uint32_t prgi,
+			      enum iopf_code code)
+{
+	struct prg_key k = { .dev_id = dev_id, .pasid = pasid, .prgi = prgi };
+	struct iopf_group *g;
+
+	if (!ctx || (code != IOPF_CODE_SUCCESS && code != IOPF_CODE_INVALID))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->ngone && iopf__dev_is_gone(ctx, dev_id))
+		return refused(ctx, -ENODEV, "by PRG index", dev_id, prgi);
+	g = iopf__group_by_prg(ctx, &k);
+	if (!g) {
+		ctx->st.unmatched_answers++;
+		return refused(ctx, -ENOENT, "by PRG index", dev_id, prgi);
+	}
+	iopf__group_end(ctx, g, (int)code, END_ANSWERED);
+	return answered(ctx, 0);
+}
+
+IOPF_API int iopf_ctx_answer_invalid(struct iopf_ctx *ctx, uint32_t dev_id,
+				     uint32_t pasid, unsigned int flags)
+{
+	int n;
+
+	if (!ctx || (flags & ~IOPF_ALL_PASIDS))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	n = iopf__groups_end_matching(ctx, NULL, dev_id, pasid, flags,
+				      IOPF_CODE_INVALID, END_CLOSED, NULL);
+	for (struct iopf_source *s = ctx->sources; s; s = s->next)
+		if (s->ops->discard)
+			s->ops->discard(ctx, s, dev_id, pasid, flags);
+	if (n)
+		iopf__log(ctx, LOG_I, "dev %u: %d outstanding groups answered INVALID",
+			  dev_id, n);
+	return answered(ctx, n);
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * deliver.c - callbacks that run outside the context lock: producers'
+ * respond callbacks and the cancel callback. Answers wait on a list of
+ * their own context (not of the thread), so answering on one context from
+ * a callback of another never runs the first one's callbacks.
+ */
+#include "internal.h"
+
+/* ctx->lock held. g has ended; it stays pinned until delivered. */
+void iopf__deliver_push(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	g->pins++;
+	g->dnext = NULL;
+	if (ctx->deliv_tail)
+		ctx->deliv_tail->dnext = g;
+	else
+		ctx->deliv_head = g;
+	ctx->deliv_tail = g;
+}
+
+/* Call the respond callbacks of every answer waiting. No lock held. */
+void iopf__deliver(struct iopf_ctx *ctx)
+{
+	for (;;) {
+		struct iopf_group *list, *g, *nx;
+
+		pthread_mutex_lock(&ctx->lock);
+		list = ctx->deliv_head;
+		ctx->deliv_head = ctx->deliv_tail = NULL;
+		pthread_mutex_unlock(&ctx->lock);
+		if (!list)
+			return;
+		iopf__in_callback++;
+		for (g = list; g; g = g->dnext) {
+			const struct producer *p = (const struct producer *)g->src;
+			struct iopf_response r = {
+				.dev_id = g->key.dev_id,
+				.pasid = g->key.pasid,
+				.prgi = g->key.prgi,
+				.code = g->code,
+			};
+
+			/* g->src stays allocated while g is pinned */
+			p->respond(&r, p->respond_ud);
+		}
+		iopf__in_callback--;
+		pthread_mutex_lock(&ctx->lock);
+		for (g = list; g; g = nx) {
+			nx = g->dnext;
+			g->dnext = NULL;
+			iopf__group_unpin(ctx, g);
+		}
+		pthread_mutex_unlock(&ctx->lock);
+	}
+}
+
+/* Call the cancel callback for each group on the list (chained through
+ * cnext, newest first), then let them go. No lock held on entry. */
+void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list)
+{
+	struct iopf_group *g, *nx;
+	iopf_cancel_fn fn;
+	void *ud;
+
+	if (!list)
+		return;
+	/* Gathered newest first: call back in the order groups came in. */
+	for (g = list, list = NULL; g; g = nx) {
+		nx = g->cnext;
+		g->cnext = list;
+		list = g;
+	}
+	pthread_mutex_lock(&ctx->lock);
+	fn = ctx->cancel_fn;
+	ud = ctx->cancel_ud;
+	pthread_mutex_unlock(&ctx->lock);
+	if (fn) {
+		iopf__in_callback++;
+		for (g = list; g; g = g->cnext)
+			fn(g, ud);
+		iopf__in_callback--;
+	}
+	pthread_mutex_lock(&ctx->lock);
+	for (g = list; g; g = nx) {
+		nx = g->cnext;
+		g->cnext = NULL;
+		iopf__group_unpin(ctx, g);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+}
