@@ -212,10 +212,10 @@ static int round_locked(struct iopf_ctx *ctx, struct iopf_group **ready,
 			struct iopf_source *s = p;
 
 			s->readable = true;
-			/* A hang-up or error with nothing left to read: the
-			 * fd is dead (an adopted socket's peer went away). */
-			if ((ev[i].events & (EPOLLHUP | EPOLLERR)) &&
-			    !(ev[i].events & EPOLLIN)) {
+			/* A hang-up or error: the fd is dead (an adopted
+			 * socket's peer went away; a fault fd never hangs
+			 * up) and no answer could be written to it. */
+			if (ev[i].events & (EPOLLHUP | EPOLLERR)) {
 				iopf__source_fail(ctx, s, "poll", 0);
 				rc = -EIO;
 			}
@@ -282,6 +282,8 @@ IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx)
 	iopf__flush_all(ctx);
 	throttle_all(ctx);
 	arm_timer(ctx);
+	if (ctx->ready_head) /* submitted by a callback of this round */
+		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__deliver(ctx);
 

@@ -196,7 +196,8 @@ static bool pollin(struct iopf_source *src)
 {
 	struct pollfd p = { .fd = src->fd, .events = POLLIN };
 
-	return sys_poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+	return sys_poll(&p, 1, 0) > 0 && (p.revents & POLLIN) &&
+	       !(p.revents & (POLLHUP | POLLERR));
 }
 
 enum { RD_OK, RD_SMALL, RD_EMPTY };

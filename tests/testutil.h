@@ -22,6 +22,7 @@ Suite *suite_handles(void);
 Suite *suite_producer(void);
 Suite *suite_dispatch(void);
 Suite *suite_device(void);
+Suite *suite_once(void);
 
 /* A context with one fault queue on a fresh fake fault object. */
 struct tctx {

@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_once.c - exactly once on the paths where 1.1 broke it (issue 11):
+ * each test failed on 1.1 and names the defect it guards.
+ */
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include "testutil.h"
+
+/* ---- a producer whose answers are counted per PRG index ---- */
+
+#define NPRG 64
+struct pcount {
+	int resp[NPRG];
+	int codes[NPRG];
+	int total;
+	struct iopf_source *src; /* for respond callbacks that submit */
+	int resubmit;            /* how many more to submit from respond */
+};
+
+static void on_resp(const struct iopf_response *r, void *ud)
+{
+	struct pcount *c = ud;
+
+	ck_assert_uint_lt(r->prgi, NPRG);
+	c->resp[r->prgi]++;
+	c->codes[r->prgi] = (int)r->code;
+	c->total++;
+	if (c->resubmit > 0) {
+		struct iopf_request q = { .dev_id = 1, .prgi = (uint32_t)(NPRG - c->resubmit),
+					  .flags = IOPF_F_LAST_PAGE };
+
+		c->resubmit--;
+		ck_assert_int_eq(iopf_producer_submit(c->src, &q), 1);
+		c->total += 1000; /* one more owed */
+	}
+}
+
+static struct iopf_source *producer(struct iopf_ctx *ctx, struct pcount *c,
+				    unsigned int cap)
+{
+	IOPF_OPTS(iopf_producer_opts, po, .respond = on_resp, .userdata = c,
+		  .partial_cap = cap);
+	struct iopf_source *s = iopf_producer_new(ctx, &po);
+
+	ck_assert_ptr_nonnull(s);
+	c->src = s;
+	return s;
+}
+
+static int submit(struct iopf_source *s, uint32_t dev, uint32_t prgi, bool last)
+{
+	struct iopf_request q = { .dev_id = dev, .prgi = prgi,
+				  .flags = last ? IOPF_F_LAST_PAGE : 0 };
+
+	return iopf_producer_submit(s, &q);
+}
+
+static int calls;
+static int h_count(struct iopf_group *g, void *ud)
+{
+	calls++;
+	return IOPF_CODE_SUCCESS;
+}
+
+/* 1: answering a group still queued for its handler must not cut the
+ * ready queue: the groups behind it are handled and answered. */
+START_TEST(answer_of_queued_group_keeps_the_rest)
+{
+	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
+	struct pcount c = { 0 };
+	struct iopf_source *p = producer(ctx, &c, 0);
+
+	calls = 0;
+	iopf_ctx_set_handler(ctx, h_count, NULL);
+	for (uint32_t i = 0; i < 5; i++)
+		ck_assert_int_eq(submit(p, 1, i, true), 1);
+	/* a guest's answer for prgi 1 before its handler ran */
+	ck_assert_int_eq(iopf_respond_prg(ctx, 1, IOPF_NO_PASID, 1,
+					  IOPF_CODE_INVALID), 0);
+	ck_assert_int_eq(iopf_producer_flush_pasid(p, 1, IOPF_NO_PASID) >= 0, 1);
+	for (uint32_t i = 5; i < 10; i++)
+		ck_assert_int_eq(submit(p, 1, i, true), 1);
+	drive(ctx);
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(c.resp[i], 1);
+	ck_assert_int_eq(calls, 5); /* only groups 5..9 reached a handler */
+	iopf_ctx_free(ctx);
+}
+END_TEST
+
+/* 2: a handler that answers its device's groups in bulk: none of them
+ * reaches a handler afterwards. */
+static struct iopf_ctx *bulk_ctx;
+static int h_bulk(struct iopf_group *g, void *ud)
+{
+	calls++;
+	iopf_ctx_answer_invalid(bulk_ctx, iopf_group_dev_id(g), 0,
+				IOPF_ALL_PASIDS);
+	return IOPF_CODE_SUCCESS; /* refused: answered INVALID just now */
+}
+
+START_TEST(bulk_end_mid_round)
+{
+	struct tctx t;
+
+	tctx_init(&t);
+	bulk_ctx = t.ctx;
+	calls = 0;
+	iopf_ctx_set_handler(t.ctx, h_bulk, NULL);
+	for (uint32_t i = 0; i < 5; i++)
+		fk_trigger(t.f, 3, 0, i, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(calls, 1);
+	for (uint64_t s = 1; s <= 5; s++)
+		ck_assert_int_eq(answer_of(t.f, s), IOPF_CODE_INVALID);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+/* 3: iopf_ctx_free() from a handler is refused; iopf_source_close()
+ * from a handler closes at once and safely. */
+static struct tctx *cur;
+static int h_free_and_close(struct iopf_group *g, void *ud)
+{
+	iopf_ctx_free(cur->ctx);          /* refused, logged */
+	iopf_source_close(cur->src);      /* answers its groups INVALID */
+	cur->src = NULL;
+	ck_assert_uint_eq(iopf_group_dev_id(g), 4); /* still readable */
+	return IOPF_CODE_SUCCESS;        /* refused: already answered */
+}
+
+START_TEST(free_and_close_from_handler)
+{
+	struct tctx t;
+
+	tctx_init(&t);
+	cur = &t;
+	iopf_ctx_set_handler(t.ctx, h_free_and_close, NULL);
+	fk_trigger(t.f, 4, 0, 1, 1, 0);
+	fk_trigger(t.f, 4, 0, 2, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(answer_of(t.f, 1), IOPF_CODE_INVALID);
+	ck_assert_int_eq(answer_of(t.f, 2), IOPF_CODE_INVALID);
+	ck_assert_uint_ge(tstats(t.ctx).refused_answers, 1);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+/* 4: a source closed while a worker runs a handler of its group stays
+ * allocated until that handler is done. */
+static pthread_mutex_t w_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t w_cond = PTHREAD_COND_INITIALIZER;
+static int w_stage;
+static int h_slow(struct iopf_group *g, void *ud)
+{
+	pthread_mutex_lock(&w_lock);
+	w_stage = 1;
+	pthread_cond_broadcast(&w_cond);
+	while (w_stage != 2)
+		pthread_cond_wait(&w_cond, &w_lock);
+	pthread_mutex_unlock(&w_lock);
+	/* the source is closed now: its memory must still be there */
+	ck_assert_ptr_nonnull(iopf_group_source(g));
+	ck_assert_int_eq(iopf_source_get_fd(iopf_group_source(g)), -EINVAL);
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(close_under_worker_handler)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .workers = 1);
+	struct tctx t;
+
+	tctx_init_opts(&t, &o, NULL);
+	w_stage = 0;
+	iopf_ctx_set_handler(t.ctx, h_slow, NULL);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 1);
+	pthread_mutex_lock(&w_lock);
+	while (w_stage != 1)
+		pthread_cond_wait(&w_cond, &w_lock);
+	pthread_mutex_unlock(&w_lock);
+	iopf_source_close(t.src);
+	pthread_mutex_lock(&w_lock);
+	w_stage = 2;
+	pthread_cond_broadcast(&w_cond);
+	pthread_mutex_unlock(&w_lock);
+	iopf_ctx_free(t.ctx); /* joins the worker */
+	t.ctx = NULL;
+	ck_assert_int_eq(answer_of(t.f, 1), IOPF_CODE_INVALID);
+	assert_each_answered_once(t.f);
+	fk_fault_free(t.f);
+}
+END_TEST
+
+/* 5: answers are kept per context: a handler of A answering B's producer
+ * group runs B's respond callback with no lock of A held. */
+static struct iopf_ctx *ctx_a, *ctx_b;
+static iopf_handle_t b_handle;
+static int b_resp;
+static void on_resp_b(const struct iopf_response *r, void *ud)
+{
+	IOPF_OPTS(iopf_stats, st);
+
+	ck_assert_int_eq(iopf_ctx_get_stats(ctx_a, &st), 0); /* A unlocked */
+	b_resp++;
+}
+
+static int h_b_defer(struct iopf_group *g, void *ud)
+{
+	b_handle = iopf_group_handle(g);
+	return IOPF_DEFER;
+}
+
+static int h_a_answers_b(struct iopf_group *g, void *ud)
+{
+	ck_assert_int_eq(iopf_respond(ctx_b, b_handle, IOPF_CODE_SUCCESS), 0);
+	ck_assert_int_eq(b_resp, 1); /* delivered before respond returned */
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(answers_per_context)
+{
+	struct tctx a;
+	IOPF_OPTS(iopf_producer_opts, po, .respond = on_resp_b);
+	struct iopf_source *pb;
+
+	tctx_init(&a);
+	ctx_a = a.ctx;
+	ctx_b = iopf_ctx_new(NULL);
+	b_resp = 0;
+	pb = iopf_producer_new(ctx_b, &po);
+	iopf_ctx_set_handler(ctx_b, h_b_defer, NULL);
+	ck_assert_int_eq(submit(pb, 1, 1, true), 1);
+	drive(ctx_b);
+	iopf_ctx_set_handler(ctx_a, h_a_answers_b, NULL);
+	fk_trigger(a.f, 1, 0, 1, 1, 0);
+	drive(ctx_a);
+	ck_assert_int_eq(b_resp, 1);
+	iopf_ctx_free(ctx_b);
+	ck_assert_int_eq(b_resp, 1);
+	tctx_fini(&a);
+}
+END_TEST
+
+/* 6: no allocation failure ends the process or loses a group. */
+START_TEST(allocation_failures_answered)
+{
+	for (int n = 0; n < 40; n++) {
+		struct tctx t;
+		int handled = 0;
+
+		tctx_init(&t);
+		iopf_ctx_set_handler(t.ctx, h_success, &handled);
+		/* turn the PRG index on: one more allocation on intake */
+		ck_assert_int_eq(iopf_respond_prg(t.ctx, 1, 0, 0, 0), -ENOENT);
+		for (uint32_t i = 0; i < 300; i++)
+			fk_trigger(t.f, 1 + i % 7, i % 3, i, 1, 0x1000 * i);
+		iopf__fail_alloc_after(n);
+		drive(t.ctx);
+		iopf__fail_alloc_after(-1);
+		drive(t.ctx);
+		ck_assert_uint_eq(tstats(t.ctx).answers_success +
+					  tstats(t.ctx).answers_invalid, 300);
+		iopf_ctx_free(t.ctx);
+		assert_each_answered_once(t.f);
+		fk_fault_free(t.f);
+	}
+}
+END_TEST
+
+/* 7: a group whose partial requests were all dropped is TRUNCATED. */
+static uint32_t last_flags[NPRG];
+static int h_flags(struct iopf_group *g, void *ud)
+{
+	last_flags[iopf_group_prgi(g)] = iopf_group_flags(g);
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(truncated_without_partials_held)
+{
+	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
+	struct pcount c = { 0 };
+	struct iopf_source *p = producer(ctx, &c, 2);
+
+	memset(last_flags, 0xff, sizeof(last_flags));
+	iopf_ctx_set_handler(ctx, h_flags, NULL);
+	ck_assert_int_eq(submit(p, 1, 1, false), 0);
+	ck_assert_int_eq(submit(p, 1, 1, false), 0);
+	ck_assert_int_eq(submit(p, 1, 2, false), -ENOSPC); /* none held */
+	ck_assert_int_eq(submit(p, 1, 1, false), -ENOSPC);
+	ck_assert_int_eq(submit(p, 1, 2, true), 1);
+	ck_assert_int_eq(submit(p, 1, 1, true), 1);
+	ck_assert_int_eq(submit(p, 1, 3, true), 1);
+	drive(ctx);
+	ck_assert_uint_eq(last_flags[2], IOPF_GROUP_TRUNCATED);
+	ck_assert_uint_eq(last_flags[1], IOPF_GROUP_TRUNCATED);
+	ck_assert_uint_eq(last_flags[3], 0);
+	/* discarded partials make an incomplete group too */
+	ck_assert_int_eq(submit(p, 1, 4, false), 0);
+	ck_assert_int_eq(iopf_producer_discard_partial(p, 1, 0), 1);
+	ck_assert_int_eq(submit(p, 1, 4, true), 1);
+	drive(ctx);
+	ck_assert_uint_eq(last_flags[4], IOPF_GROUP_TRUNCATED);
+	iopf_ctx_free(ctx);
+	ck_assert_int_eq(c.total, 4);
+}
+END_TEST
+
+/* 8: max_outstanding is a hard cap on what is read. */
+static int h_defer_all(struct iopf_group *g, void *ud)
+{
+	return IOPF_DEFER;
+}
+
+START_TEST(max_outstanding_is_hard)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .max_outstanding = 10);
+	struct tctx t;
+	struct iopf_k_pgfault two[2] = { { .dev_id = 1 },
+		{ .dev_id = 1, .flags = IOPF_K_PGFAULT_FLAGS_LAST_PAGE } };
+
+	tctx_init_opts(&t, &o, NULL);
+	iopf_ctx_set_handler(t.ctx, h_defer_all, NULL);
+	for (uint32_t i = 0; i < 100; i++)
+		fk_trigger(t.f, 1, 0, i, 1, 0);
+	drive(t.ctx);
+	ck_assert_uint_eq(tstats(t.ctx).groups, 10);
+	ck_assert_uint_eq(fk_queued(t.f), 90);
+	/* room for 1: a 2-record group waits until it fits */
+	iopf_ctx_set_handler(t.ctx, h_success, NULL);
+	iopf_ctx_answer_invalid(t.ctx, 1, 0, IOPF_ALL_PASIDS);
+	for (int i = 0; i < 100 && fk_queued(t.f); i++)
+		drive(t.ctx);
+	ck_assert_uint_eq(fk_queued(t.f), 0);
+	iopf_ctx_free(t.ctx);
+	(void)two;
+	assert_each_answered_once(t.f);
+	fk_fault_free(t.f);
+}
+END_TEST
+
+/* 9: a hung-up adopted fd fails its source once; no spin. */
+START_TEST(hangup_fails_source_no_spin)
+{
+	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
+	struct iopf_source *s;
+	int sv[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	s = iopf_fault_queue_adopt(ctx, sv[0], 1, NULL);
+	ck_assert_ptr_nonnull(s);
+	close(sv[1]);
+	struct pollfd p = { .fd = iopf_ctx_get_fd(ctx), .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 0), 1);
+	ck_assert_int_eq(iopf_ctx_dispatch(ctx), -EIO);
+	ck_assert_int_eq(poll(&p, 1, 0), 0); /* quiet from now on */
+	ck_assert_int_eq(iopf_ctx_dispatch(ctx), 0);
+	ck_assert_uint_eq(tstats(ctx).source_errors, 1);
+	iopf_source_close(s);
+	close(sv[0]);
+	iopf_ctx_free(ctx);
+}
+END_TEST
+
+/* 11: detach is the kernel's answer: a producer has none. */
+START_TEST(detach_refused_on_producer)
+{
+	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
+	struct pcount c = { 0 };
+	struct iopf_source *p = producer(ctx, &c, 0);
+
+	ck_assert_int_eq(submit(p, 1, 1, true), 1);
+	ck_assert_int_eq(iopf_source_detach(p, 1, 0, IOPF_ALL_PASIDS), -EOPNOTSUPP);
+	iopf_ctx_free(ctx);
+	ck_assert_int_eq(c.resp[1], 1);
+}
+END_TEST
+
+/* 12: a stale handle's error depends on the handle, not on the slot. */
+static iopf_handle_t held;
+static int h_hold(struct iopf_group *g, void *ud)
+{
+	if (!held)
+		held = iopf_group_handle(g);
+	return held == iopf_group_handle(g) ? IOPF_DEFER : IOPF_CODE_SUCCESS;
+}
+
+START_TEST(stale_handle_error_is_stable)
+{
+	struct tctx t;
+
+	tctx_init(&t);
+	held = 0;
+	iopf_ctx_set_handler(t.ctx, h_hold, NULL);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(iopf_ctx_answer_invalid(t.ctx, 1, 0, IOPF_ALL_PASIDS), 1);
+	ck_assert_int_eq(iopf_respond(t.ctx, held, 0), -ESHUTDOWN);
+	for (uint32_t i = 0; i < 500; i++) { /* the slot is reused */
+		fk_trigger(t.f, 2, 0, i, 1, 0);
+		drive(t.ctx);
+	}
+	ck_assert_int_eq(iopf_respond(t.ctx, held, 0), -ESHUTDOWN);
+	tctx_fini(&t);
+}
+END_TEST
+
+/* 15: a respond callback that submits again. */
+START_TEST(respond_callback_submits)
+{
+	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
+	struct pcount c = { 0 };
+	struct iopf_source *p = producer(ctx, &c, 0);
+
+	iopf_ctx_set_handler(ctx, h_success, NULL);
+	c.resubmit = 20;
+	ck_assert_int_eq(submit(p, 1, 0, true), 1);
+	ck_assert_int_eq(submit(p, 1, 1, true), 1);
+	drive(ctx);
+	ck_assert_int_eq(c.resubmit, 0);
+	iopf_ctx_free(ctx);
+	ck_assert_int_eq(c.total, 22 + 20 * 1000);
+	for (int i = 0; i < NPRG; i++)
+		ck_assert_int_le(c.resp[i], 1);
+}
+END_TEST
+
+Suite *suite_once(void)
+{
+	Suite *s = suite_create("once");
+	TCase *tc = tcase_create("defects");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, answer_of_queued_group_keeps_the_rest);
+	tcase_add_test(tc, bulk_end_mid_round);
+	tcase_add_test(tc, free_and_close_from_handler);
+	tcase_add_test(tc, close_under_worker_handler);
+	tcase_add_test(tc, answers_per_context);
+	tcase_add_test(tc, allocation_failures_answered);
+	tcase_add_test(tc, truncated_without_partials_held);
+	tcase_add_test(tc, max_outstanding_is_hard);
+	tcase_add_test(tc, hangup_fails_source_no_spin);
+	tcase_add_test(tc, detach_refused_on_producer);
+	tcase_add_test(tc, stale_handle_error_is_stable);
+	tcase_add_test(tc, respond_callback_submits);
+	suite_add_tcase(s, tc);
+	return s;
+}
