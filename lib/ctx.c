@@ -29,7 +29,7 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts)
 	int err;
 
 	if (opts && iopf__opts_copy(&o, sizeof(o), opts,
-				    offsetofend(struct iopf_ctx_opts, log_level))) {
+				    sizeof(struct iopf_ctx_opts))) {
 		errno = EINVAL;
 		return NULL;
 	}

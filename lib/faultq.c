@@ -488,8 +488,7 @@ static int fq_opts(const struct iopf_fault_queue_opts *opts,
 {
 	if (iopf__opts_copy(o, sizeof(*o), opts ? (const void *)opts :
 						  (const void *)&fq_defaults,
-			    offsetofend(struct iopf_fault_queue_opts,
-					max_read_records)))
+			    sizeof(struct iopf_fault_queue_opts)))
 		return -EINVAL;
 	return (o->flags & ~IOPF_FQ_CLOSE_FD) ? -EINVAL : 0;
 }

@@ -317,7 +317,7 @@ iopf_producer_new(struct iopf_ctx *ctx, const struct iopf_producer_opts *opts)
 
 	if (!ctx || !opts ||
 	    iopf__opts_copy(&o, sizeof(o), opts,
-			    offsetofend(struct iopf_producer_opts, partial_cap)) ||
+			    sizeof(struct iopf_producer_opts)) ||
 	    !o.respond) {
 		errno = EINVAL;
 		return NULL;

@@ -15,10 +15,11 @@
 
 /* Copy a caller's size-prefixed options into our struct of dst_sz bytes
  * (zeroed first, sz first). A smaller struct (older caller) leaves our
- * newer fields at zero, i.e. default. Every byte from the end of the last
- * field we know (known_end: our struct's tail padding included) to the
- * caller's sz must be zero: a newer caller's field, even one that falls in
- * our padding, is refused rather than ignored. */
+ * newer fields at zero, i.e. default. Every byte from known_end to the
+ * caller's sz must be zero: a newer caller's field is refused rather than
+ * ignored. known_end is our sizeof, tail padding included: IOPF_OPTS()
+ * as released does not promise zero padding, so 1.x callers may have
+ * garbage there (new fields must not go into today's padding). */
 int iopf__opts_copy(void *dst, size_t dst_sz, const void *src,
 		    size_t known_end)
 {
