@@ -28,7 +28,9 @@ cmake --build "$tmp/cm" >/dev/null
 # (pthread, libnl-3): -l:libiopf.a picks the archive over the .so
 cc -o "$tmp/consumer-static" "$here/consumer.c" $(pkg-config --cflags libiopf) \
 	$(pkg-config --static --libs libiopf | sed 's/-liopf\b/-l:libiopf.a/')
-! ldd "$tmp/consumer-static" | grep -q libiopf.so
+# (ldd into a variable: grep -q under pipefail would SIGPIPE ldd)
+linked=$(ldd "$tmp/consumer-static")
+! grep -q libiopf.so <<<"$linked"
 "$tmp/consumer-static"
 echo "consumer builds: pkg-config, find_package(iopf), static: OK"
 
@@ -46,7 +48,8 @@ cc_pc -o "$tmp/iopf-mapper" "$ex/iopf-mapper.c" "$src/tests/kernel/kmock.c" \
 cc -O2 -o "$tmp/monitor-check" "$src/tests/examples/monitor-check.c" \
 	"$ex/common/simfault.c" "${inc[@]}"
 for b in iopf-sim iopf-vmm-forward iopf-monitor iopf-mapper; do
-	ldd "$tmp/$b" | grep -q "$libdir/libiopf.so.1" || { echo "$b: not linked to the installed libiopf"; exit 1; }
+	linked=$(ldd "$tmp/$b")
+	grep -q "$libdir/libiopf.so.1" <<<"$linked" || { echo "$b: not linked to the installed libiopf"; exit 1; }
 done
 
 # Smoke tests of what was built here.
