@@ -45,6 +45,7 @@ static struct iopf_source *fq, *prod;
 static struct fk_fault *fault;
 static atomic_bool stop_load;  /* trigger, producer, answerers, chaos */
 static atomic_int failures;
+static bool bulk = true; /* --no-bulk: no producer_flush_pasid / answer_invalid */
 
 /* ---- per-thread random numbers ---- */
 
@@ -402,7 +403,7 @@ static void *chaos_main(void *arg)
 		unsigned int flags = pick(r, 4) ? 0 : IOPF_ALL_PASIDS;
 		int rc;
 
-		switch (pick(r, 4)) {
+		switch (bulk ? pick(r, 4) : pick(r, 2)) {
 		case 0:
 			rc = iopf_ctx_drain(ctx, dev, pasid, flags, (int)pick(r, 20));
 			if (rc != 0 && rc != -ETIMEDOUT)
@@ -496,9 +497,11 @@ static unsigned long check_producer_answers(void)
 
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s [--seconds N] [--seed N] [--workers N]\n"
+	fprintf(stderr, "usage: %s [--seconds N] [--seed N] [--workers N] [--no-bulk]\n"
 		"Every thread-safe libiopf call at once on the fake kernel, then\n"
-		"checks that each group got exactly one answer.\n", argv0);
+		"checks that each group got exactly one answer. --no-bulk leaves out\n"
+		"the bulk answers (answer_invalid, producer_flush_pasid), to tell\n"
+		"their defects from others.\n", argv0);
 }
 
 int main(int argc, char **argv)
@@ -515,6 +518,8 @@ int main(int argc, char **argv)
 			seconds = (unsigned int)strtoul(argv[++i], NULL, 0);
 		else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
 			seed0 = strtoull(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "--no-bulk"))
+			bulk = false;
 		else if (!strcmp(argv[i], "--workers") && i + 1 < argc)
 			workers = (unsigned int)strtoul(argv[++i], NULL, 0);
 		else {
