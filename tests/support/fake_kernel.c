@@ -531,31 +531,59 @@ void fk_fail_next(struct fk_fault *f, int op, int err)
 
 unsigned int fk_queued(struct fk_fault *f)
 {
-	return f->queued;
+	unsigned int v;
+
+	pthread_mutex_lock(&fk_lock);
+	v = f->queued;
+	pthread_mutex_unlock(&fk_lock);
+	return v;
 }
 
 unsigned int fk_outstanding(struct fk_fault *f)
 {
-	return f->outstanding;
+	unsigned int v;
+
+	pthread_mutex_lock(&fk_lock);
+	v = f->outstanding;
+	pthread_mutex_unlock(&fk_lock);
+	return v;
 }
 
+/* The array is read without the lock: call it once libiopf is quiet. */
 const struct fk_answer *fk_answers(struct fk_fault *f, size_t *n)
 {
+	pthread_mutex_lock(&fk_lock);
 	*n = f->nanswers;
+	pthread_mutex_unlock(&fk_lock);
 	return f->answers;
 }
 
 uint64_t fk_triggered(struct fk_fault *f)
 {
-	return f->seq;
+	uint64_t v;
+
+	pthread_mutex_lock(&fk_lock);
+	v = f->seq;
+	pthread_mutex_unlock(&fk_lock);
+	return v;
 }
 
 uint64_t fk_reads(struct fk_fault *f)
 {
-	return f->reads;
+	uint64_t v;
+
+	pthread_mutex_lock(&fk_lock);
+	v = f->reads;
+	pthread_mutex_unlock(&fk_lock);
+	return v;
 }
 
 uint64_t fk_writes(struct fk_fault *f)
 {
-	return f->writes;
+	uint64_t v;
+
+	pthread_mutex_lock(&fk_lock);
+	v = f->writes;
+	pthread_mutex_unlock(&fk_lock);
+	return v;
 }
