@@ -54,16 +54,18 @@ IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 {
 	struct prg_key k = { .dev_id = dev_id, .pasid = pasid, .prgi = prgi };
 	struct iopf_group *g;
+	int err;
 
 	if (!ctx || (code != IOPF_CODE_SUCCESS && code != IOPF_CODE_INVALID))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
 	if (ctx->ngone && iopf__dev_is_gone(ctx, dev_id))
 		return refused(ctx, -ENODEV, "by PRG index", dev_id, prgi);
-	g = iopf__group_by_prg(ctx, &k);
-	if (!g) {
-		ctx->st.unmatched_answers++;
-		return refused(ctx, -ENOENT, "by PRG index", dev_id, prgi);
+	err = iopf__group_by_prg(ctx, &k, &g);
+	if (err) {
+		if (err == -ENOENT)
+			ctx->st.unmatched_answers++;
+		return refused(ctx, err, "by PRG index", dev_id, prgi);
 	}
 	iopf__group_end(ctx, g, (int)code, END_ANSWERED);
 	return answered(ctx, 0);

@@ -67,28 +67,33 @@ bool iopf__dev_is_gone(struct iopf_ctx *ctx, uint32_t dev_id)
 /* The kernel let go of the device: it answered its fault-queue groups
  * itself (those are dropped unwritten); a producer's groups still get
  * their respond call, INVALID. Groups a handler holds go on *cancel. */
-static int mark_gone(struct iopf_ctx *ctx, struct dev_ent *d,
-		     struct iopf_group **cancel)
+static int end_device(struct iopf_ctx *ctx, uint32_t dev,
+		      struct iopf_group **cancel)
 {
 	int n = 0;
 
+	for (struct iopf_source *s = ctx->sources; s; s = s->next) {
+		n += iopf__groups_end_matching(ctx, s, dev, 0, IOPF_ALL_PASIDS,
+					       s->ops->kernel ? NO_ANSWER :
+								IOPF_CODE_INVALID,
+					       END_GONE, cancel);
+		n += (int)s->ops->forget(ctx, s, dev, 0, IOPF_ALL_PASIDS);
+	}
+	ctx->st.cancelled += (uint64_t)n;
+	iopf__log(ctx, LOG_I, "dev %u gone: %d groups dropped", dev, n);
+	return n;
+}
+
+static int mark_gone(struct iopf_ctx *ctx, struct dev_ent *d,
+		     struct iopf_group **cancel)
+{
 	unremoving(ctx, d);
 	if (!d->gone) {
 		d->gone = true;
 		ctx->ngone++;
 		ctx->st.devices_gone++;
 	}
-	for (struct iopf_source *s = ctx->sources; s; s = s->next) {
-		n += iopf__groups_end_matching(ctx, s, d->dev_id, 0,
-					       IOPF_ALL_PASIDS,
-					       s->ops->kernel ? NO_ANSWER :
-								IOPF_CODE_INVALID,
-					       END_GONE, cancel);
-		n += (int)s->ops->forget(ctx, s, d->dev_id, 0, IOPF_ALL_PASIDS);
-	}
-	ctx->st.cancelled += (uint64_t)n;
-	iopf__log(ctx, LOG_I, "dev %u gone: %d groups dropped", d->dev_id, n);
-	return n;
+	return end_device(ctx, d->dev_id, cancel);
 }
 
 static bool dev_matches(const struct dev_ent *d, const char *devpath)
@@ -366,7 +371,14 @@ IOPF_API int iopf_ctx_device_gone(struct iopf_ctx *ctx, uint32_t dev_id)
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
 	d = dev_get(ctx, dev_id);
-	n = d ? mark_gone(ctx, d, &cancel) : -ENOMEM;
+	if (d) {
+		n = mark_gone(ctx, d, &cancel);
+	} else {
+		/* Its groups go all the same (the kernel answered them);
+		 * only the gone mark, for later answers, could not be kept. */
+		end_device(ctx, dev_id, &cancel);
+		n = -ENOMEM;
+	}
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__cancel_deliver(ctx, cancel);
 	iopf__deliver(ctx);

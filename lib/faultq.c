@@ -342,9 +342,13 @@ static int read_grown(struct iopf_ctx *ctx, struct faultq *fq,
 		return rc == RD_OK ? 1 : rc == RD_EMPTY ? 0 : rc;
 	}
 nomem:
+	/* Not stuck: the group stays in the kernel and is tried again in
+	 * the next round (the fd stays readable). */
 	free(tmp);
 	ctx->st.alloc_failures++;
-	stuck(ctx, fq, c);
+	iopf__log(ctx, LOG_E,
+		  "fault queue %u: no memory for a read of %u records: retried",
+		  fq->s.fault_id, c * 2);
 	return 0;
 }
 

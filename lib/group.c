@@ -170,8 +170,8 @@ static void prg_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 
 /* The oldest outstanding group of key k. The index is built the first
  * time someone answers by PRG index (a VMM); others never pay for it. */
-struct iopf_group *iopf__group_by_prg(struct iopf_ctx *ctx,
-				      const struct prg_key *k)
+int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
+		       struct iopf_group **out)
 {
 	if (!ctx->prg_on) {
 		for (struct iopf_group *g = ctx->out_head; g; g = g->out_next)
@@ -179,12 +179,13 @@ struct iopf_group *iopf__group_by_prg(struct iopf_ctx *ctx,
 				goto nomem;
 		ctx->prg_on = true;
 	}
-	return tbl_get(&ctx->by_prg, key_hi(k), k->prgi);
+	*out = tbl_get(&ctx->by_prg, key_hi(k), k->prgi);
+	return *out ? 0 : -ENOENT;
 nomem:
 	for (struct iopf_group *g = ctx->out_head; g; g = g->out_next)
 		prg_remove(ctx, g);
 	tbl_free(&ctx->by_prg);
-	return NULL;
+	return -ENOMEM;
 }
 
 /* ---- the outstanding list ---- */

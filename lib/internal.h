@@ -336,8 +336,8 @@ int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 void iopf__group_unpin(struct iopf_ctx *ctx, struct iopf_group *g);
 struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 					   iopf_handle_t h, int *err);
-struct iopf_group *iopf__group_by_prg(struct iopf_ctx *ctx,
-				      const struct prg_key *k);
+int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
+		       struct iopf_group **out);
 int iopf__end_error(unsigned int why);
 void iopf__groups_free(struct iopf_ctx *ctx);
 
