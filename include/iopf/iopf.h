@@ -54,7 +54,7 @@ extern "C" {
 /** @name Version */
 /**@{*/
 #define IOPF_VERSION_MAJOR 1 /**< major version: the SONAME's number */
-#define IOPF_VERSION_MINOR 1 /**< minor version: new symbols */
+#define IOPF_VERSION_MINOR 2 /**< minor version: new symbols */
 #define IOPF_VERSION_PATCH 0 /**< patch level */
 
 /**
@@ -166,21 +166,28 @@ typedef uint64_t iopf_handle_t;
  * Called once per group, with the group's records in order. Return
  * IOPF_CODE_SUCCESS or IOPF_CODE_INVALID to answer now, or IOPF_DEFER and
  * answer later with iopf_respond() (the handle from iopf_group_handle()).
- * Any other value answers INVALID and is logged. The group pointer stays
- * valid until the group is answered; the handle stays safe forever.
- * A handler may call iopf_respond() and friends, but not
- * iopf_ctx_dispatch(), iopf_ctx_run(), iopf_ctx_drain(),
- * iopf_source_close() or iopf_ctx_free() (they return -EDEADLK or are
- * refused).
+ * Any other value answers INVALID and is logged. The group pointer is
+ * valid until the handler returns (for a deferred group: use the handle
+ * after that); the handle stays safe forever.
+ * A group may be ended by another thread while its handler runs (an
+ * answer by PRG index, a flush, a deadline, a detach): the handler's own
+ * answer is then refused and counted, never sent.
+ * A handler may call iopf_respond() and friends, iopf_source_close() (it
+ * takes effect at once: the group stays readable until the handler
+ * returns) and iopf_producer_submit(), but not iopf_ctx_dispatch(),
+ * iopf_ctx_run() or iopf_ctx_drain() (-EDEADLK) nor iopf_ctx_free()
+ * (refused and logged).
  */
 typedef int (*iopf_handler_fn)(struct iopf_group *group, void *userdata);
 
 /**
  * @brief A producer's respond callback: the answer to one of its groups.
  *
- * Called exactly once per group the producer completed, from the thread
- * that answered (a handler, iopf_respond(), a close or flush). It must not
- * block for long and may call iopf_producer_submit().
+ * Called exactly once per group the producer completed, whatever ended it
+ * (a handler, iopf_respond(), a close, flush, deadline or device removal),
+ * with no lock held, from a thread that answered or dispatched on the
+ * group's context. It must not block for long and may call
+ * iopf_producer_submit() and iopf_respond().
  */
 typedef void (*iopf_respond_fn)(const struct iopf_response *resp,
 				void *userdata);
@@ -202,8 +209,10 @@ struct iopf_ctx_opts {
 	unsigned int workers;
 	/** Most answers written to one fault fd per write(); 0: 1024. */
 	unsigned int batch_max;
-	/** Stop reading fault queues while this many groups are outstanding
-	 *  (the kernel queue holds the rest); 0: no cap. */
+	/** Most groups outstanding: a read of a fault queue is sized to the
+	 *  room left, so no read takes in more (the kernel queue holds the
+	 *  rest; since 1.2 this is exact). Groups submitted by producers
+	 *  count too but are never refused. 0: no cap. */
 	unsigned int max_outstanding;
 	/** Answer INVALID any group outstanding longer than this; 0: never. */
 	unsigned int deadline_ms;
@@ -225,7 +234,10 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts);
  * @brief Free a context: stop its workers, answer every outstanding group
  * INVALID, discard partial requests, close its sources.
  * @param ctx the context, or NULL. Not thread safe: no other call on ctx
- *        may run or follow.
+ *        may run or follow. Called from a handler or any other callback
+ *        it is refused (logged at error level, nothing freed): a context
+ *        cannot be freed under its own dispatch. Stop the loop and free it
+ *        from outside.
  */
 IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx);
 
@@ -291,7 +303,9 @@ IOPF_API int iopf_ctx_flush(struct iopf_ctx *ctx);
  * @param flags 0 or IOPF_ALL_PASIDS.
  * @param timeout_ms how long to wait; < 0: forever.
  * @param ctx the context.
- * @return 0, -ETIMEDOUT, -EDEADLK (from a handler), -EINVAL.
+ * @return 0, -ETIMEDOUT, -EDEADLK (from a handler), -EINVAL, or
+ *         -EMSGSIZE (since 1.2): a fault queue holds a group too large to
+ *         be read at all (over 1,048,576 records), so it can never drain.
  */
 IOPF_API int iopf_ctx_drain(struct iopf_ctx *ctx, uint32_t dev_id,
 			    uint32_t pasid, unsigned int flags, int timeout_ms);
@@ -429,7 +443,10 @@ struct iopf_fault_queue_opts {
 	unsigned int flags;         /**< IOPF_FQ_* (alloc always owns its fd) */
 	unsigned int read_records;  /**< first read buffer size in records;
 				         0: 256 */
-	unsigned int max_read_records; /**< buffer growth cap; 0: 65536 */
+	unsigned int max_read_records; /**< buffer growth cap; 0: 65536. A
+					    larger group is still read, with
+					    a buffer of its own, and answered
+					    INVALID (stats: oversized). */
 };
 
 /**
@@ -498,17 +515,25 @@ IOPF_API int iopf_ctx_answer_invalid(struct iopf_ctx *ctx, uint32_t dev_id,
  * @param src the source.
  * @param dev_id device id (the iommufd device object id faults carry).
  * @param pasid PASID, or IOPF_NO_PASID for groups without one.
- * @return the number of groups dropped, or -EINVAL.
+ * @return the number of groups (and unwritten answers) dropped, or
+ *         -EINVAL, -ESHUTDOWN (the source is closed), -EOPNOTSUPP (a
+ *         producer: no kernel answers its groups; use
+ *         iopf_producer_flush_pasid()).
  */
 IOPF_API int iopf_source_detach(struct iopf_source *src, uint32_t dev_id,
 				uint32_t pasid, unsigned int flags);
 
 /**
- * @brief Close a source: answer every outstanding group INVALID, discard
- * partial requests, close the fd if owned, free it. Later answers to its
- * groups get -ESHUTDOWN without touching the kernel.
- * @param src the source, or NULL. Not concurrently with a dispatch of its
- *        context (call it from the dispatching thread, or when none runs).
+ * @brief Close a source: answer every outstanding group INVALID (and
+ * write those answers), discard partial requests, close the fd if owned.
+ * Later answers to its groups get -ESHUTDOWN without touching the kernel.
+ *
+ * Any thread, any time, handlers included: it takes effect at once. The
+ * source's memory is freed when the last group that came from it is let
+ * go (a handler still running keeps it), so iopf_group_source() stays
+ * valid in a running handler; calls on a closed source return
+ * -ESHUTDOWN or -EINVAL. Do not close a source twice.
+ * @param src the source, or NULL.
  */
 IOPF_API void iopf_source_close(struct iopf_source *src);
 /**@}*/
@@ -543,9 +568,16 @@ iopf_producer_new(struct iopf_ctx *ctx, const struct iopf_producer_opts *opts);
  * @param req the request.
  * @return 0 (held as partial), 1 (group complete and queued),
  *         -ENOSPC (partial dropped: cap reached; counted),
- *         -ENOMEM (group answered INVALID at once through respond),
+ *         -ENOMEM: for a LAST request, the group was answered INVALID at
+ *         once through respond; for a partial one (since 1.2; -ENOSPC
+ *         before), it was dropped for want of memory (counted),
  *         -EINVAL (bad flags or reserved field; nothing held),
- *         -ENODEV (the device went away, since 1.1; nothing held).
+ *         -ENODEV (the device went away, since 1.1; nothing held),
+ *         -ESHUTDOWN (the source is closed, since 1.2; nothing held).
+ * A group any of whose partial requests was dropped or discarded is
+ * flagged IOPF_GROUP_TRUNCATED when its LAST request arrives (tracked per
+ * device by PRG index modulo 512: a group of another PASID with the same
+ * index may be flagged too).
  */
 IOPF_API int iopf_producer_submit(struct iopf_source *src,
 				  const struct iopf_request *req);
@@ -625,6 +657,8 @@ IOPF_API iopf_handle_t iopf_group_handle(const struct iopf_group *g);
  *         without touching the kernel:
  *         -EALREADY (already answered), -ESHUTDOWN (its source was closed
  *         or it was detached), -ETIMEDOUT (answered at its deadline),
+ *         (which of these depends on the handle alone, for the last
+ *         65,536 groups ended early; older ones get -EALREADY)
  *         -ENODEV (its device went away, since 1.1),
  *         -ENOENT (no such handle), -EINVAL (bad code or ctx).
  */
@@ -639,9 +673,12 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
  * @param dev_id device id (the iommufd device object id faults carry).
  * @param prgi Page Request Group index.
  * @param code IOPF_CODE_SUCCESS or IOPF_CODE_INVALID.
+ * The first call builds an index of outstanding groups by (device,
+ * PASID, PRG index), kept from then on: callers who never answer by PRG
+ * index never pay for it.
  * @return 0, -ENOENT (no such group outstanding: a late, duplicate or
  *         unknown answer; counted), -ENODEV (the device went away, since
- *         1.1; counted), -EINVAL.
+ *         1.1; counted), -ENOMEM (no memory for the index), -EINVAL.
  */
 IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 			      uint32_t pasid, uint32_t prgi,
@@ -659,7 +696,13 @@ IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
  *   cancel callback (the handler's work for them is void), then dropped;
  *   groups not yet handed to a handler and answers not yet written are
  *   dropped. Nothing is written to the kernel for them; each is counted in
- *   iopf_stats.cancelled.
+ *   iopf_stats.cancelled. A producer's groups (no kernel answers them)
+ *   get their respond call, INVALID (since 1.2).
+ * - a `remove` uevent is acted on once the device's sysfs node is gone
+ *   (looked at again for up to a second: the kernel sends it just before
+ *   it deletes the node), an `unbind` once its driver link is gone;
+ *   synthetic uevents (`echo remove > .../uevent`, `udevadm trigger`) are
+ *   ignored (since 1.2).
  * - its partial requests are discarded, iopf_producer_submit() refuses it
  *   with -ENODEV, and answers to its groups (by handle, by PRG index, or a
  *   handler's return value) are refused with -ENODEV and counted.
@@ -735,7 +778,9 @@ IOPF_API int iopf_ctx_unwatch_device(struct iopf_ctx *ctx, uint32_t dev_id);
  * libiopf still holds are dropped, not written.
  * @param ctx the context.
  * @param dev_id the iommufd device object id.
- * @return the number of groups dropped (>= 0), -ENOMEM, -EINVAL.
+ * @return the number of groups dropped (>= 0), -EINVAL, or -ENOMEM: the
+ *         groups were dropped all the same, but the gone mark (refusing
+ *         later answers) could not be kept.
  */
 IOPF_API int iopf_ctx_device_gone(struct iopf_ctx *ctx, uint32_t dev_id);
 /**@}*/
