@@ -101,7 +101,7 @@ START_TEST(stats_older_smaller_struct_gets_its_fields)
 	st.sz = 2;
 	ck_assert_int_eq(iopf_ctx_get_stats(ctx, &st), -EINVAL);
 	ck_assert_str_eq(iopf_version(), "1.2.0");
-	ck_assert_int_eq(IOPF_VERSION_MINOR, 1);
+	ck_assert_int_eq(IOPF_VERSION_MINOR, 2);
 	iopf_ctx_free(ctx);
 }
 END_TEST
