@@ -539,6 +539,15 @@ unsigned int fk_queued(struct fk_fault *f)
 	return v;
 }
 
+void fk_pending(struct fk_fault *f, unsigned int *queued,
+		unsigned int *outstanding)
+{
+	pthread_mutex_lock(&fk_lock);
+	*queued = f->queued;
+	*outstanding = f->outstanding;
+	pthread_mutex_unlock(&fk_lock);
+}
+
 unsigned int fk_outstanding(struct fk_fault *f)
 {
 	unsigned int v;

@@ -83,6 +83,10 @@ void fk_fail_next(struct fk_fault *f, int op, int err);
 unsigned int fk_detach(struct fk_fault *f, uint32_t dev_id);
 
 unsigned int fk_queued(struct fk_fault *f);      /* waiting to be read */
+/* Both counts at once, under the fake's lock: safe while other threads
+ * read, write, trigger or detach (fk_queued/fk_outstanding are not). */
+void fk_pending(struct fk_fault *f, unsigned int *queued,
+		unsigned int *outstanding);
 unsigned int fk_outstanding(struct fk_fault *f); /* read, not answered */
 /* Answers so far (the array stays owned by the fake). */
 const struct fk_answer *fk_answers(struct fk_fault *f, size_t *n);
