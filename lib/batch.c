@@ -59,8 +59,20 @@ void iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src)
 				refused(ctx, src, &fq->batch[off++], err);
 				continue;
 			}
-			ctx->st.write_errors += n - off;
-			iopf__source_fail(ctx, src, "write", err);
+			if (fd_dead(err)) {
+				ctx->st.write_errors += n - off;
+				iopf__source_fail(ctx, src, "write", err);
+				return;
+			}
+			/* A passing failure: keep what is left for the next
+			 * round (reads wait for it: see fq_read). */
+			iopf__log(ctx, LOG_W,
+				  "write to fault queue %u failed (%s): %u answers kept for later",
+				  src->fault_id, strerror(err), n - off);
+			memmove(fq->batch, fq->batch + off,
+				(n - off) * sizeof(*fq->batch));
+			fq->nbatch = n - off;
+			iopf__wake(ctx);
 			return;
 		}
 		off += (unsigned int)((size_t)r / sizeof(*w));

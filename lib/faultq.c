@@ -367,7 +367,7 @@ static int fq_read(struct iopf_ctx *ctx, struct iopf_source *src)
 		 * freed yet: written before the next read, they can never
 		 * meet a reuse of their cookie. */
 		iopf__batch_flush(ctx, src);
-		if (src->failed || src->stuck || fq->wait_below)
+		if (src->failed || src->stuck || fq->wait_below || fq->nbatch)
 			break;
 		rm = room(ctx);
 		if (!rm) {
@@ -384,7 +384,15 @@ static int fq_read(struct iopf_ctx *ctx, struct iopf_source *src)
 			parse(ctx, fq, fq->buf, n);
 		}
 		if (rc < 0) {
-			iopf__source_fail(ctx, src, "read", -rc);
+			if (fd_dead(-rc)) {
+				iopf__source_fail(ctx, src, "read", -rc);
+				return -EIO;
+			}
+			/* A passing failure: level-triggered polling brings
+			 * us back for what is still queued. */
+			ctx->st.read_errors++;
+			iopf__log(ctx, LOG_W, "read of fault queue %u failed: %s",
+				  src->fault_id, strerror(-rc));
 			return -EIO;
 		}
 		if (rc == RD_EMPTY || n < count / 2)

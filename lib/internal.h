@@ -17,6 +17,7 @@
 #ifndef IOPF_INTERNAL_H
 #define IOPF_INTERNAL_H
 
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -205,6 +206,12 @@ void iopf__source_ref(struct iopf_source *src);
 void iopf__source_unref(struct iopf_source *src);
 void iopf__source_fail(struct iopf_ctx *ctx, struct iopf_source *src,
 		       const char *what, int err);
+/* An errno that means the fd itself is gone (not a passing condition). */
+static inline bool fd_dead(int err)
+{
+	return err == EBADF || err == EPIPE || err == ECONNRESET ||
+	       err == ENOTCONN || err == ENODEV;
+}
 int iopf__groups_end_matching(struct iopf_ctx *ctx, struct iopf_source *src,
 			      uint32_t dev, uint32_t pasid,
 			      unsigned int flags, int code, enum gend why,

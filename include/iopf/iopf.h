@@ -408,6 +408,7 @@ struct iopf_stats {
 	uint64_t oversized;        /**< groups of more than max_read_records
 				        records (read, answered INVALID) */
 	uint64_t source_errors;    /**< fault fds that failed or hung up */
+	uint64_t read_errors;      /**< reads that failed and were retried */
 	uint64_t uevents_synthetic;/**< ignored: synthetic (SYNTH_UUID) */
 	uint64_t uevents_unconfirmed; /**< ignored: the device was still in
 				        sysfs (remove) or bound (unbind) */
