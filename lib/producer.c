@@ -178,8 +178,9 @@ static int complete(struct iopf_ctx *ctx, struct producer *p,
 			  key->dev_id, key->prgi);
 		return -ENOMEM;
 	}
-	if (pa) {
-		memcpy(grp_rec(g), pa->rec, pa->n * sizeof(*pa->rec));
+	if (pa) { /* n may be 0: created, then its records had no memory */
+		if (pa->n)
+			memcpy(grp_rec(g), pa->rec, pa->n * sizeof(*pa->rec));
 		partial_drop(ctx, p, key, pa, false);
 	} else {
 		dev_put(ctx, p, key->dev_id, d);

@@ -19,7 +19,7 @@ cmake --build build-asan -j"$(nproc)"
 (cd build-asan && ctest --output-on-failure -LE kernel -E install.consumer)
 cmake -S . -B build-tsan -DIOPF_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-tsan -j"$(nproc)"
-(cd build-tsan && ctest --output-on-failure -R '^(unit\.|stress\.)')
+(cd build-tsan && ctest --output-on-failure -R '^(unit\.|stress\.|model\.)')
 CC=clang cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Debug -DIOPF_WITH_LIBNL=OFF >/dev/null
 cmake --build build-clang -j"$(nproc)"
 (cd build-clang && ctest --output-on-failure -LE kernel -E install.consumer)
