@@ -429,6 +429,60 @@ START_TEST(respond_callback_submits)
 }
 END_TEST
 
+/* 14: an answer gathered for a cookie is written before that cookie can
+ * be read again. A raw INVALID for a malformed group waits in the batch;
+ * the kernel answers that cookie itself (a detach nobody announced)
+ * before the next read in the same loop hands it to a new group: that
+ * group must get its own answer, not the stale one. */
+static struct fk_fault *race_f;
+static int race_reads;
+static ssize_t racing_read(int fd, void *buf, size_t count)
+{
+	ssize_t r = fk_sys_read(fd, buf, count);
+
+	if (++race_reads == 1) {
+		fk_detach(race_f, 0); /* the raw group (its dev id, whichever */
+		fk_detach(race_f, 9); /* way the fake records it) */
+		fk_trigger(race_f, 2, 0, 7, 1, 0x7000); /* gets its cookie */
+	}
+	return r;
+}
+
+static uint32_t race_cookie;
+static int h_cookie(struct iopf_group *g, void *ud)
+{
+	race_cookie = iopf_group_cookie(g);
+	(*(int *)ud)++;
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(stale_raw_answer_never_reaches_reused_cookie)
+{
+	static struct iopf_sys sys;
+	IOPF_OPTS(iopf_fault_queue_opts, fo, .read_records = 2);
+	struct iopf_k_pgfault raw = { .dev_id = 9, .cookie = 1 }; /* no LAST */
+	struct tctx t;
+	int handled = 0;
+
+	tctx_init_opts(&t, NULL, &fo);
+	sys = *iopf__sys;
+	sys.read = racing_read;
+	race_f = t.f;
+	race_reads = 0;
+	iopf__set_sys(&sys);
+	iopf_ctx_set_handler(t.ctx, h_cookie, &handled);
+	fk_inject_raw(t.f, &raw, 1);
+	drive(t.ctx);
+	fk_install(); /* the plain fake again */
+	ck_assert_int_eq(handled, 1);
+	ck_assert_uint_eq(race_cookie, 1); /* the kernel reused the cookie */
+	ck_assert_int_eq(answer_of(t.f, 1), IOPF_CODE_SUCCESS);
+	ck_assert_uint_eq(tstats(t.ctx).malformed, 1);
+	ck_assert_uint_eq(fk_outstanding(t.f), 0);
+	tctx_fini(&t);
+}
+END_TEST
+
 Suite *suite_once(void)
 {
 	Suite *s = suite_create("once");
@@ -447,6 +501,7 @@ Suite *suite_once(void)
 	tcase_add_test(tc, detach_refused_on_producer);
 	tcase_add_test(tc, stale_handle_error_is_stable);
 	tcase_add_test(tc, respond_callback_submits);
+	tcase_add_test(tc, stale_raw_answer_never_reaches_reused_cookie);
 	suite_add_tcase(s, tc);
 	return s;
 }
