@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <linux/netlink.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -571,6 +572,129 @@ START_TEST(device_removal_seen_through_uevent)
 }
 END_TEST
 
+/* ---- the exactly-once defects of 1.1 that concern the kernel ---- */
+
+/* 8: max_outstanding is exact on the real kernel: reads are sized to the
+ * room, the kernel queue holds the rest. */
+START_TEST(max_outstanding_exact)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .max_outstanding = 16);
+	struct kt t;
+
+	nh = 0;
+	kt_setup(&t, &o);
+	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
+	for (uint32_t i = 0; i < 256; i++)
+		trig(&t, 1, i, 0x1000 * i);
+	drive(t.ctx);
+	ck_assert_uint_eq(st_of(t.ctx).groups, 16);
+	ck_assert_uint_eq(st_of(t.ctx).outstanding, 16);
+	for (int round = 0; round < 100 && st_of(t.ctx).groups < 256; round++) {
+		int n = nh;
+
+		for (int i = 0; i < n; i++)
+			iopf_respond(t.ctx, handles[i], IOPF_CODE_SUCCESS);
+		nh = 0;
+		drive(t.ctx);
+		ck_assert_uint_le(st_of(t.ctx).outstanding, 16);
+	}
+	for (int i = 0; i < nh; i++)
+		iopf_respond(t.ctx, handles[i], IOPF_CODE_SUCCESS);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_uint_eq(st_of(t.ctx).groups, 256);
+	ck_assert_uint_eq(st_of(t.ctx).answers_success, 256);
+	ck_assert_uint_eq(st_of(t.ctx).write_errors, 0);
+	assert_queue_empty(&t);
+	for (uint32_t c = 1; c <= 16; c++)
+		assert_kernel_has_no(&t, c);
+	kt_teardown(&t);
+}
+END_TEST
+
+/* 10: `echo remove > .../uevent` makes the kernel send a synthetic remove
+ * (SYNTH_UUID): the device is alive, its groups stay answerable. */
+START_TEST(synthetic_uevent_is_not_a_removal)
+{
+	struct kt t;
+	char path[160], ev[200];
+	uint64_t devs;
+	int rc, fd, k = 0;
+
+	nh = 0;
+	kt_setup(&t, NULL);
+	devs = mock_devices();
+	ck_assert_uint_ne(devs, 0);
+	/* the most recent mock device is this test's */
+	snprintf(path, sizeof(path), "/sys/bus/iommufd_mock/devices/iommufd_mock%d",
+		 63 - __builtin_clzll(devs));
+	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
+	rc = iopf_ctx_watch_device(t.ctx, t.m.idev_id, path);
+	if (rc == -EOPNOTSUPP) { /* built without libnl-3 */
+		kt_teardown(&t);
+		return;
+	}
+	ck_assert_int_eq(rc, 0);
+	trig(&t, 0, 5, 0x5000);
+	drive(t.ctx);
+	ck_assert_int_eq(nh, 1);
+	snprintf(ev, sizeof(ev), "%s/uevent", path);
+	fd = open(ev, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "remove", 6), 6);
+	close(fd);
+	while (st_of(t.ctx).uevents == 0 && k++ < 200) {
+		struct pollfd p = { .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
+
+		poll(&p, 1, 10);
+		iopf_ctx_dispatch(t.ctx);
+	}
+	printf("kernel: synthetic remove: %llu uevents, %llu synthetic, %llu devices gone\n",
+	       (unsigned long long)st_of(t.ctx).uevents,
+	       (unsigned long long)st_of(t.ctx).uevents_synthetic,
+	       (unsigned long long)st_of(t.ctx).devices_gone);
+	ck_assert_uint_ge(st_of(t.ctx).uevents_synthetic, 1);
+	ck_assert_uint_eq(st_of(t.ctx).devices_gone, 0);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[0], IOPF_CODE_SUCCESS), 0);
+	trig(&t, 0, 6, 0x6000); /* and new faults still reach the handler */
+	drive(t.ctx);
+	ck_assert_int_eq(nh, 2);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[1], IOPF_CODE_SUCCESS), 0);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_uint_eq(st_of(t.ctx).answers_success, 2);
+	ck_assert_uint_eq(st_of(t.ctx).write_errors, 0);
+	kt_teardown(&t);
+}
+END_TEST
+
+/* 14: an answer gathered for a cookie the kernel then answers itself (an
+ * unannounced detach) is written before the cookie is read again: the
+ * kernel refuses it, and the new group with that cookie gets its own. */
+START_TEST(gathered_answer_written_before_cookie_reuse)
+{
+	struct kt t;
+
+	nh = 0;
+	kt_setup(&t, NULL);
+	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
+	trig(&t, 1, 1, 0x1000);
+	drive(t.ctx);
+	/* answered from outside the loop: gathered, not yet written */
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[0], IOPF_CODE_INVALID), 0);
+	ck_assert_int_eq(kmock_detach(&t.m, t.m.stdev_id), 0);
+	ck_assert_int_eq(kmock_replace(&t.m, t.m.stdev_id, t.hwpt_id), 0);
+	trig(&t, 1, 2, 0x2000); /* will get cookie 1 */
+	drive(t.ctx);
+	ck_assert_int_eq(nh, 2);
+	ck_assert_uint_eq(st_of(t.ctx).write_errors, 1); /* the stale one */
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[1], IOPF_CODE_SUCCESS), 0);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_uint_eq(st_of(t.ctx).write_errors, 1); /* ours accepted */
+	assert_kernel_has_no(&t, 1);
+	assert_queue_empty(&t);
+	kt_teardown(&t);
+}
+END_TEST
+
 static Suite *suite_kernel(void)
 {
 	Suite *s = suite_create("kernel");
@@ -588,6 +712,9 @@ static Suite *suite_kernel(void)
 	tcase_add_test(tc, stream_100k_through_worker_pool);
 	tcase_add_test(tc, on_demand_mapping);
 	tcase_add_test(tc, device_removal_seen_through_uevent);
+	tcase_add_test(tc, max_outstanding_exact);
+	tcase_add_test(tc, synthetic_uevent_is_not_a_removal);
+	tcase_add_test(tc, gathered_answer_written_before_cookie_reuse);
 	suite_add_tcase(s, tc);
 	return s;
 }
