@@ -41,6 +41,7 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
 	if (!ctx || (code != IOPF_CODE_SUCCESS && code != IOPF_CODE_INVALID))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
+	iopf__tick(ctx);
 	g = iopf__group_from_handle(ctx, h, &err);
 	if (!g)
 		return refused(ctx, err, "by handle", 0, 0);
@@ -59,6 +60,7 @@ IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 	if (!ctx || (code != IOPF_CODE_SUCCESS && code != IOPF_CODE_INVALID))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
+	iopf__tick(ctx);
 	if (ctx->ngone && iopf__dev_is_gone(ctx, dev_id))
 		return refused(ctx, -ENODEV, "by PRG index", dev_id, prgi);
 	err = iopf__group_by_prg(ctx, &k, &g);
@@ -79,6 +81,7 @@ IOPF_API int iopf_ctx_answer_invalid(struct iopf_ctx *ctx, uint32_t dev_id,
 	if (!ctx || (flags & ~IOPF_ALL_PASIDS))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
+	iopf__tick(ctx);
 	n = iopf__groups_end_matching(ctx, NULL, dev_id, pasid, flags,
 				      IOPF_CODE_INVALID, END_CLOSED, NULL);
 	for (struct iopf_source *s = ctx->sources; s; s = s->next)

@@ -14,8 +14,8 @@ void iopf__deliver_push(struct iopf_ctx *ctx, struct iopf_group *g)
 	g->dnext = NULL;
 	if (ctx->deliv_tail)
 		ctx->deliv_tail->dnext = g;
-	else
-		ctx->deliv_head = g;
+	else /* atomic: iopf__deliver() looks without the lock */
+		__atomic_store_n(&ctx->deliv_head, g, __ATOMIC_RELAXED);
 	ctx->deliv_tail = g;
 }
 
@@ -25,9 +25,14 @@ void iopf__deliver(struct iopf_ctx *ctx)
 	for (;;) {
 		struct iopf_group *list, *g, *nx;
 
+		/* Most calls have nothing to deliver: no lock for them. An
+		 * answer pushed after this look is delivered by its pusher. */
+		if (!__atomic_load_n(&ctx->deliv_head, __ATOMIC_RELAXED))
+			return;
 		pthread_mutex_lock(&ctx->lock);
 		list = ctx->deliv_head;
-		ctx->deliv_head = ctx->deliv_tail = NULL;
+		__atomic_store_n(&ctx->deliv_head, NULL, __ATOMIC_RELAXED);
+		ctx->deliv_tail = NULL;
 		pthread_mutex_unlock(&ctx->lock);
 		if (!list)
 			return;

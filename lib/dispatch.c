@@ -136,6 +136,7 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 	iopf__in_callback--;
 
 	pthread_mutex_lock(&ctx->lock);
+	iopf__tick(ctx);
 	for (int i = 0; i < n; i++) {
 		if (call[i])
 			handle_post(ctx, gs[i], rc[i]);
@@ -236,7 +237,7 @@ static int round_locked(struct iopf_ctx *ctx, struct iopf_group **ready,
 		if (s->ops->read && !s->failed && s->ops->read(ctx, s) < 0)
 			rc = -EIO;
 	}
-	expire(ctx, iopf__now_ns());
+	expire(ctx, iopf__tick(ctx));
 	*ready = ctx->ready_head;
 	ctx->ready_head = ctx->ready_tail = NULL;
 	return rc;

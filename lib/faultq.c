@@ -143,7 +143,7 @@ static bool same_group(const struct iopf_k_pgfault *a,
 static void parse(struct iopf_ctx *ctx, struct faultq *fq,
 		  const struct iopf_k_pgfault *b, uint32_t n)
 {
-	uint64_t now = iopf__now_ns();
+	uint64_t now = iopf__tick(ctx);
 	uint32_t i = 0;
 
 	while (i < n) {

@@ -301,7 +301,7 @@ int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 	out_remove(ctx, g);
 	prg_remove(ctx, g);
 	if (code != NO_ANSWER) {
-		latency_add(ctx, iopf__now_ns() - g->t_in);
+		latency_add(ctx, ctx->now > g->t_in ? ctx->now - g->t_in : 0);
 		if (code == IOPF_CODE_SUCCESS)
 			ctx->st.answers_success++;
 		else

@@ -292,6 +292,8 @@ struct iopf_ctx {
 	struct iopf_group *ready_head, *ready_tail;
 	struct iopf_group *deliv_head, *deliv_tail; /* producer answers */
 	uint64_t outstanding, partial_held;
+	uint64_t now;             /* last clock read under the lock: one a
+				   * batch, not one a group (iopf__tick) */
 	struct iopf_source *sources;
 	struct iopf_stats st;
 	/* workers */
@@ -328,6 +330,8 @@ void iopf__log(struct iopf_ctx *ctx, int level, const char *fmt, ...)
 #define LOG_I 6
 #define LOG_D 7
 uint64_t iopf__now_ns(void);
+struct iopf_ctx;
+static inline uint64_t iopf__tick(struct iopf_ctx *ctx);
 /* Callbacks into the user run with this thread-local depth raised: the
  * calls that must not run from them check it. */
 extern _Thread_local int iopf__in_callback;
@@ -393,6 +397,11 @@ void iopf__watch_read(struct iopf_ctx *ctx, struct iopf_group **cancel);
 #define IOPF_TAG_WAKE ((void *)1)
 #define IOPF_TAG_TIMER ((void *)2)
 #define IOPF_TAG_UEVENT ((void *)3)
+
+static inline uint64_t iopf__tick(struct iopf_ctx *ctx)
+{
+	return ctx->now = iopf__now_ns();
+}
 
 static inline bool key_match(const struct prg_key *k, uint32_t dev,
 			     uint32_t pasid, unsigned int flags)

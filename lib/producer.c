@@ -188,7 +188,7 @@ static int complete(struct iopf_ctx *ctx, struct producer *p,
 	if (trunc)
 		g->gflags |= IOPF_GROUP_TRUNCATED;
 	grp_rec(g)[n - 1] = *last;
-	iopf__group_intake(ctx, g, iopf__now_ns());
+	iopf__group_intake(ctx, g, iopf__tick(ctx));
 	return 1;
 }
 
@@ -246,6 +246,7 @@ IOPF_API int iopf_producer_submit(struct iopf_source *src,
 		p->respond(&r, p->respond_ud);
 		iopf__in_callback--;
 	}
+	iopf__deliver(ctx); /* a group intake had to answer at once */
 	return rc;
 }
 
@@ -374,6 +375,7 @@ IOPF_API int iopf_producer_flush_pasid(struct iopf_source *src,
 	ctx = src->ctx;
 	pthread_mutex_lock(&ctx->lock);
 	if (!src->closed) {
+		iopf__tick(ctx);
 		n = iopf__groups_end_matching(ctx, src, dev_id, pasid, 0,
 					      IOPF_CODE_INVALID, END_CLOSED,
 					      NULL);

@@ -95,6 +95,7 @@ void iopf__source_close_locked(struct iopf_ctx *ctx, struct iopf_source *src)
 
 	if (src->closed)
 		return;
+	iopf__tick(ctx);
 	n = iopf__groups_end_matching(ctx, src, 0, 0, IOPF_ALL_DEVICES,
 				      src->failed ? NO_ANSWER : IOPF_CODE_INVALID,
 				      END_CLOSED, NULL);
