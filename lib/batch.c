@@ -81,14 +81,30 @@ void iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src)
 	}
 }
 
-void iopf__batch_add(struct iopf_ctx *ctx, struct faultq *fq,
-		     const struct batch_ent *e)
+/* The batch reached batch_max: write it. If a passing write failure kept
+ * it full, make room rather than lose an answer; without memory the fd
+ * is given up (logged), as nothing could be written to it anyway. */
+void iopf__batch_full(struct iopf_ctx *ctx, struct faultq *fq)
 {
-	if (fq->nbatch == ctx->batch_max)
-		iopf__batch_flush(ctx, &fq->s);
-	fq->batch[fq->nbatch++] = *e;
-	if (fq->nbatch == ctx->batch_max)
-		iopf__batch_flush(ctx, &fq->s);
+	unsigned int cap = fq->batch_cap * 2;
+	struct batch_ent *b;
+	struct iopf_k_page_response *w;
+
+	iopf__batch_flush(ctx, &fq->s);
+	if (fq->nbatch < fq->batch_cap)
+		return;
+	b = xrealloc(fq->batch, cap * sizeof(*b));
+	if (b)
+		fq->batch = b;
+	w = b ? xrealloc(fq->wbuf, cap * sizeof(*w)) : NULL;
+	if (!w) {
+		ctx->st.alloc_failures++;
+		iopf__source_fail(ctx, &fq->s, "answers cannot be kept", ENOMEM);
+		fq->nbatch = 0;
+		return;
+	}
+	fq->wbuf = w;
+	fq->batch_cap = cap;
 }
 
 /* The kernel answered these itself: their cookies may already name other

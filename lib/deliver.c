@@ -61,7 +61,7 @@ void iopf__deliver(struct iopf_ctx *ctx)
 }
 
 /* Call the cancel callback for each group on the list (chained through
- * cnext, newest first), then let them go. No lock held on entry. */
+ * qnext, newest first), then let them go. No lock held on entry. */
 void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list)
 {
 	struct iopf_group *g, *nx;
@@ -72,8 +72,8 @@ void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list)
 		return;
 	/* Gathered newest first: call back in the order groups came in. */
 	for (g = list, list = NULL; g; g = nx) {
-		nx = g->cnext;
-		g->cnext = list;
+		nx = g->qnext;
+		g->qnext = list;
 		list = g;
 	}
 	pthread_mutex_lock(&ctx->lock);
@@ -82,14 +82,14 @@ void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list)
 	pthread_mutex_unlock(&ctx->lock);
 	if (fn) {
 		iopf__in_callback++;
-		for (g = list; g; g = g->cnext)
+		for (g = list; g; g = g->qnext)
 			fn(g, ud);
 		iopf__in_callback--;
 	}
 	pthread_mutex_lock(&ctx->lock);
 	for (g = list; g; g = nx) {
-		nx = g->cnext;
-		g->cnext = NULL;
+		nx = g->qnext;
+		g->qnext = NULL;
 		iopf__group_unpin(ctx, g);
 	}
 	pthread_mutex_unlock(&ctx->lock);

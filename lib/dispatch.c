@@ -26,18 +26,6 @@ void iopf__wake(struct iopf_ctx *ctx)
 		(void)!write(ctx->wakefd, &one, sizeof(one));
 }
 
-/* ctx->lock held. The ready queue pins what it holds. */
-void iopf__ready_push(struct iopf_ctx *ctx, struct iopf_group *g)
-{
-	g->pins++;
-	g->qnext = NULL;
-	if (ctx->ready_tail)
-		ctx->ready_tail->qnext = g;
-	else
-		ctx->ready_head = g;
-	ctx->ready_tail = g;
-}
-
 void iopf__flush_all(struct iopf_ctx *ctx)
 {
 	for (struct iopf_source *s = ctx->sources; s; s = s->next)
@@ -50,12 +38,37 @@ static void throttle_all(struct iopf_ctx *ctx)
 		s->ops->throttle(ctx, s);
 }
 
-/* Before a handler runs (ctx->lock held): answer it ourselves if its
- * device is gone or nobody handles it, else mark it HANDLING. */
-static bool handle_pre(struct iopf_ctx *ctx, struct iopf_group *g)
+/* The handler of a group: its (device, PASID)'s, its device's, or the
+ * default one, as they are when the group is handed out. */
+static iopf_handler_fn resolve_handler(struct iopf_ctx *ctx,
+				       const struct prg_key *k, void **ud)
 {
+	const struct handler_ent *h = NULL;
+
+	if (ctx->handlers.n) {
+		h = tbl_get(&ctx->handlers, key_hi(k), 0);
+		if (!h) /* device handlers: PASID ANY (0xfffffffe) */
+			h = tbl_get(&ctx->handlers,
+				    (uint64_t)k->dev_id << 32 | 0xfffffffeu, 0);
+	}
+	if (h) {
+		*ud = h->ud;
+		return h->fn;
+	}
+	*ud = ctx->default_ud;
+	return ctx->default_fn;
+}
+
+/* Before a handler runs (ctx->lock held): answer it ourselves if its
+ * device is gone or nobody handles it, else mark it HANDLING and return
+ * its handler. */
+static iopf_handler_fn handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
+				  void **ud)
+{
+	iopf_handler_fn fn;
+
 	if (gst(g) != GS_QUEUED) /* ended before its turn */
-		return false;
+		return NULL;
 	if (ctx->ngone && iopf__dev_is_gone(ctx, g->key.dev_id)) {
 		/* Read after its device went away (or from a new device the
 		 * caller has not registered under the reused id). */
@@ -63,19 +76,20 @@ static bool handle_pre(struct iopf_ctx *ctx, struct iopf_group *g)
 			  g->key.dev_id);
 		iopf__group_end(ctx, g, IOPF_CODE_INVALID, END_ANSWERED);
 		ctx->st.auto_answers++;
-		return false;
+		return NULL;
 	}
-	if (!g->fn) {
+	fn = resolve_handler(ctx, &g->key, ud);
+	if (!fn) {
 		ctx->st.no_handler++;
 		iopf__log(ctx, LOG_W,
 			  "no handler for dev %u pasid %#x: answered INVALID",
 			  g->key.dev_id, g->key.pasid);
 		iopf__group_end(ctx, g, IOPF_CODE_INVALID, END_ANSWERED);
 		ctx->st.auto_answers++;
-		return false;
+		return NULL;
 	}
 	gst_set(g, GS_HANDLING);
-	return true;
+	return fn;
 }
 
 /* After the handler returned rc (ctx->lock held). */
@@ -114,12 +128,14 @@ static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
 
 void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 {
+	iopf_handler_fn fn[HANDLE_BATCH];
+	void *ud[HANDLE_BATCH];
 	bool call[HANDLE_BATCH];
 	int rc[HANDLE_BATCH];
 
 	pthread_mutex_lock(&ctx->lock);
 	for (int i = 0; i < n; i++)
-		call[i] = handle_pre(ctx, gs[i]);
+		call[i] = (fn[i] = handle_pre(ctx, gs[i], &ud[i])) != NULL;
 	pthread_mutex_unlock(&ctx->lock);
 
 	iopf__in_callback++;
@@ -131,7 +147,7 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 		 * still handled, and its handler's answer refused. */
 		call[i] = call[i] && gst(gs[i]) == GS_HANDLING;
 		if (call[i])
-			rc[i] = gs[i]->fn(gs[i], gs[i]->fn_ud);
+			rc[i] = fn[i](gs[i], ud[i]);
 	}
 	iopf__in_callback--;
 

@@ -107,8 +107,8 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 		}
 		g = iopf__group_get(ctx, &fq->s, &key, n);
 	}
-	ctx->st.records += n;
 	if (!g) {
+		ctx->st.records += n;
 		ctx->st.alloc_failures++;
 		ctx->st.groups++;
 		iopf__log(ctx, LOG_E,
@@ -117,7 +117,6 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 		answer_raw(ctx, fq, r);
 		return;
 	}
-	ctx->st.records -= n; /* counted again by intake */
 	struct iopf_record *rec = grp_rec(g);
 
 	for (uint32_t i = 0; i < n; i++)
@@ -474,6 +473,7 @@ static struct iopf_source *fq_new(struct iopf_ctx *ctx, int fd, uint32_t id,
 	fq->buf = xcalloc(fq->buf_recs, sizeof(*fq->buf));
 	fq->batch = xcalloc(ctx->batch_max, sizeof(*fq->batch));
 	fq->wbuf = xcalloc(ctx->batch_max, sizeof(*fq->wbuf));
+	fq->batch_cap = ctx->batch_max;
 	if (!fq->buf || !fq->batch || !fq->wbuf)
 		goto fail;
 	pthread_mutex_lock(&ctx->lock);

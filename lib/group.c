@@ -18,19 +18,23 @@
 
 #include "internal.h"
 
-/* Groups come from slabs: one malloc per SLAB_GROUPS groups, not per
- * group (the allocator's header would be 16 bytes a group). */
-#define SLAB_GROUPS 64u
-
-static struct iopf_group *slab_take(struct iopf_ctx *ctx)
+/* Groups come from slabs of SLAB_GROUPS: one malloc per slab, not per
+ * group (the allocator's header would be 16 bytes a group), and no
+ * pointer per slot: slot s is slabs[s / SLAB_GROUPS][s % SLAB_GROUPS]. */
+static struct iopf_group *slot_new(struct iopf_ctx *ctx)
 {
-	if (!ctx->slab || ctx->slab_used == SLAB_GROUPS) {
+	uint32_t i = ctx->nslots % SLAB_GROUPS;
+	struct iopf_group *g;
+
+	if (ctx->nslots >= UINT32_MAX - SLAB_GROUPS)
+		return NULL;
+	if (!i) {
 		struct iopf_group *sl;
 
 		if (!(ctx->nslabs & (ctx->nslabs - 1))) { /* 0 or 2^k: grow */
-			void **ls = xrealloc(ctx->slabs,
-					     (ctx->nslabs ? ctx->nslabs * 2 : 1) *
-						     sizeof(*ls));
+			struct iopf_group **ls =
+				xrealloc(ctx->slabs, (ctx->nslabs ? ctx->nslabs * 2 : 1) *
+							     sizeof(*ls));
 
 			if (!ls)
 				return NULL;
@@ -40,34 +44,11 @@ static struct iopf_group *slab_take(struct iopf_ctx *ctx)
 		if (!sl)
 			return NULL;
 		ctx->slabs[ctx->nslabs++] = sl;
-		ctx->slab = sl;
-		ctx->slab_used = 0;
 	}
-	return &ctx->slab[ctx->slab_used++];
-}
-
-static struct iopf_group *slot_new(struct iopf_ctx *ctx)
-{
-	struct iopf_group *g;
-
-	if (ctx->nslots == UINT32_MAX - 1)
-		return NULL;
-	if (ctx->nslots == ctx->slots_cap) {
-		uint32_t cap = ctx->slots_cap ? ctx->slots_cap * 2 : 64;
-		struct iopf_group **s = xrealloc(ctx->slots, cap * sizeof(*s));
-
-		if (!s)
-			return NULL;
-		ctx->slots = s;
-		ctx->slots_cap = cap;
-	}
-	g = slab_take(ctx);
-	if (!g)
-		return NULL;
-	g->slot = ctx->nslots;
+	g = &ctx->slabs[ctx->nslots / SLAB_GROUPS][i];
+	g->slot = ctx->nslots++;
 	g->gen = 1;
 	g->cap = 1;
-	ctx->slots[ctx->nslots++] = g;
 	return g;
 }
 
@@ -104,7 +85,7 @@ struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src
 	g->indexed = false;
 	g->out_next = g->out_prev = NULL;
 	g->prg_next = g->prg_prev = NULL;
-	g->qnext = g->dnext = g->cnext = NULL;
+	g->qnext = g->dnext = NULL;
 	return g;
 }
 
@@ -120,12 +101,6 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g)
 	g->out_next = ctx->free_list;
 	ctx->free_list = g;
 	iopf__source_unref(src);
-}
-
-void iopf__group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
-{
-	if (--g->pins == 0 && gst(g) == GS_DONE)
-		iopf__group_put(ctx, g);
 }
 
 /* ---- the (device, PASID, PRG index) index: kept once asked for ---- */
@@ -206,25 +181,6 @@ static void out_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 		pthread_cond_broadcast(&ctx->answered);
 }
 
-static iopf_handler_fn resolve_handler(struct iopf_ctx *ctx,
-				       const struct prg_key *k, void **ud)
-{
-	const struct handler_ent *h = NULL;
-
-	if (ctx->handlers.n) {
-		h = tbl_get(&ctx->handlers, key_hi(k), 0);
-		if (!h) /* device handlers: PASID ANY (0xfffffffe) */
-			h = tbl_get(&ctx->handlers,
-				    (uint64_t)k->dev_id << 32 | 0xfffffffeu, 0);
-	}
-	if (h) {
-		*ud = h->ud;
-		return h->fn;
-	}
-	*ud = ctx->default_ud;
-	return ctx->default_fn;
-}
-
 /* A complete group enters the context: outstanding, ready. A group the
  * PRG index has no room for is answered INVALID at once. */
 void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now)
@@ -240,7 +196,6 @@ void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now
 	ctx->outstanding++;
 	ctx->st.groups++;
 	ctx->st.records += g->nrec;
-	g->fn = resolve_handler(ctx, &g->key, &g->fn_ud);
 	gst_set(g, GS_QUEUED);
 	iopf__ready_push(ctx, g);
 	if (ctx->prg_on && prg_insert(ctx, g)) {
@@ -345,7 +300,8 @@ struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 		*err = -ENOENT;
 		return NULL;
 	}
-	g = ctx->slots[idx - 1];
+	idx--;
+	g = &ctx->slabs[idx / SLAB_GROUPS][idx % SLAB_GROUPS];
 	if (gen == g->gen) {
 		uint8_t st = gst(g);
 
@@ -366,7 +322,7 @@ struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 void iopf__groups_free(struct iopf_ctx *ctx)
 {
 	for (uint32_t i = 0; i < ctx->nslots; i++) {
-		struct iopf_group *g = ctx->slots[i];
+		struct iopf_group *g = &ctx->slabs[i / SLAB_GROUPS][i % SLAB_GROUPS];
 
 		if (g->cap > 1)
 			free(g->ext);
@@ -374,7 +330,6 @@ void iopf__groups_free(struct iopf_ctx *ctx)
 	for (uint32_t i = 0; i < ctx->nslabs; i++)
 		free(ctx->slabs[i]);
 	free(ctx->slabs);
-	free(ctx->slots);
 	free(ctx->tomb_ring);
 	tbl_free(&ctx->tombs);
 	tbl_free(&ctx->by_prg);

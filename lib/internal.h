@@ -73,7 +73,7 @@ struct iopf_group {
 	struct prg_key key;
 	uint32_t gflags;  /* IOPF_GROUP_* */
 	uint32_t cookie;  /* kernel cookie (fault queues), else 0 */
-	uint32_t slot;    /* index in ctx->slots */
+	uint32_t slot;    /* slab slot * SLAB_GROUPS + index in it */
 	uint32_t gen;     /* generation: bumped when the slot is recycled */
 	uint8_t state;    /* enum gstate; gst()/gst_set() */
 	uint8_t end;      /* enum gend, once GS_DONE */
@@ -86,15 +86,14 @@ struct iopf_group {
 		struct iopf_record *ext; /* cap > 1: allocated */
 	};
 	struct iopf_source *src;  /* referenced while the slot holds it */
-	iopf_handler_fn fn;       /* resolved at intake */
-	void *fn_ud;
 	uint64_t t_in;            /* CLOCK_MONOTONIC ns at intake */
 	/* One link per list a group can be on, never shared. */
 	struct iopf_group *out_next, *out_prev; /* outstanding; free list */
 	struct iopf_group *prg_next, *prg_prev; /* same-key FIFO, circular */
-	struct iopf_group *qnext;  /* ready queue or worker queue */
+	/* ready or worker queue while QUEUED; cancel list once HANDLING or
+	 * DEFERRED (never both: a group leaves its queue to be handled) */
+	struct iopf_group *qnext;
 	struct iopf_group *dnext;  /* producer answer delivery list */
-	struct iopf_group *cnext;  /* cancel list */
 };
 
 static inline struct iopf_record *grp_rec(struct iopf_group *g)
@@ -185,8 +184,9 @@ struct faultq {
 	struct iopf_group **by_cookie; /* cookie-indexed, read not answered */
 	uint32_t ncookies;
 	struct batch_ent *batch;           /* ctx->batch_max entries */
-	struct iopf_k_page_response *wbuf; /* ctx->batch_max entries */
-	unsigned int nbatch;
+	struct iopf_k_page_response *wbuf; /* batch_cap entries */
+	unsigned int nbatch, batch_cap;    /* batch_cap: ctx->batch_max, more
+					    * only while writes fail */
 };
 
 /* A producer (producer.c). */
@@ -202,8 +202,6 @@ struct producer {
 };
 
 int iopf__source_add(struct iopf_ctx *ctx, struct iopf_source *src);
-void iopf__source_ref(struct iopf_source *src);
-void iopf__source_unref(struct iopf_source *src);
 void iopf__source_fail(struct iopf_ctx *ctx, struct iopf_source *src,
 		       const char *what, int err);
 /* An errno that means the fd itself is gone (not a passing condition). */
@@ -276,12 +274,9 @@ struct iopf_ctx {
 	unsigned int ngone;
 	unsigned int nremoving; /* devices whose removal awaits confirmation */
 	/* groups */
-	struct iopf_group **slots;
-	uint32_t nslots, slots_cap;
-	struct iopf_group *slab;  /* groups allocated SLAB_GROUPS at a time */
-	uint32_t slab_used;
-	void **slabs;             /* every slab, to free them */
-	uint32_t nslabs;
+	struct iopf_group **slabs; /* groups, SLAB_GROUPS at a time: a
+				    * handle's slot is found through them */
+	uint32_t nslabs, nslots;   /* slots handed out, in the last slab too */
 	struct iopf_group *free_list;
 	struct iopf_group *out_head, *out_tail; /* outstanding, intake order */
 	bool prg_on;              /* by_prg is kept (someone answered by PRG) */
@@ -312,11 +307,11 @@ struct iopf_ctx {
 #define IOPF_DEFAULT_MAX_READ_RECS 65536u
 #define IOPF_DEFAULT_PARTIAL_CAP 256u
 #define IOPF_TOMBS 65536u /* early-ended handles remembered */
+#define SLAB_GROUPS 64u   /* groups per slab: one malloc, not 64 */
 
 /* batch.c: a fault queue's answers (ctx->lock held) */
-void iopf__batch_add(struct iopf_ctx *ctx, struct faultq *fq,
-		     const struct batch_ent *e);
 void iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src);
+void iopf__batch_full(struct iopf_ctx *ctx, struct faultq *fq);
 unsigned int iopf__batch_forget(struct iopf_ctx *ctx, struct iopf_source *src,
 				uint32_t dev, uint32_t pasid, unsigned int flags);
 
@@ -344,7 +339,6 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now);
 int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 		    enum gend why);
-void iopf__group_unpin(struct iopf_ctx *ctx, struct iopf_group *g);
 struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 					   iopf_handle_t h, int *err);
 int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
@@ -360,7 +354,6 @@ void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list);
 
 /* dispatch.c */
 void iopf__wake(struct iopf_ctx *ctx);
-void iopf__ready_push(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n);
 void iopf__flush_all(struct iopf_ctx *ctx);
 
@@ -370,7 +363,7 @@ void iopf__workers_stop(struct iopf_ctx *ctx);
 void iopf__workers_push(struct iopf_ctx *ctx, struct iopf_group *g);
 
 /* device.c (ctx->lock held unless said). Groups a handler holds when
- * their device goes are chained through ->cnext on *cancel, pinned; the
+ * their device goes are chained through ->qnext on *cancel, pinned; the
  * caller calls iopf__cancel_deliver() after unlocking. */
 bool iopf__dev_is_gone(struct iopf_ctx *ctx, uint32_t dev_id);
 void iopf__uevent_process(struct iopf_ctx *ctx, const char *buf, size_t len,
@@ -401,6 +394,46 @@ void iopf__watch_read(struct iopf_ctx *ctx, struct iopf_group **cancel);
 static inline uint64_t iopf__tick(struct iopf_ctx *ctx)
 {
 	return ctx->now = iopf__now_ns();
+}
+
+/* ---- small pieces of the hot path, inline ---- */
+
+static inline void iopf__source_ref(struct iopf_source *src)
+{
+	src->refs++;
+}
+
+static inline void iopf__source_unref(struct iopf_source *src)
+{
+	if (src && --src->refs == 0)
+		src->ops->destroy(src);
+}
+
+/* ctx->lock held. The ready queue pins what it holds. */
+static inline void iopf__ready_push(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	g->pins++;
+	g->qnext = NULL;
+	if (ctx->ready_tail)
+		ctx->ready_tail->qnext = g;
+	else
+		ctx->ready_head = g;
+	ctx->ready_tail = g;
+}
+
+static inline void iopf__group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	if (--g->pins == 0 && gst(g) == GS_DONE)
+		iopf__group_put(ctx, g);
+}
+
+/* Gather one answer; the batch is written when it is full. */
+static inline void iopf__batch_add(struct iopf_ctx *ctx, struct faultq *fq,
+				   const struct batch_ent *e)
+{
+	fq->batch[fq->nbatch++] = *e;
+	if (fq->nbatch >= ctx->batch_max)
+		iopf__batch_full(ctx, fq);
 }
 
 static inline bool key_match(const struct prg_key *k, uint32_t dev,

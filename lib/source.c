@@ -24,17 +24,6 @@ int iopf__source_add(struct iopf_ctx *ctx, struct iopf_source *src)
 	return 0;
 }
 
-void iopf__source_ref(struct iopf_source *src)
-{
-	src->refs++;
-}
-
-void iopf__source_unref(struct iopf_source *src)
-{
-	if (src && --src->refs == 0)
-		src->ops->destroy(src);
-}
-
 /* Put the source's fd in the context's poll set, or take it out. Out
  * means deleted, not EPOLL_CTL_MOD to no events: epoll reports a hang-up
  * whatever the events asked for. */
@@ -76,7 +65,7 @@ int iopf__groups_end_matching(struct iopf_ctx *ctx, struct iopf_source *src,
 			continue;
 		if (cancel && gst(g) != GS_QUEUED) {
 			g->pins++;
-			g->cnext = *cancel;
+			g->qnext = *cancel; /* off every queue now */
 			*cancel = g;
 		}
 		iopf__group_end(ctx, g, code, why);
