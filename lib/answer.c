@@ -49,6 +49,36 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
 	return answered(ctx, 0);
 }
 
+IOPF_API int iopf_respond_many(struct iopf_ctx *ctx,
+			       const iopf_handle_t *handles, const int *codes,
+			       size_t n, int *results)
+{
+	int done = 0;
+
+	if (!ctx || (n && (!handles || !codes)))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	iopf__tick(ctx);
+	for (size_t i = 0; i < n; i++) {
+		struct iopf_group *g;
+		int err = -EINVAL;
+
+		if (codes[i] == IOPF_CODE_SUCCESS || codes[i] == IOPF_CODE_INVALID) {
+			g = iopf__group_from_handle(ctx, handles[i], &err);
+			if (g) {
+				iopf__group_end(ctx, g, codes[i], END_ANSWERED);
+				err = 0;
+				done++;
+			}
+		}
+		if (err)
+			ctx->st.refused_answers++;
+		if (results)
+			results[i] = err;
+	}
+	return answered(ctx, done);
+}
+
 IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 			      uint32_t pasid, uint32_t prgi,
 			      enum iopf_code code)

@@ -170,6 +170,18 @@ IOPF_API int iopf_ctx_set_handler(struct iopf_ctx *ctx, iopf_handler_fn fn,
 	return 0;
 }
 
+IOPF_API int iopf_ctx_set_batch_handler(struct iopf_ctx *ctx,
+					iopf_batch_handler_fn fn, void *userdata)
+{
+	if (!ctx)
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	ctx->batch_fn = fn;
+	ctx->batch_ud = userdata;
+	pthread_mutex_unlock(&ctx->lock);
+	return 0;
+}
+
 IOPF_API int iopf_ctx_set_device_handler(struct iopf_ctx *ctx, uint32_t dev_id,
 					 iopf_handler_fn fn, void *userdata)
 {

@@ -38,8 +38,14 @@ static void throttle_all(struct iopf_ctx *ctx)
 		s->ops->throttle(ctx, s);
 }
 
-/* The handler of a group: its (device, PASID)'s, its device's, or the
- * default one, as they are when the group is handed out. */
+/* Stands for the batch handler in a handler batch: never called. */
+static int batch_mark(struct iopf_group *g, void *ud)
+{
+	return IOPF_CODE_INVALID;
+}
+
+/* The handler of a group: its (device, PASID)'s, its device's, the batch
+ * handler or the default one, as they are when the group is handed out. */
 static iopf_handler_fn resolve_handler(struct iopf_ctx *ctx,
 				       const struct prg_key *k, void **ud)
 {
@@ -54,6 +60,10 @@ static iopf_handler_fn resolve_handler(struct iopf_ctx *ctx,
 	if (h) {
 		*ud = h->ud;
 		return h->fn;
+	}
+	if (ctx->batch_fn) {
+		*ud = ctx->batch_ud;
+		return batch_mark;
 	}
 	*ud = ctx->default_ud;
 	return ctx->default_fn;
@@ -132,10 +142,14 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 	void *ud[HANDLE_BATCH];
 	bool call[HANDLE_BATCH];
 	int rc[HANDLE_BATCH];
+	struct iopf_group *bg[HANDLE_BATCH];
+	int bi[HANDLE_BATCH], nb = 0, bcode[HANDLE_BATCH];
+	iopf_batch_handler_fn bfn;
 
 	pthread_mutex_lock(&ctx->lock);
 	for (int i = 0; i < n; i++)
 		call[i] = (fn[i] = handle_pre(ctx, gs[i], &ud[i])) != NULL;
+	bfn = ctx->batch_fn;
 	pthread_mutex_unlock(&ctx->lock);
 
 	iopf__in_callback++;
@@ -146,8 +160,20 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 		 * handler would run. A group ended after this check is
 		 * still handled, and its handler's answer refused. */
 		call[i] = call[i] && gst(gs[i]) == GS_HANDLING;
-		if (call[i])
-			rc[i] = fn[i](gs[i], ud[i]);
+		if (!call[i])
+			continue;
+		if (fn[i] == batch_mark && bfn) { /* one call for them all */
+			bg[nb] = gs[i];
+			bcode[nb] = IOPF_CODE_INVALID;
+			bi[nb++] = i;
+			continue;
+		}
+		rc[i] = fn[i](gs[i], ud[i]);
+	}
+	if (nb) {
+		bfn(bg, bcode, (size_t)nb, ud[bi[0]]);
+		for (int j = 0; j < nb; j++)
+			rc[bi[j]] = bcode[j];
 	}
 	iopf__in_callback--;
 

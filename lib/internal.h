@@ -266,6 +266,8 @@ struct iopf_ctx {
 	/* handlers */
 	iopf_handler_fn default_fn;
 	void *default_ud;
+	iopf_batch_handler_fn batch_fn;
+	void *batch_ud;
 	struct tbl handlers;    /* dev << 32 | pasid -> struct handler_ent */
 	iopf_cancel_fn cancel_fn;
 	void *cancel_ud;

@@ -278,6 +278,80 @@ START_TEST(latency_histogram_counts_answers)
 }
 END_TEST
 
+/* The batch handler: a round's groups in one call, codes applied per
+ * group; deferred ones answered in one call by iopf_respond_many(). */
+static iopf_handle_t bh_deferred[256];
+static int bh_ndeferred, bh_calls, bh_groups;
+static size_t bh_max;
+
+static void bh(struct iopf_group *const *gs, int *codes, size_t n, void *ud)
+{
+	bh_calls++;
+	if (n > bh_max)
+		bh_max = n;
+	for (size_t i = 0; i < n; i++) {
+		size_t nr;
+		uint64_t a = iopf_group_records(gs[i], &nr)[0].addr >> 12;
+
+		bh_groups++;
+		ck_assert_int_eq(codes[i], IOPF_CODE_INVALID); /* the default */
+		if (a % 3 == 0)
+			codes[i] = IOPF_CODE_SUCCESS;
+		else if (a % 3 == 1)
+			bh_deferred[bh_ndeferred++] = iopf_group_handle(gs[i]);
+		if (a % 3 == 1)
+			codes[i] = IOPF_DEFER;
+	}
+	ck_assert_ptr_eq(ud, &bh_calls);
+}
+
+START_TEST(batch_handler_and_respond_many)
+{
+	struct tctx t;
+	int codes[256], res[256], handled = 0;
+
+	tctx_init(&t);
+	bh_ndeferred = bh_calls = bh_groups = 0;
+	bh_max = 0;
+	ck_assert_int_eq(iopf_ctx_set_batch_handler(t.ctx, bh, &bh_calls), 0);
+	/* a device handler still takes its device's groups */
+	ck_assert_int_eq(iopf_ctx_set_device_handler(t.ctx, 7, h_success, &handled), 0);
+	for (uint32_t i = 0; i < 150; i++)
+		fk_trigger(t.f, 1, 0, i, 1, 0x1000ull * i);
+	fk_trigger(t.f, 7, 0, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(bh_groups, 150);
+	ck_assert_int_eq(handled, 1);
+	ck_assert_uint_le(bh_max, 64);
+	ck_assert_int_ge(bh_calls, 3);
+	ck_assert_int_eq(bh_ndeferred, 50);
+	for (int i = 0; i < bh_ndeferred; i++)
+		codes[i] = IOPF_CODE_SUCCESS;
+	codes[3] = 7; /* a bad code refuses that one only */
+	ck_assert_int_eq(iopf_respond_many(t.ctx, bh_deferred, codes,
+					   (size_t)bh_ndeferred, res), 49);
+	ck_assert_int_eq(res[0], 0);
+	ck_assert_int_eq(res[3], -EINVAL);
+	codes[3] = IOPF_CODE_INVALID;
+	ck_assert_int_eq(iopf_respond_many(t.ctx, bh_deferred, codes, 4, res), 1);
+	ck_assert_int_eq(res[0], -EALREADY);
+	ck_assert_int_eq(res[3], 0);
+	ck_assert_int_eq(iopf_respond_many(NULL, bh_deferred, codes, 1, NULL), -EINVAL);
+	ck_assert_int_eq(iopf_respond_many(t.ctx, NULL, codes, 1, NULL), -EINVAL);
+	ck_assert_int_eq(iopf_respond_many(t.ctx, NULL, NULL, 0, NULL), 0);
+	iopf_ctx_flush(t.ctx);
+	for (uint64_t q = 1; q <= 150; q++) {
+		uint64_t a = q - 1;
+
+		ck_assert_int_eq(answer_of(t.f, q), a % 3 == 2 ? IOPF_CODE_INVALID :
+				 (a % 3 == 1 && a == 10) ? IOPF_CODE_INVALID :
+							 IOPF_CODE_SUCCESS);
+	}
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 Suite *suite_dispatch(void)
 {
 	Suite *s = suite_create("dispatch");
@@ -294,6 +368,7 @@ Suite *suite_dispatch(void)
 	tcase_add_test(tc, max_outstanding_pauses_reading);
 	tcase_add_test(tc, dispatch_busy_and_null);
 	tcase_add_test(tc, latency_histogram_counts_answers);
+	tcase_add_test(tc, batch_handler_and_respond_many);
 	suite_add_tcase(s, tc);
 	return s;
 }

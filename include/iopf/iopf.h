@@ -347,6 +347,32 @@ IOPF_API int iopf_ctx_set_pasid_handler(struct iopf_ctx *ctx, uint32_t dev_id,
 					void *userdata);
 
 /**
+ * @brief A batch handler: many groups at once (since 1.2).
+ *
+ * For callers that resolve faults in batches (as GPU drivers do, 256 at a
+ * time): called with up to 64 groups of one dispatch round (one at a time
+ * with workers), it sets codes[i] for groups[i] to IOPF_CODE_SUCCESS,
+ * IOPF_CODE_INVALID or IOPF_DEFER (codes arrive as IOPF_CODE_INVALID).
+ * Group pointers are valid until it returns; the rest is as for
+ * iopf_handler_fn.
+ */
+typedef void (*iopf_batch_handler_fn)(struct iopf_group *const *groups,
+				      int *codes, size_t n, void *userdata);
+
+/**
+ * @brief Set the batch handler (since 1.2): used instead of the default
+ * handler (iopf_ctx_set_handler()) for groups that no device or PASID
+ * handler takes. NULL removes it.
+ * @param ctx the context.
+ * @param fn the callback, or NULL.
+ * @param userdata passed to fn, last.
+ * @return 0, or -EINVAL.
+ */
+IOPF_API int iopf_ctx_set_batch_handler(struct iopf_ctx *ctx,
+					iopf_batch_handler_fn fn,
+					void *userdata);
+
+/**
  * @brief Set or replace the log callback.
  * @param level most verbose syslog level passed (0: 4, warning).
  * @param ctx the context.
@@ -684,6 +710,23 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
 IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 			      uint32_t pasid, uint32_t prgi,
 			      enum iopf_code code);
+
+/**
+ * @brief Answer many groups by handle under one take of the lock
+ * (since 1.2): for a deferred batch, as iopf_respond() on each.
+ * @param ctx the context.
+ * @param handles n handles.
+ * @param codes n codes (IOPF_CODE_SUCCESS or IOPF_CODE_INVALID each).
+ * @param n how many.
+ * @param results NULL, or n ints receiving what iopf_respond() would have
+ *        returned for each (0 or a negative errno).
+ * @return the number answered (0..n), or -EINVAL (ctx, or a NULL array
+ *         with n > 0). A bad code refuses that one answer (-EINVAL in
+ *         results), not the call.
+ */
+IOPF_API int iopf_respond_many(struct iopf_ctx *ctx,
+			       const iopf_handle_t *handles, const int *codes,
+			       size_t n, int *results);
 /**@}*/
 
 /**
