@@ -694,6 +694,10 @@ static void source_open(struct msrc *ms)
 		CHECK(fr, "out of memory");
 		fr->f = fk_fault_new();
 		fr->ms = ms;
+		/* odd scenarios: the kernel side fails 10% of reads and
+		 * writes with EINTR, EAGAIN or ENOMEM */
+		if (S.index % 2)
+			fk_set_chaos(fr->f, opt_seed * 7919 + (uint64_t)S.index, 100);
 		if (ms->small_zero)
 			fk_set_small(fr->f, FK_SMALL_ZERO);
 		ms->s = iopf_fault_queue_adopt(c->ctx, fk_fault_fd(fr->f),
@@ -793,7 +797,9 @@ static void *dispatcher(void *arg)
 			t_nbulk = 0;
 			rc = iopf_ctx_dispatch(c->ctx);
 			t_nbulk = 0;
-			CHECK(rc >= 0 || rc == -EBUSY, "iopf_ctx_dispatch returned %d", rc);
+			/* -EIO: a read the fake's chaos failed (retried) */
+			CHECK(rc >= 0 || rc == -EBUSY || rc == -EIO,
+			      "iopf_ctx_dispatch returned %d", rc);
 		}
 		process_mbox(c);
 	}

@@ -37,6 +37,8 @@ struct fk_fault {
 	size_t nanswers, answers_cap;
 	uint64_t seq, reads, writes;
 	int fail_op[2];
+	uint64_t chaos_state, chaos_injected;
+	unsigned int chaos;
 };
 
 enum { FD_NONE, FD_FAULT, FD_IOMMU };
@@ -67,6 +69,8 @@ static int fd_kind(int fd, struct fk_fault **f)
 		*f = fds[fd].f;
 	return fds[fd].kind;
 }
+
+static int chaos_err(struct fk_fault *f);
 
 /* Mirror "groups waiting" into the eventfd so epoll sees POLLIN. */
 static void mirror(struct fk_fault *f)
@@ -168,6 +172,8 @@ ssize_t fk_sys_read(int fd, void *buf, size_t count)
 		return read(fd, buf, count);
 	}
 	f->reads++;
+	if (!f->fail_op[0])
+		f->fail_op[0] = chaos_err(f);
 	if (f->fail_op[0]) {
 		errno = f->fail_op[0];
 		f->fail_op[0] = 0;
@@ -242,6 +248,8 @@ ssize_t fk_sys_write(int fd, const void *buf, size_t count)
 		return write(fd, buf, count);
 	}
 	f->writes++;
+	if (!f->fail_op[1])
+		f->fail_op[1] = chaos_err(f);
 	if (f->fail_op[1]) {
 		errno = f->fail_op[1];
 		f->fail_op[1] = 0;
@@ -520,6 +528,43 @@ unsigned int fk_detach(struct fk_fault *f, uint32_t dev_id)
 	mirror(f);
 	pthread_mutex_unlock(&fk_lock);
 	return n;
+}
+
+void fk_set_chaos(struct fk_fault *f, uint64_t seed, unsigned int per_mille)
+{
+	pthread_mutex_lock(&fk_lock);
+	f->chaos_state = seed * 2 + 1;
+	f->chaos = per_mille;
+	pthread_mutex_unlock(&fk_lock);
+}
+
+uint64_t fk_chaos_injected(struct fk_fault *f)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&fk_lock);
+	n = f->chaos_injected;
+	pthread_mutex_unlock(&fk_lock);
+	return n;
+}
+
+/* fk_lock held. An injected passing failure, or 0. */
+static int chaos_err(struct fk_fault *f)
+{
+	static const int errs[3] = { EINTR, EAGAIN, ENOMEM };
+	uint64_t x;
+
+	if (!f->chaos)
+		return 0;
+	x = f->chaos_state;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	f->chaos_state = x;
+	if (x % 1000 >= f->chaos)
+		return 0;
+	f->chaos_injected++;
+	return errs[(x >> 20) % 3];
 }
 
 void fk_fail_next(struct fk_fault *f, int op, int err)

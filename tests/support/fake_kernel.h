@@ -79,6 +79,11 @@ void fk_inject_raw(struct fk_fault *f, const struct iopf_k_pgfault *recs,
 /* Make the next read (op 0) or write (op 1) fail once with errno err,
  * as a signal (EINTR) or a transient condition (EAGAIN) would. */
 void fk_fail_next(struct fk_fault *f, int op, int err);
+/* Chaos: make about per_mille in 1000 reads and writes fail with EINTR,
+ * EAGAIN or ENOMEM (passing failures; nothing is consumed), drawn from
+ * seed. 0 turns it off. */
+void fk_set_chaos(struct fk_fault *f, uint64_t seed, unsigned int per_mille);
+uint64_t fk_chaos_injected(struct fk_fault *f);
 /* Detach a device: answer INVALID its queued and read groups. */
 unsigned int fk_detach(struct fk_fault *f, uint32_t dev_id);
 
