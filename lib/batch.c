@@ -28,17 +28,17 @@ static bool wait_writable(struct iopf_source *src)
 	return sys_poll(&p, 1, 10) > 0;
 }
 
-void iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src)
+unsigned int iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src)
 {
 	struct faultq *fq = (struct faultq *)src;
 	struct iopf_k_page_response *w = fq->wbuf;
 	unsigned int n = fq->nbatch, off = 0, again = 0;
 
 	if (!n)
-		return;
+		return 0;
 	fq->nbatch = 0;
 	if (src->failed)
-		return;
+		return 0;
 	for (unsigned int i = 0; i < n; i++) {
 		w[i].cookie = fq->batch[i].cookie;
 		w[i].code = fq->batch[i].code;
@@ -62,7 +62,7 @@ void iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src)
 			if (fd_dead(err)) {
 				ctx->st.write_errors += n - off;
 				iopf__source_fail(ctx, src, "write", err);
-				return;
+				return 0;
 			}
 			/* A passing failure: keep what is left for the next
 			 * round (reads wait for it: see fq_read). */
@@ -73,12 +73,13 @@ void iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src)
 				(n - off) * sizeof(*fq->batch));
 			fq->nbatch = n - off;
 			iopf__wake(ctx);
-			return;
+			return fq->nbatch;
 		}
 		off += (unsigned int)((size_t)r / sizeof(*w));
 		if ((size_t)r < want && off < n) /* stopped at a bad one */
 			refused(ctx, src, &fq->batch[off++], EINVAL);
 	}
+	return 0;
 }
 
 /* The batch reached batch_max: write it. If a passing write failure kept

@@ -137,7 +137,8 @@ struct src_ops {
 	void (*ended)(struct iopf_ctx *ctx, struct iopf_source *src,
 		      struct iopf_group *g, int code);
 	/* Write the answers gathered so far (fault queues). */
-	void (*flush)(struct iopf_ctx *ctx, struct iopf_source *src);
+	/* Returns how many answers a passing failure kept back. */
+	unsigned int (*flush)(struct iopf_ctx *ctx, struct iopf_source *src);
 	/* The kernel answered (dev, pasid) itself: forget unwritten answers
 	 * and partial requests. Returns the answers forgotten. */
 	unsigned int (*forget)(struct iopf_ctx *ctx, struct iopf_source *src,
@@ -312,7 +313,7 @@ struct iopf_ctx {
 #define SLAB_GROUPS 64u   /* groups per slab: one malloc, not 64 */
 
 /* batch.c: a fault queue's answers (ctx->lock held) */
-void iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src);
+unsigned int iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src);
 void iopf__batch_full(struct iopf_ctx *ctx, struct faultq *fq);
 unsigned int iopf__batch_forget(struct iopf_ctx *ctx, struct iopf_source *src,
 				uint32_t dev, uint32_t pasid, unsigned int flags);

@@ -261,8 +261,9 @@ static void pr_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 	iopf__deliver_push(ctx, g);
 }
 
-static void pr_flush(struct iopf_ctx *ctx, struct iopf_source *src)
+static unsigned int pr_flush(struct iopf_ctx *ctx, struct iopf_source *src)
 {
+	return 0;
 }
 
 static unsigned int pr_forget(struct iopf_ctx *ctx, struct iopf_source *src,

@@ -92,8 +92,17 @@ void iopf__source_close_locked(struct iopf_ctx *ctx, struct iopf_source *src)
 		iopf__log(ctx, LOG_I,
 			  "%s closed: %d outstanding groups answered INVALID",
 			  src->ops->kind, n);
-	if (!src->failed)
-		src->ops->flush(ctx, src);
+	/* Closing is the last chance to write: a passing write failure is
+	 * tried again, for a second at most (under the lock: closing is
+	 * rare, losing answers stalls a device). */
+	for (int tries = 0; !src->failed && src->ops->flush(ctx, src); tries++) {
+		if (tries == 1000) {
+			iopf__log(ctx, LOG_E, "%s closed: answers could not be written",
+				  src->ops->kind);
+			break;
+		}
+		poll(NULL, 0, 1);
+	}
 	iopf__poll_set(ctx, src, false);
 	src->ops->close(ctx, src);
 	src->closed = true;
