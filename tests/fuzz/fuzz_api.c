@@ -589,15 +589,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	iopf_ctx_set_log(S.ctx, NULL, NULL, 0);
 	for (unsigned int i = 0; i < S.nis; i++)
 		respond(S.is[i], IOPF_CODE_SUCCESS);
-	for (int r = 0; r < 64; r++) {
-		bool left = false;
+	/* with max_outstanding 1, a dispatch reads one group: loop enough */
+	bool left = true;
 
+	for (int r = 0; r < 10000 && left; r++) {
 		dispatch();
+		left = false;
 		for (int k = 0; k < 2; k++)
 			left |= S.fq[k] && !S.fq_closed[k] && fk_queued(S.f[k]);
-		if (!left)
-			break;
 	}
+	FUZZ_CHECK(!left || fz_allowed("stall"),
+		   "groups never read with every handle answered (queue stalled)");
 	iopf_ctx_free(S.ctx);
 	FUZZ_CHECK(S.gone_ever ? S.responded <= S.completed :
 				 S.responded == S.completed,

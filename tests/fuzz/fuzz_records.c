@@ -629,7 +629,7 @@ static void finish(void)
 	iopf_ctx_set_handler(S.ctx, handler, NULL);
 	for (unsigned int k = 0; k < S.nis; k++)
 		respond(k, S.is[k].h, IOPF_CODE_SUCCESS);
-	for (i = 0; i < 256; i++) {
+	for (i = 0; i < 10000; i++) {
 		dispatch();
 		FUZZ_CHECK(iopf_ctx_get_stats(S.ctx, &st) == 0, "stats");
 		if (!fk_queued(S.f) && !st.outstanding)
