@@ -96,7 +96,8 @@ for t in $targets; do
 	result=ok
 	if [ "$smoke" = 1 ]; then
 		# the seeds (and kept crash reproducers) must all pass as they are
-		if ! "$bin" -runs=0 "$w/corpus" >"$w/corpus.log" 2>&1; then
+		if ! "$bin" -runs=0 -artifact_prefix="$w/artifacts/" "$w/corpus" \
+			>"$w/corpus.log" 2>&1; then
 			result="FAIL on its corpus: $(grep -m1 -E 'ORACLE FAILURE|SUMMARY' "$w/corpus.log" || tail -1 "$w/corpus.log")"
 		fi
 	fi
