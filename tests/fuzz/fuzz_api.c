@@ -12,7 +12,8 @@
  *
  * The input is a script (fuzz_util.h reader; missing bytes read as 0):
  * ctx opts, fault-queue opts (adopt, then alloc), producer opts, stats
- * sizes, then until the end: ops on handles, keys and flags (do_op()).
+ * sizes, then until the end: ops (do_op(): an op byte, a flag byte, a
+ * device byte, then what the op reads) on handles, keys and flags.
  * Oracles: the documented return values; an answer by a handle never
  * issued, or to a group already answered, must fail; at the end every
  * group the fake raised is answered exactly once and every completed
@@ -343,28 +344,32 @@ static void dispatch(void)
 static void do_op(void)
 {
 	static const int codes[8] = { 0, 1, 0, 1, 2, -1, INT_MAX, 0x100 };
-	uint8_t op = rd_u8(&S.rd);
+	uint8_t op = rd_u8(&S.rd), f = rd_u8(&S.rd);
 	uint32_t dev = rd_u8(&S.rd), pasid, prgi, fl;
 	int rc, k;
 
 	switch (op % 12) {
 	case 0: { /* respond: a handle from the input, or near an issued one */
-		iopf_handle_t h = rd_u64(&S.rd);
+		iopf_handle_t h;
 
-		if ((op & 0x10) && S.nis) {
+		if ((f & 0x10) && S.nis) {
 			h = S.is[dev % S.nis];
-			if (op & 0x20)
+			if (f & 0x20)
 				h += (uint64_t)1 << 32;
-			if (op & 0x40)
+			if (f & 0x40)
 				h += 1;
+			if (f & 0x80)
+				h -= (uint64_t)1 << 32;
+		} else {
+			h = rd_u64(&S.rd);
 		}
-		respond(h, codes[(op >> 4) & 7]);
+		respond(h, codes[f & 7]);
 		break;
 	}
 	case 1: /* respond_prg */
-		pasid = (op & 0x10) ? rd_u32(&S.rd) : (op & 0x20) ? IOPF_NO_PASID : 0;
-		prgi = (op & 0x40) ? rd_u32(&S.rd) : rd_u8(&S.rd) & 3;
-		rc = iopf_respond_prg(S.ctx, (op & 0x80) ? rd_u32(&S.rd) : dev & 3,
+		pasid = (f & 0x10) ? rd_u32(&S.rd) : (f & 0x20) ? IOPF_NO_PASID : 0;
+		prgi = (f & 0x40) ? rd_u32(&S.rd) : rd_u8(&S.rd) & 3;
+		rc = iopf_respond_prg(S.ctx, (f & 0x80) ? rd_u32(&S.rd) : dev & 3,
 				      pasid, prgi, (enum iopf_code)codes[dev >> 5]);
 		if (codes[dev >> 5] != 0 && codes[dev >> 5] != 1)
 			FUZZ_CHECK(rc == -EINVAL, "respond_prg bad code: %d", rc);
@@ -373,8 +378,8 @@ static void do_op(void)
 				   "respond_prg gave %d", rc);
 		break;
 	case 2: /* detach with any flags: the kernel answered first */
-		k = op >> 7;
-		fl = (op & 0x10) ? rd_u32(&S.rd) : IOPF_ALL_PASIDS;
+		k = f >> 7;
+		fl = (f & 0x10) ? rd_u32(&S.rd) : IOPF_ALL_PASIDS;
 		if (!S.fq[k] || S.fq_closed[k])
 			break;
 		if (fl & ~IOPF_ALL_PASIDS) {
@@ -387,9 +392,9 @@ static void do_op(void)
 		}
 		break;
 	case 3: /* answer_invalid / drain with any flags */
-		fl = (op & 0x10) ? rd_u32(&S.rd) : (op >> 5) & 1;
-		pasid = (op & 0x40) ? rd_u32(&S.rd) : IOPF_NO_PASID;
-		if (op & 0x80) {
+		fl = (f & 0x10) ? rd_u32(&S.rd) : (f >> 5) & 1;
+		pasid = (f & 0x40) ? rd_u32(&S.rd) : IOPF_NO_PASID;
+		if (f & 0x80) {
 			rc = iopf_ctx_drain(S.ctx, dev & 3, pasid, fl, 0);
 			FUZZ_CHECK(fl & ~IOPF_ALL_PASIDS ? rc == -EINVAL :
 							   rc == 0 || rc == -ETIMEDOUT,
@@ -401,15 +406,14 @@ static void do_op(void)
 		}
 		break;
 	case 4: { /* submit a request with any fields */
-		struct iopf_request q = {
-			.flags = (op & 0x10) ? rd_u32(&S.rd) : (op >> 5) & 3,
-			.dev_id = dev & 3,
-			.pasid = (op & 0x80) ? rd_u32(&S.rd) : 1,
-			.prgi = rd_u8(&S.rd) & 3,
-			.reserved = (dev & 0x80) ? rd_u32(&S.rd) : 0,
-			.perm = rd_u8(&S.rd),
-			.addr = 0x1000,
-		};
+		/* one read a statement: the order is the script's */
+		struct iopf_request q = { .dev_id = dev & 3, .addr = 0x1000 };
+
+		q.flags = (f & 0x10) ? rd_u32(&S.rd) : (f >> 5) & 3;
+		q.pasid = (f & 0x80) ? rd_u32(&S.rd) : 1;
+		q.prgi = rd_u8(&S.rd) & 3;
+		q.reserved = (dev & 0x80) ? rd_u32(&S.rd) : 0;
+		q.perm = rd_u8(&S.rd);
 		bool bad = q.reserved || (q.flags & ~3u) ||
 			   ((q.flags & IOPF_F_PASID_VALID) && q.pasid == IOPF_NO_PASID);
 
@@ -438,10 +442,10 @@ static void do_op(void)
 	case 5: /* discard / flush_pasid with any flags */
 		if (!S.prod || S.prod_closed)
 			break;
-		fl = (op & 0x10) ? rd_u32(&S.rd) : (op >> 5) & 3;
-		if (op & 0x80) {
+		fl = (f & 0x10) ? rd_u32(&S.rd) : (f >> 5) & 3;
+		if (f & 0x80) {
 			rc = iopf_producer_flush_pasid(S.prod, dev & 3,
-						       (op & 0x40) ? IOPF_NO_PASID : fl);
+						       (f & 0x40) ? IOPF_NO_PASID : fl);
 			FUZZ_CHECK(rc >= 0, "flush_pasid gave %d", rc);
 		} else {
 			rc = iopf_producer_discard_partial(S.prod, dev & 3, fl);
@@ -450,17 +454,17 @@ static void do_op(void)
 		}
 		break;
 	case 6: /* handlers and log */
-		pasid = (op & 0x10) ? rd_u32(&S.rd) : 0xfffffffeu;
+		pasid = (f & 0x10) ? rd_u32(&S.rd) : 0xfffffffeu;
 		rc = iopf_ctx_set_pasid_handler(S.ctx, dev & 3, pasid,
-						(op & 0x20) ? NULL : handler, NULL);
+						(f & 0x20) ? NULL : handler, NULL);
 		FUZZ_CHECK(pasid == 0xfffffffeu ? rc == -EINVAL : rc == 0,
 			   "set_pasid_handler(%#x) gave %d", pasid, rc);
-		rc = iopf_ctx_set_log(S.ctx, (op & 0x40) ? log_cb : NULL, NULL,
+		rc = iopf_ctx_set_log(S.ctx, (f & 0x40) ? log_cb : NULL, NULL,
 				      (int)(int8_t)rd_u8(&S.rd));
 		FUZZ_CHECK(rc == 0 || rc == -EINVAL, "set_log gave %d", rc);
 		break;
 	case 7: /* devices: gone (after the kernel answered), unwatch */
-		if (op & 0x10) {
+		if (f & 0x10) {
 			for (k = 0; k < 2; k++)
 				if (S.f[k])
 					fk_detach(S.f[k], dev & 3);
@@ -481,9 +485,9 @@ static void do_op(void)
 		for (size_t i = 0; i < n; i++)
 			s[i] = (char)rd_u8(&S.rd);
 		s[n] = '\0';
-		if (op & 0x10)
+		if (f & 0x10)
 			memcpy(s, "/devices/", n > 9 ? 9 : n);
-		rc = iopf_ctx_watch_device(S.ctx, dev & 3, (op & 0x20) ? NULL : s);
+		rc = iopf_ctx_watch_device(S.ctx, dev & 3, (f & 0x20) ? NULL : s);
 		FUZZ_CHECK(rc <= 0, "watch gave %d", rc);
 		if (rc == 0)
 			S.gone_mask &= ~(1u << (dev & 3));
@@ -491,18 +495,18 @@ static void do_op(void)
 	}
 	case 9: /* raise groups, dispatch */
 		for (k = 0; k < 2; k++)
-			if (S.fq[k] && !S.fq_closed[k] && (op & (0x10 << k)))
-				fk_trigger(S.f[k], dev & 3, (op & 0x40) ? 3 : 0,
+			if (S.fq[k] && !S.fq_closed[k] && (f & (0x10 << k)))
+				fk_trigger(S.f[k], dev & 3, (f & 0x40) ? 3 : 0,
 					   (dev >> 2) & 3, IOPF_PERM_READ, 0x5000);
 		dispatch();
 		break;
 	case 10: /* close a source */
-		if ((op & 0x10) && S.prod && !S.prod_closed) {
+		if ((f & 0x10) && S.prod && !S.prod_closed) {
 			S.prod_closed = true;
 			iopf_source_close(S.prod);
-		} else if (S.fq[op >> 7] && !S.fq_closed[op >> 7]) {
-			S.fq_closed[op >> 7] = true;
-			iopf_source_close(S.fq[op >> 7]);
+		} else if (S.fq[f >> 7] && !S.fq_closed[f >> 7]) {
+			S.fq_closed[f >> 7] = true;
+			iopf_source_close(S.fq[f >> 7]);
 		}
 		break;
 	default: /* fail the n-th group allocation */
@@ -585,15 +589,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	iopf_ctx_set_log(S.ctx, NULL, NULL, 0);
 	for (unsigned int i = 0; i < S.nis; i++)
 		respond(S.is[i], IOPF_CODE_SUCCESS);
-	for (int r = 0; r < 64; r++) {
-		bool left = false;
+	/* with max_outstanding 1, a dispatch reads one group: loop enough */
+	bool left = true;
 
+	for (int r = 0; r < 10000 && left; r++) {
 		dispatch();
+		left = false;
 		for (int k = 0; k < 2; k++)
 			left |= S.fq[k] && !S.fq_closed[k] && fk_queued(S.f[k]);
-		if (!left)
-			break;
 	}
+	FUZZ_CHECK(!left || fz_allowed("stall"),
+		   "groups never read with every handle answered (queue stalled)");
 	iopf_ctx_free(S.ctx);
 	FUZZ_CHECK(S.gone_ever ? S.responded <= S.completed :
 				 S.responded == S.completed,

@@ -41,7 +41,7 @@ struct inst {
 
 struct issued {
 	iopf_handle_t h;
-	bool done;
+	uint8_t done; /* DONE_RETURN, DONE_HANDLE: see fuzz_records.c */
 };
 
 static struct {
@@ -87,6 +87,8 @@ static void on_respond(const struct iopf_response *r, void *ud)
 		   r->dev_id, r->pasid, r->prgi);
 	FUZZ_CHECK(r->code <= 1, "respond with code %u", r->code);
 	in->resp[k]++;
+	TR("  respond: producer %d dev %u pasid %#x prgi %u code %u\n", inst,
+	   r->dev_id, r->pasid, r->prgi, r->code);
 	allowed = in->comp[k] + (S.infl.inst == inst && S.infl.key == k);
 	FUZZ_CHECK(in->resp[k] <= allowed,
 		   "producer %d: answer %u for dev %u pasid %#x prgi %u, only %u groups completed",
@@ -95,7 +97,7 @@ static void on_respond(const struct iopf_response *r, void *ud)
 	if (S.cb_depth < 2 && rd_more(&S.rd)) {
 		uint8_t b = rd_u8(&S.rd);
 
-		if ((b & 7) == 7 && in->open) {
+		if ((b & 7) == 7 && in->open && !fz_allowed("ready")) {
 			struct iopf_request q = {
 				.flags = IOPF_F_LAST_PAGE, .dev_id = (b >> 3) & 3,
 				.pasid = IOPF_NO_PASID, .prgi = b >> 6,
@@ -107,6 +109,8 @@ static void on_respond(const struct iopf_response *r, void *ud)
 			S.infl.inst = inst;
 			S.infl.key = kk;
 			rc = iopf_producer_submit(in->src, &q);
+			TR("  submit from respond: dev %u prgi %u LAST -> %d\n",
+			   q.dev_id, q.prgi, rc);
 			S.infl.inst = save_i;
 			S.infl.key = save_k;
 			S.cb_depth--;
@@ -173,6 +177,8 @@ static void submit(unsigned int sel, uint32_t flags, uint32_t dev,
 		S.infl.key = k;
 	}
 	rc = iopf_producer_submit(in->src, &q);
+	TR("submit producer %d flags %#x dev %u pasid %#x prgi %u%s -> %d\n", inst,
+	   flags, dev, q.pasid, prgi, reserved ? " reserved" : "", rc);
 	S.infl.inst = save_i;
 	S.infl.key = save_k;
 	if (bad) {
@@ -192,6 +198,10 @@ static void submit(unsigned int sel, uint32_t flags, uint32_t dev,
 	if (last) {
 		FUZZ_CHECK(rc == 1 || rc == -ENOMEM, "LAST submit gave %d", rc);
 		in->comp[k]++;
+		/* triage: never leave a group waiting for dispatch, so it is
+		 * never answered off the ready queue (a known crash) */
+		if (rc == 1 && !S.depth && !S.cb_depth && fz_allowed("ready"))
+			iopf_ctx_dispatch(S.ctx);
 	} else {
 		FUZZ_CHECK(rc == 0 || rc == -ENOSPC, "partial submit gave %d", rc);
 	}
@@ -249,6 +259,11 @@ static int handler(struct iopf_group *g, void *ud)
 		d = 0;
 	else
 		d = rd_u8(&S.rd);
+	TR(" handler dev %u pasid %#x prgi %u handle %#llx: %s\n",
+	   iopf_group_dev_id(g), iopf_group_pasid(g), iopf_group_prgi(g),
+	   (unsigned long long)h,
+	   (const char *[]){ "success", "success", "invalid", "defer", "defer",
+			     "bogus", "respond+return", "defer+op" }[d & 7]);
 	switch (d & 7) {
 	case 0:
 	case 1:
@@ -264,9 +279,12 @@ static int handler(struct iopf_group *g, void *ud)
 		break;
 	case 6:
 		rc = iopf_respond(S.ctx, h, IOPF_CODE_INVALID);
-		FUZZ_CHECK(rc == 0, "respond from own handler gave %d", rc);
+		/* a handler only ever gets a group awaiting its answer */
+		FUZZ_CHECK(rc == 0 || fz_allowed("ended"),
+			   "handler called for a group already ended: "
+			   "respond from it gave %d", rc);
 		if (i != UINT32_MAX)
-			S.is[i].done = true;
+			S.is[i].done = DONE_HANDLE;
 		rc = (d & 8) ? IOPF_CODE_SUCCESS : IOPF_DEFER;
 		break;
 	default:
@@ -282,8 +300,8 @@ static int handler(struct iopf_group *g, void *ud)
 			S.def_next = (S.def_next + 1) % MAXDEF;
 			if (S.ndef < MAXDEF)
 				S.ndef++;
-		} else {
-			S.is[i].done = true;
+		} else if (!S.is[i].done) {
+			S.is[i].done = DONE_RETURN;
 		}
 	}
 	return rc;
@@ -293,6 +311,7 @@ static void respond(unsigned int i, iopf_handle_t h, uint32_t code)
 {
 	int rc = iopf_respond(S.ctx, h, (enum iopf_code)code);
 
+	TR("respond %#llx code %u -> %d\n", (unsigned long long)h, code, rc);
 	if (code > 1) {
 		FUZZ_CHECK(rc == -EINVAL, "respond, code %u: %d", code, rc);
 	} else if (i == UINT32_MAX) {
@@ -301,8 +320,8 @@ static void respond(unsigned int i, iopf_handle_t h, uint32_t code)
 		FUZZ_CHECK(FZ_IN(rc, 0, -EALREADY, -ESHUTDOWN, -ENODEV),
 			   "respond gave %d", rc);
 		if (rc == 0) {
-			FUZZ_CHECK(!S.is[i].done, "group answered twice by handle");
-			S.is[i].done = true;
+			fz_check_done(S.is[i].done, h);
+			S.is[i].done = DONE_HANDLE;
 		}
 	}
 }
@@ -331,6 +350,9 @@ static void op_respond_prg(void)
 	int rc = iopf_respond_prg(S.ctx, dev, pasids[(b >> 2) & 3],
 				  (b >> 4) & 3, (enum iopf_code)code);
 
+	TR("respond_prg dev %u pasid %#x prgi %u code %u -> %d\n", dev,
+	   pasids[(b >> 2) & 3], (b >> 4) & 3, code, rc);
+
 	if (code > 1)
 		FUZZ_CHECK(rc == -EINVAL, "respond_prg, code %u: %d", code, rc);
 	else if (S.gone[dev])
@@ -348,6 +370,7 @@ static void op_flush_pasid(void)
 	if (!in)
 		return;
 	rc = iopf_producer_flush_pasid(in->src, b & 3, pasids[(b >> 2) & 3]);
+	TR("flush_pasid dev %u pasid %#x -> %d\n", b & 3, pasids[(b >> 2) & 3], rc);
 	FUZZ_CHECK(rc >= 0, "flush_pasid gave %d", rc);
 }
 
@@ -361,6 +384,7 @@ static void op_discard(void)
 	if (!in)
 		return;
 	rc = iopf_producer_discard_partial(in->src, b & 3, fl);
+	TR("discard dev %u flags %#x -> %d\n", b & 3, fl, rc);
 	if (fl & ~IOPF_ALL_DEVICES)
 		FUZZ_CHECK(rc == -EINVAL, "discard, bad flags: %d", rc);
 	else
@@ -373,6 +397,8 @@ static void op_drain(void)
 	int rc = iopf_ctx_drain(S.ctx, b & 3, pasids[(b >> 2) & 3],
 				(b & 0x10) ? IOPF_ALL_PASIDS : 0, 0);
 
+	TR("drain dev %u -> %d\n", b & 3, rc);
+
 	if (S.depth)
 		FUZZ_CHECK(rc == -EDEADLK, "drain from a handler gave %d", rc);
 	else
@@ -382,16 +408,24 @@ static void op_drain(void)
 static void op_answer_invalid(void)
 {
 	uint8_t b = rd_u8(&S.rd);
-	int rc = iopf_ctx_answer_invalid(S.ctx, b & 3, pasids[(b >> 2) & 3],
-					 (b & 0x10) ? IOPF_ALL_PASIDS : 0);
+	int rc;
+
+	TR("answer_invalid dev %u pasid %#x%s\n", b & 3, pasids[(b >> 2) & 3],
+	   (b & 0x10) ? " all" : "");
+	rc = iopf_ctx_answer_invalid(S.ctx, b & 3, pasids[(b >> 2) & 3],
+				     (b & 0x10) ? IOPF_ALL_PASIDS : 0);
+	TR("answer_invalid -> %d\n", rc);
 
 	FUZZ_CHECK(rc >= 0, "answer_invalid gave %d", rc);
 }
 
 static void op_dispatch(void)
 {
-	int rc = iopf_ctx_dispatch(S.ctx);
+	int rc;
 
+	TR("dispatch\n");
+	rc = iopf_ctx_dispatch(S.ctx);
+	TR("dispatch -> %d\n", rc);
 	if (S.depth)
 		FUZZ_CHECK(rc == -EDEADLK, "dispatch from a handler gave %d", rc);
 	else
@@ -407,6 +441,7 @@ static void op_close(void)
 	if (i < 0 || S.depth) /* not from a handler */
 		return;
 	S.in[i].open = false;
+	TR("close producer %d\n", i);
 	iopf_source_close(S.in[i].src);
 	S.slot[sl] = (b & 2) ? open_inst() : -1;
 }
@@ -417,6 +452,7 @@ static void op_gone(void)
 	uint32_t dev = b & 3;
 	int rc;
 
+	TR("%s dev %u\n", (b & 4) ? "gone" : "unwatch", dev);
 	if (b & 4) {
 		rc = iopf_ctx_device_gone(S.ctx, dev);
 		FUZZ_CHECK(rc >= 0, "device_gone gave %d", rc);
@@ -434,6 +470,7 @@ static void op_handler(void)
 	iopf_handler_fn fn = (b & 4) ? NULL : handler;
 	int rc;
 
+	TR("handler %s %s\n", fn ? "set" : "clear", (b & 1) ? "device" : "default");
 	if (b & 1)
 		rc = iopf_ctx_set_device_handler(S.ctx, (b >> 3) & 3, fn, NULL);
 	else
@@ -462,7 +499,12 @@ static void do_op(void)
 	case OP_DISPATCH: op_dispatch(); break;
 	case OP_CLOSE: op_close(); break;
 	case OP_FAIL_ALLOC:
-		iopf__fail_alloc_after(rd_u8(&S.rd) & 7);
+		{
+			int n = rd_u8(&S.rd) & 7;
+
+			TR("fail allocation %d from now\n", n);
+			iopf__fail_alloc_after(n);
+		}
 		S.alloc_fail_armed = true;
 		break;
 	case OP_HANDLER: op_handler(); break;
@@ -492,6 +534,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		S.ctx = iopf_ctx_new(&co);
 	}
 	FUZZ_CHECK(S.ctx, "iopf_ctx_new: %s (fd leak?)", strerror(errno));
+	fz_trace_ctx(S.ctx);
+	TR("setup: partial_cap %u producers %d handler %d max_out %d\n",
+	   S.partial_cap, 1 + !!(h0 & 4), !!(h0 & 8), (h0 & 0x10) ? 2 : 0);
 	S.slot[0] = open_inst();
 	S.slot[1] = (h0 & 4) ? open_inst() : -1;
 	if (h0 & 8)
@@ -501,6 +546,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		do_op();
 
 	/* close one producer by hand, the rest with the context */
+	TR("finish\n");
 	iopf__fail_alloc_after(-1);
 	for (unsigned int i = 0; i < S.ninst; i++)
 		S.in[i].open = false;

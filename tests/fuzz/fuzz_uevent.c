@@ -3,7 +3,9 @@
  * fuzz_uevent.c - kernel uevent messages, trusting nothing in them.
  *
  * Input: messages separated by the two bytes 0xff 0xfe (none: the whole
- * input is one message). Each message goes through
+ * input is one message). The whole input goes through the parser, and a
+ * NULL buffer of the input's length (must be refused). Each message goes
+ * through
  * - iopf__uevent_parse() (lib/uevent.c): it must return 0 or -EBADMSG, and
  *   on 0 every field must point inside the message, NUL-terminated there,
  *   the header "ACTION@DEVPATH" must agree with ACTION= and DEVPATH=;
@@ -47,6 +49,7 @@ static void check_parse(const char *buf, size_t len)
 	int rc = iopf__uevent_parse(buf, len, &ev);
 
 	FUZZ_CHECK(rc == 0 || rc == -EBADMSG, "uevent_parse returned %d", rc);
+	FUZZ_CHECK(buf || rc, "uevent_parse accepted no buffer");
 	if (rc)
 		return;
 	FUZZ_CHECK(len >= 2 && buf[len - 1] == '\0', "accepted unterminated");
@@ -146,8 +149,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n;
 	const struct fk_answer *a;
 
-	/* the parser alone, on the input as given */
+	/* the parser alone, on the input as given, and on no buffer */
 	check_parse((const char *)data, size);
+	if (!fz_allowed("nullbuf"))
+		check_parse(NULL, size);
 
 	memset(&S, 0, sizeof(S));
 	fz_sys_install();

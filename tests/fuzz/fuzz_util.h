@@ -49,7 +49,11 @@ extern bool fz_trace;
 
 /* IOPF_FUZZ_ALLOW=name,name: skip these oracle classes (triage only: to
  * look past a known failure). Names: "refused" (answers the kernel
- * refused), "stall" (groups never read or left outstanding). */
+ * refused), "stall" (groups never read or left outstanding), "order" (see
+ * fz_check_done), "ended" (a handler called for a group already ended), "ready" (producers:
+ * dispatch right after each LAST submit, so no group is answered while it
+ * waits on the ready queue), "nullbuf" (uevents: no parse of a NULL
+ * buffer). */
 static inline bool fz_allowed(const char *name)
 {
 	const char *a = getenv("IOPF_FUZZ_ALLOW");
@@ -216,6 +220,23 @@ static inline int fz_close(int fd)
 		iopf__set_sys(&fz_sys_table);                                \
 		fz_trace = getenv("IOPF_FUZZ_TRACE") != NULL;                \
 	}
+
+/* How a harness knows a group was answered: by its handler's return value
+ * or by iopf_respond() returning 0. An answer by handle that succeeds after
+ * either is a second answer accepted. After a return value it is reported
+ * apart ("order": the handler's answer was applied late, the later one
+ * won), so that IOPF_FUZZ_ALLOW=order can look past it. */
+enum { DONE_NO = 0, DONE_RETURN = 1, DONE_HANDLE = 2 };
+
+static inline void fz_check_done(uint8_t done, uint64_t h)
+{
+	FUZZ_CHECK(done != DONE_HANDLE,
+		   "handle %#llx answered twice by handle (both returned 0)",
+		   (unsigned long long)h);
+	FUZZ_CHECK(done != DONE_RETURN || fz_allowed("order"),
+		   "handle %#llx answered (0) after its handler had returned "
+		   "an answer: expected -EALREADY", (unsigned long long)h);
+}
 
 /* Every errno a function may return, per the header, else fail. */
 static inline bool fz_in(int rc, const int *set, size_t n)
