@@ -102,10 +102,24 @@ static iopf_handler_fn handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
 	return fn;
 }
 
+/* A handler returned its answer (no lock): from now on answers by handle
+ * are refused, as they would be had it been applied at once. A group
+ * ended meanwhile stays ended (compare and swap). */
+static void returned(struct iopf_group *g, int rc)
+{
+	uint8_t st = GS_HANDLING;
+
+	if (rc != IOPF_DEFER)
+		__atomic_compare_exchange_n(&g->state, &st, (uint8_t)GS_RETURNED,
+					    false, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE);
+}
+
 /* After the handler returned rc (ctx->lock held). */
 static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
 {
-	bool live = gst(g) == GS_HANDLING;
+	uint8_t st = gst(g);
+	bool live = st == GS_HANDLING || st == GS_RETURNED;
 
 	if (rc == IOPF_DEFER) {
 		if (live)
@@ -169,11 +183,14 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 			continue;
 		}
 		rc[i] = fn[i](gs[i], ud[i]);
+		returned(gs[i], rc[i]);
 	}
 	if (nb) {
 		bfn(bg, bcode, (size_t)nb, ud[bi[0]]);
-		for (int j = 0; j < nb; j++)
+		for (int j = 0; j < nb; j++) {
 			rc[bi[j]] = bcode[j];
+			returned(bg[j], bcode[j]);
+		}
 	}
 	iopf__in_callback--;
 

@@ -155,7 +155,18 @@ int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 		ctx->prg_on = true;
 	}
 	*out = tbl_get(&ctx->by_prg, key_hi(k), k->prgi);
-	return *out ? 0 : -ENOENT;
+	/* the oldest still open to an answer: a group whose handler has
+	 * returned its answer is answered already */
+	for (struct iopf_group *g = *out; g; g = g->prg_next) {
+		if (gst_answerable(gst(g))) {
+			*out = g;
+			return 0;
+		}
+		if (g->prg_next == *out)
+			break;
+	}
+	*out = NULL;
+	return -ENOENT;
 nomem:
 	for (struct iopf_group *g = ctx->out_head; g; g = g->out_next)
 		prg_remove(ctx, g);
@@ -305,9 +316,10 @@ struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 	if (gen == g->gen) {
 		uint8_t st = gst(g);
 
-		if (gst_live(st))
+		if (gst_answerable(st))
 			return g;
-		*err = st == GS_DONE ? iopf__end_error(g->end) : -ENOENT;
+		*err = st == GS_DONE ? iopf__end_error(g->end) :
+		       st == GS_RETURNED ? -EALREADY : -ENOENT;
 		return NULL;
 	}
 	if (gen > g->gen) {

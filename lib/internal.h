@@ -40,6 +40,8 @@ enum gstate {
 	GS_QUEUED,   /* complete, in the ready (or worker) queue */
 	GS_HANDLING, /* handed to its handler, which has not returned */
 	GS_DEFERRED, /* handler returned IOPF_DEFER: awaiting an answer */
+	GS_RETURNED, /* handler returned its answer, applied at the end of its
+		      * batch: answers by handle or PRG index are refused */
 	GS_DONE,     /* life ended (answered or dropped); still pinned */
 };
 
@@ -112,6 +114,13 @@ static inline void gst_set(struct iopf_group *g, enum gstate s)
 }
 
 static inline bool gst_live(uint8_t s)
+{
+	return s == GS_QUEUED || s == GS_HANDLING || s == GS_DEFERRED ||
+	       s == GS_RETURNED;
+}
+
+/* Live and still open to an answer by handle or PRG index. */
+static inline bool gst_answerable(uint8_t s)
 {
 	return s == GS_QUEUED || s == GS_HANDLING || s == GS_DEFERRED;
 }

@@ -40,13 +40,14 @@ static int take(const char **slot, const char *val)
 
 int iopf__uevent_parse(const char *buf, size_t len, struct uevent *ev)
 {
-	const char *p = buf, *end = buf + len, *at, *seq = NULL;
+	const char *p = buf, *end, *at, *seq = NULL;
 	size_t hlen;
 
 	memset(ev, 0, sizeof(*ev));
 	/* Every field, the last one too, ends in a NUL inside the buffer. */
 	if (!buf || len < 2 || len > UEVENT_MAX || buf[len - 1] != '\0')
 		return -EBADMSG;
+	end = buf + len;
 	hlen = strlen(p);
 	at = memchr(p, '@', hlen);
 	if (!at || at == p || at[1] != '/')

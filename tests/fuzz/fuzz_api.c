@@ -374,7 +374,7 @@ static void do_op(void)
 		if (codes[dev >> 5] != 0 && codes[dev >> 5] != 1)
 			FUZZ_CHECK(rc == -EINVAL, "respond_prg bad code: %d", rc);
 		else
-			FUZZ_CHECK(FZ_IN(rc, 0, -ENOENT, -ENODEV),
+			FUZZ_CHECK(FZ_IN(rc, 0, -ENOENT, -ENODEV, -ENOMEM),
 				   "respond_prg gave %d", rc);
 		break;
 	case 2: /* detach with any flags: the kernel answered first */
@@ -427,9 +427,11 @@ static void do_op(void)
 		else if (q.flags & IOPF_F_LAST_PAGE)
 			FUZZ_CHECK(rc == 1 || (rc == -ENOMEM && S.alloc_fail_armed),
 				   "submit(LAST) gave %d", rc);
-		else
-			FUZZ_CHECK(rc == 0 || rc == -ENOSPC, "submit gave %d", rc);
-		if (rc == 1 || rc == -ENOMEM)
+		else /* -ENOMEM: a partial dropped for want of memory (1.2) */
+			FUZZ_CHECK(rc == 0 || rc == -ENOSPC ||
+					   (rc == -ENOMEM && S.alloc_fail_armed),
+				   "submit gave %d", rc);
+		if (rc == 1 || (rc == -ENOMEM && (q.flags & IOPF_F_LAST_PAGE)))
 			S.completed++;
 		if (rc == -ENOMEM)
 			S.alloc_fail_armed = false;
@@ -457,7 +459,8 @@ static void do_op(void)
 		pasid = (f & 0x10) ? rd_u32(&S.rd) : 0xfffffffeu;
 		rc = iopf_ctx_set_pasid_handler(S.ctx, dev & 3, pasid,
 						(f & 0x20) ? NULL : handler, NULL);
-		FUZZ_CHECK(pasid == 0xfffffffeu ? rc == -EINVAL : rc == 0,
+		FUZZ_CHECK(pasid == 0xfffffffeu ? rc == -EINVAL :
+						  (rc == 0 || rc == -ENOMEM),
 			   "set_pasid_handler(%#x) gave %d", pasid, rc);
 		rc = iopf_ctx_set_log(S.ctx, (f & 0x40) ? log_cb : NULL, NULL,
 				      (int)(int8_t)rd_u8(&S.rd));
@@ -469,8 +472,11 @@ static void do_op(void)
 				if (S.f[k])
 					fk_detach(S.f[k], dev & 3);
 			rc = iopf_ctx_device_gone(S.ctx, dev & 3);
-			FUZZ_CHECK(rc >= 0, "device_gone gave %d", rc);
-			S.gone_mask |= 1u << (dev & 3);
+			/* -ENOMEM (1.2): groups dropped, no gone mark kept */
+			FUZZ_CHECK(rc >= 0 || (rc == -ENOMEM && S.alloc_fail_armed),
+				   "device_gone gave %d", rc);
+			if (rc >= 0)
+				S.gone_mask |= 1u << (dev & 3);
 			S.gone_ever = true;
 		} else {
 			rc = iopf_ctx_unwatch_device(S.ctx, dev & 3);

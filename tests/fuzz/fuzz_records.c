@@ -84,8 +84,7 @@ static void check_group(struct iopf_group *g)
 	FUZZ_CHECK(r[n - 1].flags & IOPF_F_LAST_PAGE,
 		   "group's last record lacks LAST_PAGE");
 	for (size_t i = 0; i < n; i++) {
-		FUZZ_CHECK(!(r[i].flags & ~(IOPF_F_PASID_VALID | IOPF_F_LAST_PAGE)),
-			   "record with unknown flags %#x handed on", r[i].flags);
+		/* flag bits libiopf does not know are handed on (1.2) */
 		FUZZ_CHECK(i == n - 1 || !(r[i].flags & IOPF_F_LAST_PAGE),
 			   "LAST_PAGE inside a group");
 		FUZZ_CHECK(!!(r[i].flags & IOPF_F_PASID_VALID) ==
@@ -442,7 +441,7 @@ static void op_respond_prg(void)
 	if (code > 1)
 		FUZZ_CHECK(rc == -EINVAL, "respond_prg, code %u: %d", code, rc);
 	else
-		FUZZ_CHECK(FZ_IN(rc, 0, -ENOENT, -ENODEV), "respond_prg gave %d",
+		FUZZ_CHECK(FZ_IN(rc, 0, -ENOENT, -ENODEV, -ENOMEM), "respond_prg gave %d",
 			   rc);
 }
 
@@ -540,7 +539,9 @@ static void op_handler(void)
 						fn, NULL);
 		break;
 	}
-	FUZZ_CHECK(rc == 0, "set handler gave %d", rc);
+	/* -ENOMEM: an armed allocation failure may land here (1.2 routes
+	 * every allocation through the failure hook) */
+	FUZZ_CHECK(rc == 0 || rc == -ENOMEM, "set handler gave %d", rc);
 }
 
 enum {
