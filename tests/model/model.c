@@ -127,6 +127,7 @@ static void sleep_us(unsigned int us)
 struct ginfo {            /* one group, by gid (its address) */
 	uint32_t dev, pasid, prgi;
 	uint8_t nrec, kind, ctxi;
+	bool malformed;       /* fault queue: sent without LAST */
 	atomic_uint hcalls;   /* handler calls */
 	atomic_bool succ;     /* someone answered it SUCCESS by handle/return */
 	atomic_bool completed;/* producer: its LAST submit returned 1/-ENOMEM */
@@ -151,6 +152,7 @@ struct fault_rec {        /* one fake fault object and what it was sent */
 struct mdev {
 	uint32_t id;
 	int idx;
+	atomic_uint_fast64_t dropped; /* producer groups iopf_ctx_device_gone dropped */
 	struct msrc *ms;
 	pthread_mutex_t mu; /* no group raised while its kernel side ends */
 	atomic_bool gone;
@@ -510,6 +512,17 @@ static uint32_t check_group(struct iopf_group *g, const char *who)
 	      "%s: a group with unknown address %#llx", who,
 	      (unsigned long long)rec[n - 1].addr);
 	gi = &S.g[gid];
+	CHECK(!gi->malformed, "%s: malformed group %llu (no LAST record) handed over",
+	      who, (unsigned long long)gid);
+	CHECK(iopf_group_source(g) != NULL, "%s: group %llu has no source", who,
+	      (unsigned long long)gid);
+	CHECK((iopf_group_cookie(g) != 0) == (gi->kind == K_FQ),
+	      "%s: %s group %llu has cookie %u", who,
+	      gi->kind == K_FQ ? "fault queue" : "producer", (unsigned long long)gid,
+	      iopf_group_cookie(g));
+	CHECK(gi->kind == K_PROD || !(iopf_group_flags(g) & IOPF_GROUP_TRUNCATED),
+	      "%s: fault queue group %llu flagged truncated", who,
+	      (unsigned long long)gid);
 	CHECK(iopf_group_dev_id(g) == gi->dev && iopf_group_pasid(g) == gi->pasid &&
 		      iopf_group_prgi(g) == gi->prgi,
 	      "%s: group %llu (dev %u pasid %#x prgi %u) handed over as dev %u pasid %#x prgi %u",
@@ -582,6 +595,10 @@ static int handler(struct iopf_group *g, void *ud)
 	if (atomic_load(&S.quiesce) || atomic_load(&S.teardown)) {
 		atomic_store(&gi->succ, true);
 		return IOPF_CODE_SUCCESS;
+	}
+	if (chance(r, 20)) { /* a slow handler: others close, end, answer meanwhile */
+		sleep_us(below(r, 300));
+		check_group(g, "slow handler");
 	}
 
 	/* Things a handler may do first. */
@@ -843,10 +860,14 @@ static void *fq_thread(void *arg)
 		gid = gid_alloc(K_FQ, ms->c->idx, d, pasid, prgi, nrec);
 		if (!gid)
 			break;
+		/* Now and then a group without its LAST record: libiopf must
+		 * answer it INVALID itself (a raw answer, no group object). */
+		S.g[gid].malformed = chance(r, 5);
 		memset(recs, 0, sizeof(recs));
 		for (unsigned int i = 0; i < nrec; i++) {
 			recs[i].flags = (pasid != IOPF_NO_PASID ? IOPF_K_PGFAULT_FLAGS_PASID_VALID : 0) |
-					(i == nrec - 1 ? IOPF_K_PGFAULT_FLAGS_LAST_PAGE : 0);
+					(i == nrec - 1 && !S.g[gid].malformed ?
+						 IOPF_K_PGFAULT_FLAGS_LAST_PAGE : 0);
 			recs[i].dev_id = d->id;
 			recs[i].pasid = pasid != IOPF_NO_PASID ? pasid : 0;
 			recs[i].grpid = prgi;
@@ -992,6 +1013,8 @@ static void *guest_thread(void *arg)
 
 		if (!gq_pop(&r, &it, 2))
 			continue;
+		if (!calm && chance(&r, 10)) /* a slow guest: deadlines expire */
+			sleep_us(1000 + below(&r, 20000));
 		answer_item(&r, it, calm, "guest");
 		if (!calm && chance(&r, 30))
 			sleep_us(below(&r, 300)); /* let deferred groups pile up */
@@ -1014,10 +1037,10 @@ static void control_op(struct rng *r)
 		rc = iopf_ctx_drain(c->ctx, d->id, pasid, flags, (int)below(r, 20));
 		pthread_mutex_unlock(&c->close_mu);
 		CHECK(rc == 0 || rc == -ETIMEDOUT, "iopf_ctx_drain returned %d", rc);
-	} else if (p < 33) {
+	} else if (p < 25) {
 		rc = iopf_ctx_answer_invalid(c->ctx, d->id, pasid, flags);
 		CHECK(rc >= 0, "iopf_ctx_answer_invalid returned %d", rc);
-	} else if (p < 48 && ms->kind == K_PROD) {
+	} else if (p < 35 && ms->kind == K_PROD) {
 		pthread_mutex_lock(&ms->mu);
 		if (ms->s) {
 			if (chance(r, 800)) {
@@ -1029,7 +1052,7 @@ static void control_op(struct rng *r)
 			}
 		}
 		pthread_mutex_unlock(&ms->mu);
-	} else if (p < 48) {
+	} else if (p < 35) {
 		/* The detach ioctl (the kernel answers), then tell libiopf. */
 		pthread_mutex_lock(&d->mu);
 		pthread_mutex_lock(&ms->mu);
@@ -1041,7 +1064,7 @@ static void control_op(struct rng *r)
 		}
 		pthread_mutex_unlock(&ms->mu);
 		pthread_mutex_unlock(&d->mu);
-	} else if (p < 54 && !atomic_load(&d->gone)) {
+	} else if (p < 38 && !atomic_load(&d->gone)) {
 		/* The device goes: the kernel answers its groups, then libiopf
 		 * is told. Producer groups still outstanding may be dropped. */
 		pthread_mutex_lock(&d->mu);
@@ -1054,6 +1077,10 @@ static void control_op(struct rng *r)
 		}
 		rc = iopf_ctx_device_gone(c->ctx, d->id);
 		CHECK(rc >= 0, "iopf_ctx_device_gone returned %d", rc);
+		if (ms->kind == K_PROD) { /* never answered: out of the flow count */
+			atomic_fetch_add(&d->dropped, (uint64_t)rc);
+			atomic_fetch_add(&ms->answered, (uint64_t)rc);
+		}
 		for (unsigned int i = 0; i < KEYS_PER_DEV; i++) {
 			struct keystat *k = &S.key[d->idx * KEYS_PER_DEV + i];
 
@@ -1062,10 +1089,10 @@ static void control_op(struct rng *r)
 		atomic_store(&d->gone, true);
 		d->gone_ns = now_ns();
 		pthread_mutex_unlock(&d->mu);
-	} else if (p < 60) {
+	} else if (p < 45) {
 		rc = iopf_ctx_flush(c->ctx);
 		CHECK(rc == 0, "iopf_ctx_flush returned %d", rc);
-	} else if (p < 64) {
+	} else if (p < 48) {
 		IOPF_OPTS(iopf_stats, st);
 
 		rc = iopf_ctx_get_stats(c->ctx, &st);
@@ -1090,7 +1117,7 @@ static void *control_thread(void *arg)
 
 	(void)arg;
 	while (!atomic_load(&S.stop_control)) {
-		sleep_us(below(&r, 2000));
+		sleep_us(below(&r, 400));
 		control_op(&r);
 	}
 	return NULL;
@@ -1110,11 +1137,11 @@ static void setup(struct rng *r, uint64_t groups)
 			nfq = 1;
 		c->idx = ci;
 		c->workers = chance(r, 500) ? 1 + below(r, 3) : 0;
-		c->deadline_ms = chance(r, 300) ? 20 + below(r, 200) : 0;
+		c->deadline_ms = chance(r, 300) ? 1 + below(r, 30) : 0;
 		c->max_outstanding = chance(r, 300) ? 4 + below(r, 60) : 0;
 		c->batch_max = chance(r, 300) ? 1 + below(r, 8) : 0;
 		c->run_mode = chance(r, 500);
-		c->no_default = chance(r, 100);
+		c->no_default = chance(r, 200);
 		c->nsrc = nfq + nprod;
 		pthread_mutex_init(&c->close_mu, NULL);
 		pthread_mutex_init(&c->mbox_mu, NULL);
@@ -1159,6 +1186,7 @@ static void setup(struct rng *r, uint64_t groups)
 
 static void start_ctx(struct mctx *c, struct rng *r)
 {
+	int bare_src = (int)below(r, (uint32_t)c->nsrc), bare_dev = 0;
 	IOPF_OPTS(iopf_ctx_opts, o, .workers = c->workers, .batch_max = c->batch_max,
 		  .max_outstanding = c->max_outstanding, .deadline_ms = c->deadline_ms);
 
@@ -1175,7 +1203,7 @@ static void start_ctx(struct mctx *c, struct rng *r)
 
 			/* Without a default handler one device has none: its
 			 * groups are answered INVALID by libiopf. */
-			if (c->no_default && i == 0 && k == 0)
+			if (c->no_default && i == bare_src && k == bare_dev)
 				continue;
 			if (c->no_default || chance(r, 200))
 				CHECK(iopf_ctx_set_device_handler(c->ctx, d->id, handler, c) == 0,
@@ -1278,6 +1306,9 @@ static uint64_t oracle(void)
 				      gid, gi->dev, gi->pasid, gi->prgi, code_s((int)a[i].code),
 				      a[i].automatic ? " by the kernel" : "");
 				seen[s] = 1;
+				CHECK(!gi->malformed || a[i].code == IOPF_CODE_INVALID,
+				      "malformed group %u (dev %u prgi %u) answered SUCCESS",
+				      gid, gi->dev, gi->prgi);
 				if (a[i].code == IOPF_CODE_SUCCESS && !atomic_load(&gi->succ)) {
 					struct mdev *d = dev_by_id(gi->dev);
 
@@ -1310,6 +1341,7 @@ static uint64_t oracle(void)
 		}
 		for (int di = 0; di < S.ndev; di++) {
 			struct mdev *d = &S.dev[di];
+			uint64_t dev_done = 0, dev_got = 0;
 
 			for (unsigned int i = 0; i < KEYS_PER_DEV; i++) {
 				struct keystat *k = &S.key[di * KEYS_PER_DEV + i];
@@ -1339,7 +1371,14 @@ static uint64_t oracle(void)
 					      d->id, pasid, i % NPRGI,
 					      (unsigned long long)(uncovered[di * KEYS_PER_DEV + i] - prg));
 				total += d->ms->kind == K_PROD ? done : 0;
+				dev_done += done;
+				dev_got += got;
 			}
+			/* Exact per device: answered, or dropped when it went. */
+			CHECK(d->ms->kind != K_PROD || dev_done == dev_got + atomic_load(&d->dropped),
+			      "producer dev %u: %llu groups completed, %llu answered, %llu dropped by iopf_ctx_device_gone",
+			      d->id, (unsigned long long)dev_done, (unsigned long long)dev_got,
+			      (unsigned long long)atomic_load(&d->dropped));
 		}
 	}
 	return total;
