@@ -87,6 +87,13 @@ unsigned int fk_queued(struct fk_fault *f);      /* waiting to be read */
  * read, write, trigger or detach (fk_queued/fk_outstanding are not). */
 void fk_pending(struct fk_fault *f, unsigned int *queued,
 		unsigned int *outstanding);
+/* Answers written for a cookie no group held, except cookies the kernel
+ * itself freed (fk_detach) since: the cookie was never handed out, or its
+ * group was already answered by a write. Each one is a second answer, or
+ * an answer that reached another group first (refused writes only; an
+ * answer that lands on a newer group shows up when that group's own
+ * answer is refused). */
+uint64_t fk_stale_writes(struct fk_fault *f);
 unsigned int fk_outstanding(struct fk_fault *f); /* read, not answered */
 /* Answers so far (the array stays owned by the fake). */
 const struct fk_answer *fk_answers(struct fk_fault *f, size_t *n);
