@@ -10,36 +10,44 @@
  * batches), fault queues on fake fault objects and producers, and drives them
  * through the public API only from many threads at once:
  *  - one thread per source raises groups: fk_trigger_group() with 1 to 4
- *    records, or iopf_producer_submit() of partial requests then LAST,
- *    interleaved across PRG indices; now and then it has its source closed
- *    (by the dispatching thread) with groups outstanding and opens another;
+ *    records (a few without LAST: malformed), or iopf_producer_submit() of
+ *    partial requests then LAST, interleaved across PRG indices; now and
+ *    then it has its source closed (by the dispatching thread) with groups
+ *    outstanding and opens another;
  *  - one dispatching thread per context (iopf_ctx_run(), or poll() and
- *    iopf_ctx_dispatch()), handlers answering at once, deferring, answering
- *    other groups (of any context), answering themselves by handle and then
- *    returning a code, returning garbage, ending groups in bulk;
+ *    iopf_ctx_dispatch()); handlers answer at once, defer, answer other
+ *    groups (of any context), answer themselves by handle and then return a
+ *    code, return garbage, end groups in bulk, run slowly;
  *  - --threads "guest" threads answering deferred groups by handle (some
  *    twice), by PRG index (some twice), with stale handles and unknown PRG
- *    indices;
+ *    indices, some late enough for deadlines;
  *  - one control thread: drains, PASID flushes, detaches (fk_detach() then
- *    iopf_source_detach()), iopf_ctx_answer_invalid(), device removal
- *    (iopf_ctx_device_gone(), later iopf_ctx_unwatch_device()), flushes.
+ *    iopf_source_detach(), or fk_detach() alone: libiopf must notice the
+ *    reused cookies), iopf_ctx_answer_invalid(), device removal
+ *    (fk_detach(), iopf_ctx_device_gone(), iopf_ctx_unwatch_device()).
  * Most scenarios then go quiet (handlers and guests answer SUCCESS at once)
- * and must drain completely: a group nobody will ever answer shows up there.
- * The others tear down with groups outstanding. Sources are closed, contexts
- * freed, and the oracle looks at what the "devices" received:
+ * and must drain completely within 10 s: a group nobody will ever answer
+ * shows up there. The others tear down with groups outstanding. Sources are
+ * closed, contexts freed, and the oracle looks at what the devices got:
  *  - fault queues (fk_answers()): every triggered group answered exactly
- *    once, by libiopf or by the fake kernel (detach), nothing else answered;
- *  - producers: the respond callback called once for every group completed
- *    by a LAST submit that returned 1 or -ENOMEM, never for another one
- *    (groups of a device marked gone may be dropped instead);
+ *    once, by libiopf or by the fake kernel (detach), malformed ones
+ *    INVALID, and no answer written for a cookie whose group was already
+ *    answered (fk_stale_writes());
+ *  - producers: per (device, PASID, PRG index) the respond callback called
+ *    once for every group completed by a LAST submit that returned 1 or
+ *    -ENOMEM, never more; per device, completed = answered + the groups
+ *    iopf_ctx_device_gone() said it dropped;
  *  - no misrouted SUCCESS: every address is unique to its group, handlers
- *    record each SUCCESS decision per group, guests each SUCCESS by PRG
- *    index per (device, PASID, PRG index); a SUCCESS must be covered by one.
- * Plus checks along the way: a handler called once per group with its own
- *  records in order, answers refused when they must be, return codes in the
- *  documented sets. On failure: "model: seed S: FAIL: reason", exit 1.
- * Hangs are bounded by alarm() (IOPF_MODEL_TIMEOUT seconds per scenario,
- * default 300). IOPF_MODEL_SCALE multiplies the group count.
+ *    and guests record each SUCCESS given by handle or return per group,
+ *    and each accepted SUCCESS by PRG index per (device, PASID, PRG index);
+ *    every SUCCESS received must be covered by one.
+ * Checked on the way: a handler is called once per group, with the group's
+ * own records in order, never for a group ended in bulk earlier in its
+ * dispatch round; accepted answers are never accepted again; cancelled
+ * groups answer -ENODEV; return codes are in the documented sets.
+ * On failure: "model: seed S: FAIL: reason (scenario K)", exit 1. Hangs are
+ * bounded by alarm() (IOPF_MODEL_TIMEOUT seconds per scenario, default
+ * 300). IOPF_MODEL_SCALE multiplies the group count.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -619,7 +627,9 @@ static int handler(struct iopf_group *g, void *ud)
 		struct bulk b = { .c = c, .dev = gi->dev, .pasid = pick_pasid(r),
 				  .flags = chance(r, 500) ? IOPF_ALL_PASIDS : 0 };
 
-		if (gi->kind == K_PROD && chance(r, 500)) {
+		/* Its source stays open meanwhile only without workers: sources
+		 * close in the dispatching thread. */
+		if (gi->kind == K_PROD && !c->workers && chance(r, 500)) {
 			b.src = iopf_group_source(g);
 			b.flags = 0;
 			rc = iopf_producer_flush_pasid(b.src, b.dev, b.pasid);
