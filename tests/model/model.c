@@ -180,7 +180,7 @@ struct msrc {
 	uint64_t quota, made;
 	atomic_uint_fast64_t completed, answered;
 	unsigned int window, read_records, partial_cap;
-	bool close_fd, small_zero;
+	bool close_fd, small_zero, read_detach;
 	bool close_done;          /* under c->mbox_mu */
 	struct msrc *mbox_next;
 	pthread_t th;
@@ -192,6 +192,8 @@ struct mctx {
 	struct iopf_ctx *ctx;
 	unsigned int workers, deadline_ms, max_outstanding, batch_max;
 	bool run_mode, no_default;
+	bool handler_off;          /* control thread: default handler removed */
+	uint64_t off_ns;
 	pthread_t disp;
 	atomic_bool stop;
 	pthread_mutex_t close_mu;  /* no drain dispatches while a source closes */
@@ -407,6 +409,20 @@ static iopf_handle_t stale_pick(struct mctx *c, struct rng *r)
 	return h;
 }
 
+/* The context a thread is calling into: a producer's respond callback
+ * that runs inside a call on another context runs in the wrong one. */
+static _Thread_local struct mctx *t_api_ctx;
+
+#define IN_CTX(C, CALL)                                                       \
+	({                                                                     \
+		struct mctx *saved_ = t_api_ctx;                               \
+		int rc_;                                                       \
+		t_api_ctx = (C);                                               \
+		rc_ = (CALL);                                                  \
+		t_api_ctx = saved_;                                            \
+		rc_;                                                           \
+	})
+
 /* ---- answers ---- */
 static const char *code_s(int code)
 {
@@ -425,7 +441,7 @@ static void check_handle_rc(int rc, uint32_t gid, const char *who)
 static int answer_prg(struct mctx *c, uint32_t gid, int code, const char *who)
 {
 	struct ginfo *gi = &S.g[gid];
-	int rc = iopf_respond_prg(c->ctx, gi->dev, gi->pasid, gi->prgi, code);
+	int rc = IN_CTX(c, iopf_respond_prg(c->ctx, gi->dev, gi->pasid, gi->prgi, code));
 
 	CHECK(rc == 0 || rc == -ENOENT || rc == -ENODEV,
 	      "%s: iopf_respond_prg(dev %u, pasid %#x, prgi %u) returned %d",
@@ -447,7 +463,7 @@ static void answer_item(struct rng *r, struct item it, bool calm, const char *wh
 	if (p < 65) { /* by handle: consumes the item */
 		if (code == IOPF_CODE_SUCCESS)
 			atomic_store(&gi->succ, true);
-		rc = iopf_respond(c->ctx, it.h, code);
+		rc = IN_CTX(c, iopf_respond(c->ctx, it.h, code));
 		check_handle_rc(rc, it.gid, who);
 		if (rc == 0) {
 			stale_add(c, it.h);
@@ -455,7 +471,7 @@ static void answer_item(struct rng *r, struct item it, bool calm, const char *wh
 				int again = chance(r, 500) ? IOPF_CODE_SUCCESS :
 							    IOPF_CODE_INVALID;
 
-				rc = iopf_respond(c->ctx, it.h, again);
+				rc = IN_CTX(c, iopf_respond(c->ctx, it.h, again));
 				CHECK(rc < 0, "%s: a second answer (%s) by handle to group %u was accepted",
 				      who, code_s(again), it.gid);
 				check_handle_rc(rc, it.gid, who);
@@ -471,7 +487,7 @@ static void answer_item(struct rng *r, struct item it, bool calm, const char *wh
 		iopf_handle_t h = stale_pick(c, r);
 
 		if (h) {
-			rc = iopf_respond(c->ctx, h, IOPF_CODE_SUCCESS);
+			rc = IN_CTX(c, iopf_respond(c->ctx, h, IOPF_CODE_SUCCESS));
 			CHECK(rc < 0, "%s: an answer to stale handle %#llx was accepted",
 			      who, (unsigned long long)h);
 			CHECK(rc == -EALREADY || rc == -ESHUTDOWN || rc == -ETIMEDOUT ||
@@ -480,8 +496,9 @@ static void answer_item(struct rng *r, struct item it, bool calm, const char *wh
 			      who, (unsigned long long)h, rc);
 		}
 	} else { /* a PRG index no group has */
-		rc = iopf_respond_prg(c->ctx, gi->dev, gi->pasid,
-				      UNKNOWN_PRGI + below(r, 64), IOPF_CODE_SUCCESS);
+		rc = IN_CTX(c, iopf_respond_prg(c->ctx, gi->dev, gi->pasid,
+						UNKNOWN_PRGI + below(r, 64),
+						IOPF_CODE_SUCCESS));
 		CHECK(rc == -ENOENT || rc == -ENODEV,
 		      "%s: an answer to an unknown PRG index of dev %u returned %d",
 		      who, gi->dev, rc);
@@ -632,10 +649,10 @@ static int handler(struct iopf_group *g, void *ud)
 		if (gi->kind == K_PROD && !c->workers && chance(r, 500)) {
 			b.src = iopf_group_source(g);
 			b.flags = 0;
-			rc = iopf_producer_flush_pasid(b.src, b.dev, b.pasid);
+			rc = IN_CTX(c, iopf_producer_flush_pasid(b.src, b.dev, b.pasid));
 			CHECK(rc >= 0, "iopf_producer_flush_pasid() from a handler returned %d", rc);
 		} else {
-			rc = iopf_ctx_answer_invalid(c->ctx, b.dev, b.pasid, b.flags);
+			rc = IN_CTX(c, iopf_ctx_answer_invalid(c->ctx, b.dev, b.pasid, b.flags));
 			CHECK(rc >= 0, "iopf_ctx_answer_invalid() from a handler returned %d", rc);
 		}
 		if (t_round_check && t_nbulk < 8)
@@ -656,7 +673,7 @@ static int handler(struct iopf_group *g, void *ud)
 
 		if (code == IOPF_CODE_SUCCESS)
 			atomic_store(&gi->succ, true);
-		rc = iopf_respond(c->ctx, h, code);
+		rc = IN_CTX(c, iopf_respond(c->ctx, h, code));
 		check_handle_rc(rc, gid, "handler on itself");
 		if (rc == 0)
 			stale_add(c, h);
@@ -693,6 +710,9 @@ static void on_respond(const struct iopf_response *resp, void *ud)
 			d = ms->devs[i];
 	CHECK(d, "producer %d of context %d got the answer for dev %u: not its device",
 	      ms->idx, ms->c->idx, resp->dev_id);
+	CHECK(!t_api_ctx || t_api_ctx == ms->c,
+	      "the respond callback for dev %u prgi %u of context %d ran inside a call on context %d",
+	      resp->dev_id, resp->prgi, ms->c->idx, t_api_ctx->idx);
 	CHECK((resp->pasid == IOPF_NO_PASID || (resp->pasid >= 1 && resp->pasid < NPASID)) &&
 		      resp->prgi < NPRGI &&
 		      (resp->code == IOPF_CODE_SUCCESS || resp->code == IOPF_CODE_INVALID),
@@ -706,6 +726,21 @@ static void on_respond(const struct iopf_response *resp, void *ud)
 }
 
 /* ---- sources: open, close (by the dispatcher), reopen ---- */
+
+/* Between two reads of a dispatch round, the kernel answers a device's
+ * groups itself (a detach or replace by another thread, not told to
+ * libiopf): the next read may hand their cookies out again at once. */
+static void read_hook(struct fk_fault *f, void *ud)
+{
+	struct fault_rec *fr = ud;
+	struct rng *r;
+
+	if (atomic_load(&S.quiesce) || atomic_load(&S.teardown))
+		return;
+	r = trng();
+	if (chance(r, 20))
+		fk_detach(f, fr->ms->devs[below(r, (uint32_t)fr->ms->ndev)]->id);
+}
 static void source_open(struct msrc *ms)
 {
 	struct mctx *c = ms->c;
@@ -722,6 +757,8 @@ static void source_open(struct msrc *ms)
 		fr->ms = ms;
 		if (ms->small_zero)
 			fk_set_small(fr->f, FK_SMALL_ZERO);
+		if (ms->read_detach)
+			fk_set_read_hook(fr->f, read_hook, fr);
 		ms->s = iopf_fault_queue_adopt(c->ctx, fk_fault_fd(fr->f),
 					       fk_fault_id(fr->f), &o);
 		CHECK(ms->s, "iopf_fault_queue_adopt: %s", strerror(errno));
@@ -871,7 +908,7 @@ static void *fq_thread(void *arg)
 			break;
 		/* Now and then a group without its LAST record: libiopf must
 		 * answer it INVALID itself (a raw answer, no group object). */
-		S.g[gid].malformed = chance(r, 5);
+		S.g[gid].malformed = chance(r, 10);
 		memset(recs, 0, sizeof(recs));
 		for (unsigned int i = 0; i < nrec; i++) {
 			recs[i].flags = (pasid != IOPF_NO_PASID ? IOPF_K_PGFAULT_FLAGS_PASID_VALID : 0) |
@@ -1031,6 +1068,19 @@ static void *guest_thread(void *arg)
 	return NULL;
 }
 
+static void handlers_back(bool now)
+{
+	for (int ci = 0; ci < S.nctx; ci++) {
+		struct mctx *c = &S.ctx[ci];
+
+		if (c->handler_off && (now || now_ns() - c->off_ns > 1000000u)) {
+			CHECK(iopf_ctx_set_handler(c->ctx, handler, c) == 0,
+			      "iopf_ctx_set_handler failed");
+			c->handler_off = false;
+		}
+	}
+}
+
 static void control_op(struct rng *r)
 {
 	struct mctx *c = &S.ctx[below(r, (uint32_t)S.nctx)];
@@ -1047,13 +1097,13 @@ static void control_op(struct rng *r)
 		pthread_mutex_unlock(&c->close_mu);
 		CHECK(rc == 0 || rc == -ETIMEDOUT, "iopf_ctx_drain returned %d", rc);
 	} else if (p < 25) {
-		rc = iopf_ctx_answer_invalid(c->ctx, d->id, pasid, flags);
+		rc = IN_CTX(c, iopf_ctx_answer_invalid(c->ctx, d->id, pasid, flags));
 		CHECK(rc >= 0, "iopf_ctx_answer_invalid returned %d", rc);
 	} else if (p < 35 && ms->kind == K_PROD) {
 		pthread_mutex_lock(&ms->mu);
 		if (ms->s) {
 			if (chance(r, 800)) {
-				rc = iopf_producer_flush_pasid(ms->s, d->id, pasid);
+				rc = IN_CTX(c, iopf_producer_flush_pasid(ms->s, d->id, pasid));
 				CHECK(rc >= 0, "iopf_producer_flush_pasid returned %d", rc);
 			} else {
 				rc = iopf_producer_discard_partial(ms->s, d->id, 0);
@@ -1109,12 +1159,19 @@ static void control_op(struct rng *r)
 	} else if (p < 45) {
 		rc = iopf_ctx_flush(c->ctx);
 		CHECK(rc == 0, "iopf_ctx_flush returned %d", rc);
-	} else if (p < 48) {
+	} else if (p < 47 && !c->no_default && !c->handler_off) {
+		/* No handler for a while: libiopf answers INVALID by itself. */
+		rc = iopf_ctx_set_handler(c->ctx, NULL, NULL);
+		CHECK(rc == 0, "iopf_ctx_set_handler(NULL) returned %d", rc);
+		c->handler_off = true;
+		c->off_ns = now_ns();
+	} else if (p < 50) {
 		IOPF_OPTS(iopf_stats, st);
 
 		rc = iopf_ctx_get_stats(c->ctx, &st);
 		CHECK(rc == 0, "iopf_ctx_get_stats returned %d", rc);
 	}
+	handlers_back(false);
 	/* Devices come back (iommufd hands the id out again). */
 	for (int i = 0; i < S.ndev; i++) {
 		struct mdev *g = &S.dev[i];
@@ -1137,6 +1194,7 @@ static void *control_thread(void *arg)
 		sleep_us(below(&r, 400));
 		control_op(&r);
 	}
+	handlers_back(true);
 	return NULL;
 }
 
@@ -1176,6 +1234,7 @@ static void setup(struct rng *r, uint64_t groups)
 			ms->partial_cap = chance(r, 300) ? 2 + below(r, 12) : 0;
 			ms->close_fd = chance(r, 500);
 			ms->small_zero = chance(r, 500);
+			ms->read_detach = chance(r, 300);
 			ms->rng = rng_from(S.seed, 200 + (uint64_t)si++);
 			pthread_mutex_init(&ms->mu, NULL);
 			for (int k = 0; k < ms->ndev; k++) {

@@ -33,6 +33,8 @@ struct fk_fault {
 	unsigned int queued, outstanding;
 	struct fk_group **by_cookie; /* read, not answered */
 	uint8_t *cookie_state;  /* enum ck_state, for fk_stale_writes() */
+	void (*read_hook)(struct fk_fault *f, void *ud);
+	void *read_hook_ud;
 	uint64_t stale_writes;
 	uint32_t cookie_cap, hint, next_mono;
 	struct fk_answer *answers;
@@ -167,9 +169,20 @@ static void enqueue(struct fk_fault *f, struct fk_group *g)
 
 ssize_t fk_sys_read(int fd, void *buf, size_t count)
 {
+	void (*hook)(struct fk_fault *f, void *ud) = NULL;
+	void *hook_ud = NULL;
 	struct fk_fault *f;
 	size_t done = 0;
 	int rc = 0;
+
+	pthread_mutex_lock(&fk_lock);
+	if (fd_kind(fd, &f) == FD_FAULT) {
+		hook = f->read_hook;
+		hook_ud = f->read_hook_ud;
+	}
+	pthread_mutex_unlock(&fk_lock);
+	if (hook)
+		hook(f, hook_ud);
 
 	pthread_mutex_lock(&fk_lock);
 	if (fd_kind(fd, &f) != FD_FAULT) {
@@ -537,6 +550,15 @@ unsigned int fk_detach(struct fk_fault *f, uint32_t dev_id)
 	mirror(f);
 	pthread_mutex_unlock(&fk_lock);
 	return n;
+}
+
+void fk_set_read_hook(struct fk_fault *f,
+		      void (*fn)(struct fk_fault *f, void *ud), void *ud)
+{
+	pthread_mutex_lock(&fk_lock);
+	f->read_hook = fn;
+	f->read_hook_ud = ud;
+	pthread_mutex_unlock(&fk_lock);
 }
 
 void fk_fail_next(struct fk_fault *f, int op, int err)

@@ -81,6 +81,11 @@ void fk_inject_raw(struct fk_fault *f, const struct iopf_k_pgfault *recs,
 void fk_fail_next(struct fk_fault *f, int op, int err);
 /* Detach a device: answer INVALID its queued and read groups. */
 unsigned int fk_detach(struct fk_fault *f, uint32_t dev_id);
+/* Call fn(f, ud) at the start of every read() of f, without the fake's
+ * lock held (NULL: none): lets a test act between two reads of one
+ * dispatch, e.g. fk_detach() as another thread of a VMM would. */
+void fk_set_read_hook(struct fk_fault *f,
+		      void (*fn)(struct fk_fault *f, void *ud), void *ud);
 
 unsigned int fk_queued(struct fk_fault *f);      /* waiting to be read */
 /* Both counts at once, under the fake's lock: safe while other threads
