@@ -80,6 +80,23 @@ static bool cookie_slot(struct faultq *fq, uint32_t cookie)
 	return true;
 }
 
+/* A cookie we still hold, handed out again: the kernel answered its old
+ * group itself (a detach or replace we were not told of). Looked at for
+ * every group read, malformed ones too, before anything is answered. */
+static void retire_reused(struct iopf_ctx *ctx, struct faultq *fq,
+			  uint32_t cookie)
+{
+	struct iopf_group *old;
+
+	if (cookie >= fq->ncookies || !(old = fq->by_cookie[cookie]))
+		return;
+	ctx->st.kernel_answered++;
+	iopf__log(ctx, LOG_I,
+		  "fault queue %u reused cookie %u: its old group (dev %u prgi %u) was answered by the kernel",
+		  fq->s.fault_id, cookie, old->key.dev_id, old->key.prgi);
+	iopf__group_end(ctx, old, NO_ANSWER, END_DETACHED);
+}
+
 static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 		       const struct iopf_k_pgfault *r, uint32_t n, uint64_t now)
 {
@@ -90,23 +107,10 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 		.prgi = r[0].grpid,
 	};
 	uint32_t cookie = r[0].cookie;
-	struct iopf_group *g = NULL, *old;
+	struct iopf_group *g = NULL;
 
-	if (cookie_slot(fq, cookie)) {
-		/* A cookie we still hold, handed out again: the kernel
-		 * answered its old group itself (a detach or replace we
-		 * were not told of). */
-		old = fq->by_cookie[cookie];
-		if (old) {
-			ctx->st.kernel_answered++;
-			iopf__log(ctx, LOG_I,
-				  "fault queue %u reused cookie %u: its old group (dev %u prgi %u) was answered by the kernel",
-				  fq->s.fault_id, cookie, old->key.dev_id,
-				  old->key.prgi);
-			iopf__group_end(ctx, old, NO_ANSWER, END_DETACHED);
-		}
+	if (cookie_slot(fq, cookie))
 		g = iopf__group_get(ctx, &fq->s, &key, n);
-	}
 	if (!g) {
 		ctx->st.records += n;
 		ctx->st.alloc_failures++;
@@ -149,6 +153,7 @@ static void parse(struct iopf_ctx *ctx, struct faultq *fq,
 		uint32_t start = i, cookie = b[i].cookie;
 		const char *bad = NULL;
 
+		retire_reused(ctx, fq, cookie);
 		for (;;) {
 			const struct iopf_k_pgfault *r = &b[i];
 

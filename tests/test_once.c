@@ -483,6 +483,33 @@ START_TEST(stale_raw_answer_never_reaches_reused_cookie)
 }
 END_TEST
 
+/* A malformed group read with the cookie of a group we still hold (the
+ * kernel answered that one itself, unannounced) retires the old group
+ * before its own INVALID goes out: the cookie is written once. */
+START_TEST(malformed_group_on_reused_cookie_retires_the_old)
+{
+	struct iopf_k_pgfault broken = { .dev_id = 2 }; /* no LAST_PAGE */
+	struct tctx t;
+
+	tctx_init(&t);
+	held = 0;
+	iopf_ctx_set_handler(t.ctx, h_hold, NULL);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	drive(t.ctx);
+	fk_detach(t.f, 1);                /* the kernel answers cookie 1 */
+	fk_trigger_group(t.f, &broken, 1); /* ... and hands it out again */
+	drive(t.ctx);
+	ck_assert_uint_eq(tstats(t.ctx).malformed, 1);
+	ck_assert_uint_eq(tstats(t.ctx).kernel_answered, 1);
+	ck_assert_int_eq(iopf_respond(t.ctx, held, 0), -ESHUTDOWN);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_uint_eq(fk_stale_writes(t.f), 0);
+	ck_assert_uint_eq(tstats(t.ctx).write_errors, 0);
+	ck_assert_uint_eq(fk_outstanding(t.f), 0);
+	tctx_fini(&t);
+}
+END_TEST
+
 Suite *suite_once(void)
 {
 	Suite *s = suite_create("once");
@@ -502,6 +529,7 @@ Suite *suite_once(void)
 	tcase_add_test(tc, stale_handle_error_is_stable);
 	tcase_add_test(tc, respond_callback_submits);
 	tcase_add_test(tc, stale_raw_answer_never_reaches_reused_cookie);
+	tcase_add_test(tc, malformed_group_on_reused_cookie_retires_the_old);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -32,6 +32,10 @@ struct fk_fault {
 	struct fk_group *head, *tail;
 	unsigned int queued, outstanding;
 	struct fk_group **by_cookie; /* read, not answered */
+	uint8_t *cookie_state;  /* enum ck_state, for fk_stale_writes() */
+	void (*read_hook)(struct fk_fault *f, void *ud);
+	void *read_hook_ud;
+	uint64_t stale_writes;
 	uint32_t cookie_cap, hint, next_mono;
 	struct fk_answer *answers;
 	size_t nanswers, answers_cap;
@@ -42,6 +46,10 @@ struct fk_fault {
 };
 
 enum { FD_NONE, FD_FAULT, FD_IOMMU };
+
+/* What became of a cookie: a refused answer is harmless only for a cookie
+ * the kernel itself freed (detach) since libiopf last saw it. */
+enum ck_state { CK_NEVER = 0, CK_HELD, CK_KERNEL, CK_WRITTEN };
 
 static pthread_mutex_t fk_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct { int kind; struct fk_fault *f; } *fds;
@@ -119,6 +127,8 @@ static void cookie_grow(struct fk_fault *f, uint32_t c)
 	f->by_cookie = realloc(f->by_cookie, cap * sizeof(*f->by_cookie));
 	memset(f->by_cookie + f->cookie_cap, 0,
 	       (cap - f->cookie_cap) * sizeof(*f->by_cookie));
+	f->cookie_state = realloc(f->cookie_state, cap);
+	memset(f->cookie_state + f->cookie_cap, CK_NEVER, cap - f->cookie_cap);
 	f->cookie_cap = cap;
 }
 
@@ -137,6 +147,7 @@ static uint32_t cookie_alloc(struct fk_fault *f, struct fk_group *g)
 	}
 	cookie_grow(f, c);
 	f->by_cookie[c] = g;
+	f->cookie_state[c] = CK_HELD;
 	f->outstanding++;
 	return c;
 }
@@ -162,9 +173,20 @@ static void enqueue(struct fk_fault *f, struct fk_group *g)
 
 ssize_t fk_sys_read(int fd, void *buf, size_t count)
 {
+	void (*hook)(struct fk_fault *f, void *ud) = NULL;
+	void *hook_ud = NULL;
 	struct fk_fault *f;
 	size_t done = 0;
 	int rc = 0;
+
+	pthread_mutex_lock(&fk_lock);
+	if (fd_kind(fd, &f) == FD_FAULT) {
+		hook = f->read_hook;
+		hook_ud = f->read_hook_ud;
+	}
+	pthread_mutex_unlock(&fk_lock);
+	if (hook)
+		hook(f, hook_ud);
 
 	pthread_mutex_lock(&fk_lock);
 	if (fd_kind(fd, &f) != FD_FAULT) {
@@ -220,6 +242,7 @@ ssize_t fk_sys_read(int fd, void *buf, size_t count)
 				p->grpid = g->recs[i].grpid;
 				p->pasid = g->recs[i].pasid;
 				f->by_cookie[c] = p;
+				f->cookie_state[c] = CK_HELD;
 				f->outstanding++;
 			}
 			group_free(g);
@@ -268,6 +291,10 @@ ssize_t fk_sys_write(int fd, const void *buf, size_t count)
 		if ((r[i].code != IOPF_K_PAGE_RESP_SUCCESS &&
 		     r[i].code != IOPF_K_PAGE_RESP_INVALID) ||
 		    c >= f->cookie_cap || !(g = f->by_cookie[c])) {
+			if (c >= f->cookie_cap || f->cookie_state[c] != CK_KERNEL ||
+			    (r[i].code != IOPF_K_PAGE_RESP_SUCCESS &&
+			     r[i].code != IOPF_K_PAGE_RESP_INVALID))
+				f->stale_writes++;
 			if (f->defect == FK_BREAK_WRITE_STOP) {
 				done += sizeof(*r);
 				continue;
@@ -276,6 +303,7 @@ ssize_t fk_sys_write(int fd, const void *buf, size_t count)
 			break;
 		}
 		cookie_free(f, c);
+		f->cookie_state[c] = CK_WRITTEN;
 		log_answer(f, g, r[i].code, false);
 		group_free(g);
 		done += sizeof(*r);
@@ -423,6 +451,7 @@ void fk_fault_free(struct fk_fault *f)
 		if (f->by_cookie[c])
 			group_free(f->by_cookie[c]);
 	free(f->by_cookie);
+	free(f->cookie_state);
 	free(f->answers);
 	free(f);
 }
@@ -521,6 +550,7 @@ unsigned int fk_detach(struct fk_fault *f, uint32_t dev_id)
 		if (!g || g->dev_id != dev_id)
 			continue;
 		cookie_free(f, c);
+		f->cookie_state[c] = CK_KERNEL;
 		log_answer(f, g, IOPF_K_PAGE_RESP_INVALID, true);
 		group_free(g);
 		n++;
@@ -567,6 +597,15 @@ static int chaos_err(struct fk_fault *f)
 	return errs[(x >> 20) % 3];
 }
 
+void fk_set_read_hook(struct fk_fault *f,
+		      void (*fn)(struct fk_fault *f, void *ud), void *ud)
+{
+	pthread_mutex_lock(&fk_lock);
+	f->read_hook = fn;
+	f->read_hook_ud = ud;
+	pthread_mutex_unlock(&fk_lock);
+}
+
 void fk_fail_next(struct fk_fault *f, int op, int err)
 {
 	pthread_mutex_lock(&fk_lock);
@@ -591,6 +630,16 @@ void fk_pending(struct fk_fault *f, unsigned int *queued,
 	*queued = f->queued;
 	*outstanding = f->outstanding;
 	pthread_mutex_unlock(&fk_lock);
+}
+
+uint64_t fk_stale_writes(struct fk_fault *f)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&fk_lock);
+	n = f->stale_writes;
+	pthread_mutex_unlock(&fk_lock);
+	return n;
 }
 
 unsigned int fk_outstanding(struct fk_fault *f)

@@ -86,12 +86,24 @@ void fk_set_chaos(struct fk_fault *f, uint64_t seed, unsigned int per_mille);
 uint64_t fk_chaos_injected(struct fk_fault *f);
 /* Detach a device: answer INVALID its queued and read groups. */
 unsigned int fk_detach(struct fk_fault *f, uint32_t dev_id);
+/* Call fn(f, ud) at the start of every read() of f, without the fake's
+ * lock held (NULL: none): lets a test act between two reads of one
+ * dispatch, e.g. fk_detach() as another thread of a VMM would. */
+void fk_set_read_hook(struct fk_fault *f,
+		      void (*fn)(struct fk_fault *f, void *ud), void *ud);
 
 unsigned int fk_queued(struct fk_fault *f);      /* waiting to be read */
 /* Both counts at once, under the fake's lock: safe while other threads
  * read, write, trigger or detach (fk_queued/fk_outstanding are not). */
 void fk_pending(struct fk_fault *f, unsigned int *queued,
 		unsigned int *outstanding);
+/* Answers written for a cookie no group held, except cookies the kernel
+ * itself freed (fk_detach) since: the cookie was never handed out, or its
+ * group was already answered by a write. Each one is a second answer, or
+ * an answer that reached another group first (refused writes only; an
+ * answer that lands on a newer group shows up when that group's own
+ * answer is refused). */
+uint64_t fk_stale_writes(struct fk_fault *f);
 unsigned int fk_outstanding(struct fk_fault *f); /* read, not answered */
 /* Answers so far (the array stays owned by the fake). */
 const struct fk_answer *fk_answers(struct fk_fault *f, size_t *n);
