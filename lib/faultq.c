@@ -262,12 +262,22 @@ static void fq_throttle(struct iopf_ctx *ctx, struct iopf_source *src)
 
 	if (fq->wait_below && ctx->outstanding < fq->wait_below)
 		fq->wait_below = 0;
+	if (fq->throttled && (src->failed || src->stuck || src->closed)) {
+		ctx->nthrottled--; /* out for good, not for room */
+		fq->throttled = false;
+	}
 	in = !src->failed && !src->stuck && !src->closed && !fq->wait_below &&
 	     room(ctx) > 0;
 	if (in == fq->in_poll)
 		return;
-	if (iopf__poll_set(ctx, src, in) == 0)
+	if (iopf__poll_set(ctx, src, in) == 0) {
 		fq->in_poll = in;
+		if (in)
+			ctx->nthrottled -= fq->throttled;
+		else if (!src->failed && !src->stuck && !src->closed)
+			ctx->nthrottled += 1;
+		fq->throttled = !in && !src->failed && !src->stuck && !src->closed;
+	}
 	if (!in)
 		iopf__log(ctx, LOG_D, "fault queue %u: %llu groups outstanding: reading paused",
 			  src->fault_id, (unsigned long long)ctx->outstanding);
@@ -422,6 +432,8 @@ static void fq_close(struct iopf_ctx *ctx, struct iopf_source *src)
 {
 	struct faultq *fq = FQ(src);
 
+	ctx->nthrottled -= fq->throttled;
+	fq->throttled = false;
 	if (fq->own_fd)
 		sys_close(src->fd);
 	src->fd = -1;

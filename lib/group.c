@@ -266,6 +266,10 @@ int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 		return iopf__end_error(g->end);
 	out_remove(ctx, g);
 	prg_remove(ctx, g);
+	/* Room for a queue paused by max_outstanding: whichever thread
+	 * made it, a dispatch round must come to read again. */
+	if (ctx->nthrottled && iopf__dispatch_ctx != ctx)
+		iopf__wake(ctx);
 	if (code != NO_ANSWER) {
 		latency_add(ctx, ctx->now > g->t_in ? ctx->now - g->t_in : 0);
 		if (code == IOPF_CODE_SUCCESS)

@@ -188,6 +188,7 @@ struct faultq {
 	struct iopf_source s;
 	bool own_fd;
 	bool in_poll;          /* in the context's epoll set */
+	bool throttled;        /* out of it for room: counted in nthrottled */
 	uint64_t wait_below;   /* blocked until outstanding < this; 0: no */
 	struct iopf_k_pgfault *buf;
 	unsigned int buf_recs, max_recs;
@@ -273,6 +274,7 @@ struct iopf_ctx {
 	atomic_bool busy;       /* a thread is in iopf_ctx_dispatch() */
 	atomic_int looping;     /* threads in iopf_ctx_run() */
 	uint64_t timer_armed;   /* absolute ns the timer is set for; 0: off */
+	unsigned int nthrottled; /* sources out of the poll set for room */
 	/* handlers */
 	iopf_handler_fn default_fn;
 	void *default_ud;

@@ -142,6 +142,7 @@ void iopf__source_fail(struct iopf_ctx *ctx, struct iopf_source *src,
 		return;
 	src->failed = true;
 	ctx->st.source_errors++;
+	src->ops->throttle(ctx, src); /* out of the poll set, uncounted */
 	iopf__poll_set(ctx, src, false);
 	n = iopf__groups_end_matching(ctx, src, 0, 0, IOPF_ALL_DEVICES,
 				      NO_ANSWER, END_CLOSED, NULL);

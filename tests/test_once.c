@@ -510,6 +510,35 @@ START_TEST(malformed_group_on_reused_cookie_retires_the_old)
 }
 END_TEST
 
+/* A queue paused by max_outstanding resumes whichever call makes room:
+ * here a detach the kernel answered, told from outside any dispatch (1.2
+ * rewrite: only answers woke the loop, so this stalled). */
+START_TEST(room_made_by_detach_wakes_a_paused_queue)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .max_outstanding = 2);
+	struct tctx t;
+
+	tctx_init_opts(&t, &o, NULL);
+	iopf_ctx_set_handler(t.ctx, h_defer_all, NULL);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	fk_trigger(t.f, 1, 0, 2, 1, 0);
+	for (uint32_t i = 0; i < 3; i++)
+		fk_trigger(t.f, 2, 0, i, 1, 0);
+	drive(t.ctx);
+	ck_assert_uint_eq(tstats(t.ctx).outstanding, 2);
+	ck_assert_uint_eq(fk_queued(t.f), 3);
+	fk_detach(t.f, 1);
+	ck_assert_int_eq(iopf_source_detach(t.src, 1, 0, IOPF_ALL_PASIDS), 2);
+	struct pollfd p = { .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 0), 1); /* the loop is woken */
+	drive(t.ctx);
+	ck_assert_uint_eq(tstats(t.ctx).outstanding, 2);
+	ck_assert_uint_eq(fk_queued(t.f), 1);
+	iopf_ctx_free(t.ctx);
+	fk_fault_free(t.f);
+}
+END_TEST
+
 Suite *suite_once(void)
 {
 	Suite *s = suite_create("once");
@@ -530,6 +559,7 @@ Suite *suite_once(void)
 	tcase_add_test(tc, respond_callback_submits);
 	tcase_add_test(tc, stale_raw_answer_never_reaches_reused_cookie);
 	tcase_add_test(tc, malformed_group_on_reused_cookie_retires_the_old);
+	tcase_add_test(tc, room_made_by_detach_wakes_a_paused_queue);
 	suite_add_tcase(s, tc);
 	return s;
 }
