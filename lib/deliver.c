@@ -60,6 +60,36 @@ void iopf__deliver(struct iopf_ctx *ctx)
 	}
 }
 
+/* Merge sort of a qnext list by intake number: O(n log n), no memory. */
+static struct iopf_group *sort_by_intake(struct iopf_group *list)
+{
+	struct iopf_group *a = NULL, *b = NULL, **tail, *g, *nx;
+	bool to_a = true;
+
+	if (!list || !list->qnext)
+		return list;
+	for (g = list; g; g = nx, to_a = !to_a) { /* split */
+		nx = g->qnext;
+		if (to_a) {
+			g->qnext = a;
+			a = g;
+		} else {
+			g->qnext = b;
+			b = g;
+		}
+	}
+	a = sort_by_intake(a);
+	b = sort_by_intake(b);
+	for (tail = &list; a && b; tail = &(*tail)->qnext) { /* merge */
+		struct iopf_group **min = (int32_t)(a->seq - b->seq) <= 0 ? &a : &b;
+
+		*tail = *min;
+		*min = (*min)->qnext;
+	}
+	*tail = a ? a : b;
+	return list;
+}
+
 /* Call the cancel callback for each group on the list (chained through
  * qnext, newest first), then let them go. No lock held on entry. */
 void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list)
@@ -70,12 +100,8 @@ void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list)
 
 	if (!list)
 		return;
-	/* Gathered newest first: call back in the order groups came in. */
-	for (g = list, list = NULL; g; g = nx) {
-		nx = g->qnext;
-		g->qnext = list;
-		list = g;
-	}
+	/* Call back in the order groups came in (gathered in slot order). */
+	list = sort_by_intake(list);
 	pthread_mutex_lock(&ctx->lock);
 	fn = ctx->cancel_fn;
 	ud = ctx->cancel_ud;

@@ -406,7 +406,9 @@ IOPF_API int iopf_ctx_flush(struct iopf_ctx *ctx)
 static int drained(struct iopf_ctx *ctx, uint32_t dev, uint32_t pasid,
 		   unsigned int flags)
 {
-	for (struct iopf_group *g = ctx->out_head; g; g = g->out_next)
+	struct iopf_group *g;
+
+	FOR_EACH_LIVE(ctx, i, g)
 		if (key_match(&g->key, dev, pasid, flags))
 			return 0;
 	for (struct iopf_source *s = ctx->sources; s; s = s->next) {

@@ -105,21 +105,32 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g)
 
 /* ---- the (device, PASID, PRG index) index: kept once asked for ---- */
 
+/* Into its key's FIFO, which is kept in intake order. */
 static int prg_insert(struct iopf_ctx *ctx, struct iopf_group *g)
 {
 	struct iopf_group *head = tbl_get(&ctx->by_prg, key_hi(&g->key),
-					  g->key.prgi);
+					  g->key.prgi), *at;
 
 	if (!head) {
 		if (tbl_put(&ctx->by_prg, key_hi(&g->key), g->key.prgi, g))
 			return -ENOMEM;
 		g->prg_next = g->prg_prev = g;
-	} else { /* circular FIFO: head->prg_prev is the tail */
-		g->prg_prev = head->prg_prev;
-		g->prg_next = head;
-		head->prg_prev->prg_next = g;
-		head->prg_prev = g;
+		g->indexed = true;
+		return 0;
 	}
+	/* circular: head->prg_prev is the tail; a new group goes last, an
+	 * older one (the index being built) before the first newer one */
+	for (at = head; (int32_t)(g->seq - at->seq) > 0;) {
+		at = at->prg_next;
+		if (at == head)
+			break;
+	}
+	g->prg_next = at;
+	g->prg_prev = at->prg_prev;
+	at->prg_prev->prg_next = g;
+	at->prg_prev = g;
+	if (at == head && (int32_t)(g->seq - head->seq) < 0) /* new head */
+		tbl_put(&ctx->by_prg, key_hi(&g->key), g->key.prgi, g);
 	g->indexed = true;
 	return 0;
 }
@@ -148,8 +159,10 @@ static void prg_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 		       struct iopf_group **out)
 {
+	struct iopf_group *g;
+
 	if (!ctx->prg_on) {
-		for (struct iopf_group *g = ctx->out_head; g; g = g->out_next)
+		FOR_EACH_LIVE(ctx, i, g)
 			if (prg_insert(ctx, g))
 				goto nomem;
 		ctx->prg_on = true;
@@ -157,7 +170,7 @@ int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 	*out = tbl_get(&ctx->by_prg, key_hi(k), k->prgi);
 	/* the oldest still open to an answer: a group whose handler has
 	 * returned its answer is answered already */
-	for (struct iopf_group *g = *out; g; g = g->prg_next) {
+	for (g = *out; g; g = g->prg_next) {
 		if (gst_answerable(gst(g))) {
 			*out = g;
 			return 0;
@@ -168,7 +181,7 @@ int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 	*out = NULL;
 	return -ENOENT;
 nomem:
-	for (struct iopf_group *g = ctx->out_head; g; g = g->out_next)
+	FOR_EACH_LIVE(ctx, i, g)
 		prg_remove(ctx, g);
 	tbl_free(&ctx->by_prg);
 	return -ENOMEM;
@@ -178,6 +191,11 @@ nomem:
 
 static void out_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 {
+	ctx->outstanding--;
+	if (ctx->drainers)
+		pthread_cond_broadcast(&ctx->answered);
+	if (!ctx->deadline_ms)
+		return;
 	if (g->out_prev)
 		g->out_prev->out_next = g->out_next;
 	else
@@ -187,9 +205,6 @@ static void out_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 	else
 		ctx->out_tail = g->out_prev;
 	g->out_next = g->out_prev = NULL;
-	ctx->outstanding--;
-	if (ctx->drainers)
-		pthread_cond_broadcast(&ctx->answered);
 }
 
 /* A complete group enters the context: outstanding, ready. A group the
@@ -197,13 +212,16 @@ static void out_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now)
 {
 	g->t_in = now;
-	g->out_prev = ctx->out_tail;
-	g->out_next = NULL;
-	if (ctx->out_tail)
-		ctx->out_tail->out_next = g;
-	else
-		ctx->out_head = g;
-	ctx->out_tail = g;
+	g->seq = ctx->seq++;
+	if (ctx->deadline_ms) {
+		g->out_prev = ctx->out_tail;
+		g->out_next = NULL;
+		if (ctx->out_tail)
+			ctx->out_tail->out_next = g;
+		else
+			ctx->out_head = g;
+		ctx->out_tail = g;
+	}
 	ctx->outstanding++;
 	ctx->st.groups++;
 	ctx->st.records += g->nrec;
@@ -316,7 +334,7 @@ struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 		return NULL;
 	}
 	idx--;
-	g = &ctx->slabs[idx / SLAB_GROUPS][idx % SLAB_GROUPS];
+	g = iopf__slot(ctx, idx);
 	if (gen == g->gen) {
 		uint8_t st = gst(g);
 
@@ -338,7 +356,7 @@ struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 void iopf__groups_free(struct iopf_ctx *ctx)
 {
 	for (uint32_t i = 0; i < ctx->nslots; i++) {
-		struct iopf_group *g = &ctx->slabs[i / SLAB_GROUPS][i % SLAB_GROUPS];
+		struct iopf_group *g = iopf__slot(ctx, i);
 
 		if (g->cap > 1)
 			free(g->ext);

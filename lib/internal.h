@@ -83,6 +83,7 @@ struct iopf_group {
 	uint8_t pins;     /* queue, handler, delivery or cancel list */
 	bool indexed;     /* in ctx->by_prg */
 	uint32_t nrec, cap;
+	uint32_t seq;     /* intake order (wraps; compared by difference) */
 	union {                  /* the records: grp_rec() */
 		struct iopf_record one;  /* cap == 1: inline */
 		struct iopf_record *ext; /* cap > 1: allocated */
@@ -90,7 +91,7 @@ struct iopf_group {
 	struct iopf_source *src;  /* referenced while the slot holds it */
 	uint64_t t_in;            /* CLOCK_MONOTONIC ns at intake */
 	/* One link per list a group can be on, never shared. */
-	struct iopf_group *out_next, *out_prev; /* outstanding; free list */
+	struct iopf_group *out_next, *out_prev; /* deadline list; free list */
 	struct iopf_group *prg_next, *prg_prev; /* same-key FIFO, circular */
 	/* ready or worker queue while QUEUED; cancel list once HANDLING or
 	 * DEFERRED (never both: a group leaves its queue to be handled) */
@@ -292,7 +293,11 @@ struct iopf_ctx {
 				    * handle's slot is found through them */
 	uint32_t nslabs, nslots;   /* slots handed out, in the last slab too */
 	struct iopf_group *free_list;
-	struct iopf_group *out_head, *out_tail; /* outstanding, intake order */
+	/* Outstanding groups in intake order, kept only with a deadline (its
+	 * head is the next to expire): without one, answers in random order
+	 * would touch two more groups each. Bulk walks go over the slots. */
+	struct iopf_group *out_head, *out_tail;
+	uint32_t seq;             /* next intake number */
 	bool prg_on;              /* by_prg is kept (someone answered by PRG) */
 	struct tbl by_prg;        /* prg_key -> oldest outstanding group */
 	struct tbl tombs;         /* handle -> enum gend, for early ends */
@@ -340,6 +345,17 @@ void iopf__log(struct iopf_ctx *ctx, int level, const char *fmt, ...)
 #define LOG_D 7
 uint64_t iopf__now_ns(void);
 struct iopf_ctx;
+static inline struct iopf_group *iopf__slot(struct iopf_ctx *ctx, uint32_t i)
+{
+	return &ctx->slabs[i / SLAB_GROUPS][i % SLAB_GROUPS];
+}
+
+/* Every live group of the context, in slot order (ctx->lock held; the
+ * body may end the group it is given). */
+#define FOR_EACH_LIVE(ctx, i, g)                                             \
+	for (uint32_t i = 0; i < (ctx)->nslots; i++)                        \
+		if ((g = iopf__slot(ctx, i)), gst_live(gst(g)))
+
 static inline uint64_t iopf__tick(struct iopf_ctx *ctx);
 /* Callbacks into the user run with this thread-local depth raised: the
  * calls that must not run from them check it. */

@@ -56,11 +56,10 @@ int iopf__groups_end_matching(struct iopf_ctx *ctx, struct iopf_source *src,
 			      unsigned int flags, int code, enum gend why,
 			      struct iopf_group **cancel)
 {
-	struct iopf_group *g, *nx;
+	struct iopf_group *g;
 	int n = 0;
 
-	for (g = ctx->out_head; g; g = nx) {
-		nx = g->out_next;
+	FOR_EACH_LIVE(ctx, i, g) {
 		if (!matches(g, src, dev, pasid, flags))
 			continue;
 		if (cancel && gst(g) != GS_QUEUED) {
