@@ -84,8 +84,7 @@ static iopf_handler_fn handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
 		 * caller has not registered under the reused id). */
 		iopf__log(ctx, LOG_W, "group for gone dev %u: answered INVALID",
 			  g->key.dev_id);
-		iopf__group_end(ctx, g, IOPF_CODE_INVALID, END_ANSWERED);
-		ctx->st.auto_answers++;
+		iopf__group_end_auto(ctx, g, END_ANSWERED);
 		return NULL;
 	}
 	fn = resolve_handler(ctx, &g->key, ud);
@@ -94,8 +93,7 @@ static iopf_handler_fn handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
 		iopf__log(ctx, LOG_W,
 			  "no handler for dev %u pasid %#x: answered INVALID",
 			  g->key.dev_id, g->key.pasid);
-		iopf__group_end(ctx, g, IOPF_CODE_INVALID, END_ANSWERED);
-		ctx->st.auto_answers++;
+		iopf__group_end_auto(ctx, g, END_ANSWERED);
 		return NULL;
 	}
 	gst_set(g, GS_HANDLING);
@@ -239,11 +237,10 @@ static void expire(struct iopf_ctx *ctx, uint64_t now)
 		return;
 	while ((g = ctx->out_head) && g->t_in + dl <= now) {
 		ctx->st.deadline_expired++;
-		ctx->st.auto_answers++;
 		iopf__log(ctx, LOG_W,
 			  "dev %u prgi %u unanswered after %u ms: answered INVALID",
 			  g->key.dev_id, g->key.prgi, ctx->deadline_ms);
-		iopf__group_end(ctx, g, IOPF_CODE_INVALID, END_DEADLINE);
+		iopf__group_end_auto(ctx, g, END_DEADLINE);
 	}
 }
 

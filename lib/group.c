@@ -232,8 +232,7 @@ void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now
 		iopf__log(ctx, LOG_E,
 			  "no memory to index dev %u prgi %u: answered INVALID",
 			  g->key.dev_id, g->key.prgi);
-		iopf__group_end(ctx, g, IOPF_CODE_INVALID, END_ANSWERED);
-		ctx->st.auto_answers++;
+		iopf__group_end_auto(ctx, g, END_ANSWERED);
 	}
 }
 
@@ -303,6 +302,13 @@ int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 	if (!g->pins)
 		iopf__group_put(ctx, g);
 	return 0;
+}
+
+void iopf__group_end_auto(struct iopf_ctx *ctx, struct iopf_group *g,
+			  enum gend why)
+{
+	if (!iopf__group_end(ctx, g, IOPF_CODE_INVALID, why))
+		ctx->st.auto_answers++;
 }
 
 int iopf__end_error(unsigned int why)

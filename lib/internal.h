@@ -369,6 +369,9 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now);
 int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 		    enum gend why);
+/* iopf__group_end() with INVALID from libiopf itself (counted). */
+void iopf__group_end_auto(struct iopf_ctx *ctx, struct iopf_group *g,
+			  enum gend why);
 struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 					   iopf_handle_t h, int *err);
 int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
