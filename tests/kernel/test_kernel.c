@@ -695,6 +695,163 @@ START_TEST(gathered_answer_written_before_cookie_reuse)
 }
 END_TEST
 
+/* ---- a burst with a detach and an unplug in the middle ---- */
+
+struct burst {
+	pthread_mutex_t mu;
+	iopf_handle_t *h;
+	size_t n, cap;
+	atomic_bool done, hold; /* hold: the guest sits on what it has */
+	struct iopf_ctx *ctx;
+	atomic_ullong answered, refused;
+};
+
+static int h_burst(struct iopf_group *g, void *ud)
+{
+	struct burst *b = ud;
+
+	pthread_mutex_lock(&b->mu);
+	if (b->n < b->cap)
+		b->h[b->n++] = iopf_group_handle(g);
+	pthread_mutex_unlock(&b->mu);
+	return IOPF_DEFER;
+}
+
+/* A guest answering deferred groups, 64 at a time, in the order held. */
+static void *burst_guest(void *p)
+{
+	struct burst *b = p;
+	iopf_handle_t h[64];
+	int codes[64], res[64];
+
+	for (int i = 0; i < 64; i++)
+		codes[i] = IOPF_CODE_SUCCESS;
+	for (;;) {
+		size_t n;
+
+		if (atomic_load(&b->hold)) {
+			usleep(200);
+			continue;
+		}
+		pthread_mutex_lock(&b->mu);
+		n = b->n < 64 ? b->n : 64;
+		b->n -= n;
+		memcpy(h, b->h + b->n, n * sizeof(*h));
+		pthread_mutex_unlock(&b->mu);
+		if (!n) {
+			if (atomic_load(&b->done))
+				return NULL;
+			usleep(200);
+			continue;
+		}
+		int k = iopf_respond_many(b->ctx, h, codes, n, res);
+
+		ck_assert_int_ge(k, 0);
+		atomic_fetch_add(&b->answered, (unsigned long long)k);
+		for (size_t i = 0; i < n; i++)
+			if (res[i]) {
+				/* detached or gone meanwhile: refused, not sent */
+				ck_assert_msg(res[i] == -ESHUTDOWN || res[i] == -ENODEV,
+					      "answer refused with %d", res[i]);
+				atomic_fetch_add(&b->refused, 1);
+			}
+	}
+}
+
+START_TEST(burst_with_detach_and_unplug)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .workers = 2);
+	enum { N = 100000 };
+	struct kt t;
+	struct burst b = { .cap = N, .h = calloc(N, sizeof(iopf_handle_t)) };
+	uint32_t stdev2, idev2, parent2, hwpt2;
+	uint64_t trig1 = 0, trig2 = 0;
+	pthread_t loop, guest;
+	struct iopf_stats st;
+	void *rc;
+
+	pthread_mutex_init(&b.mu, NULL);
+	kt_setup(&t, &o);
+	b.ctx = t.ctx;
+	ck_assert_int_eq(kmock_add_device(&t.m, &stdev2, &idev2), 0);
+	ck_assert_int_eq(kmock_hwpt_nested_iopf(&t.m, idev2, t.fault_id, &parent2,
+						&hwpt2), 0);
+	ck_assert_int_eq(kmock_replace(&t.m, stdev2, hwpt2), 0);
+	iopf_ctx_set_handler(t.ctx, h_burst, &b);
+	pthread_create(&loop, NULL, run_loop, t.ctx);
+	pthread_create(&guest, NULL, burst_guest, &b);
+	for (uint32_t i = 0; i < N; i++) {
+		bool dev2_here = i < N / 2;
+
+		/* answers still deferred when the detach and the unplug come */
+		if (i == N / 4 - 2000 || i == N / 2 - 2000) {
+			atomic_store(&b.hold, true);
+			usleep(200000); /* the loop reads them meanwhile */
+		}
+		if (i == N / 4) { /* detach dev 1, tell libiopf, attach again */
+			ck_assert_int_eq(kmock_detach(&t.m, t.m.stdev_id), 0);
+			ck_assert_int_ge(iopf_source_detach(t.src, t.m.idev_id, 0,
+							    IOPF_ALL_PASIDS), 0);
+			ck_assert_int_eq(kmock_replace(&t.m, t.m.stdev_id, t.hwpt_id), 0);
+			atomic_store(&b.hold, false);
+		}
+		if (i == N / 2) { /* unplug dev 2: the kernel answers its groups */
+			ck_assert_int_eq(kmock_destroy(&t.m, stdev2), 0);
+			ck_assert_int_ge(iopf_ctx_device_gone(t.ctx, idev2), 0);
+			atomic_store(&b.hold, false);
+		}
+		if ((i & 1) && dev2_here) {
+			ck_assert_int_eq(kmock_trigger(&t.m, idev2, 0, i & 511,
+						       IOPF_PERM_READ, 0x1000), 0);
+			trig2++;
+		} else {
+			trig(&t, 0, i & 511, 0x1000);
+			trig1++;
+		}
+	}
+	/* everything left is answered by the guest; then all is drained */
+	for (int k = 0; k < 600 && st_of(t.ctx).outstanding; k++)
+		usleep(100000);
+	ck_assert_int_eq(iopf_ctx_drain(t.ctx, t.m.idev_id, 0, IOPF_ALL_PASIDS, 60000), 0);
+	atomic_store(&b.done, true);
+	pthread_join(guest, NULL);
+	iopf_ctx_stop(t.ctx);
+	pthread_join(loop, &rc);
+	ck_assert_int_eq((int)(intptr_t)rc, 0);
+	iopf_ctx_flush(t.ctx);
+	st = st_of(t.ctx);
+	printf("burst: %llu + %llu faults, %llu groups read, %llu answered by the guest (%llu refused), %llu by the kernel on detach, %llu on unplug, %llu refused writes\n",
+	       (unsigned long long)trig1, (unsigned long long)trig2,
+	       (unsigned long long)st.groups,
+	       (unsigned long long)atomic_load(&b.answered),
+	       (unsigned long long)atomic_load(&b.refused),
+	       (unsigned long long)st.kernel_answered,
+	       (unsigned long long)st.cancelled,
+	       (unsigned long long)st.write_errors);
+	ck_assert_uint_eq(st.outstanding, 0);
+	/* groups still queued in the kernel at the detach or the unplug are
+	 * answered there and never read */
+	ck_assert_uint_le(st.groups, trig1 + trig2);
+	ck_assert_uint_ge(st.groups, (trig1 + trig2) * 9 / 10);
+	/* every group ended: answered by the guest, or by the kernel (detach,
+	 * unplug; those counters include guest answers dropped unwritten).
+	 * The kernel is the witness of exactly once: nothing is left in it,
+	 * and an answer racing the detach ioctl is refused by it (counted in
+	 * write_errors), never taken by another group: answers are written
+	 * before every read. */
+	ck_assert_uint_ge(atomic_load(&b.answered) + st.kernel_answered +
+				  st.cancelled,
+			  st.groups);
+	ck_assert_uint_ge(st.kernel_answered, 1);
+	ck_assert_uint_ge(st.cancelled, 1);
+	assert_queue_empty(&t);
+	for (uint32_t c = 1; c <= 64; c++)
+		assert_kernel_has_no(&t, c);
+	free(b.h);
+	kt_teardown(&t);
+}
+END_TEST
+
 static Suite *suite_kernel(void)
 {
 	Suite *s = suite_create("kernel");
@@ -715,6 +872,7 @@ static Suite *suite_kernel(void)
 	tcase_add_test(tc, max_outstanding_exact);
 	tcase_add_test(tc, synthetic_uevent_is_not_a_removal);
 	tcase_add_test(tc, gathered_answer_written_before_cookie_reuse);
+	tcase_add_test(tc, burst_with_detach_and_unplug);
 	suite_add_tcase(s, tc);
 	return s;
 }
