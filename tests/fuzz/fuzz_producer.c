@@ -54,10 +54,12 @@ static struct {
 	bool gone[4], gone_ever[4];
 	bool alloc_fail_armed;
 	int depth, cb_depth;
-	/* the LAST submit under way: its respond may come before it returns */
+	/* LAST submits under way (nested when a respond callback submits):
+	 * each one's respond may come before it returns */
 	struct {
 		int inst, key;
-	} infl;
+	} infl[8];
+	int ninfl;
 	struct issued is[MAXISSUED];
 	unsigned int nis;
 	bool is_overflow;
@@ -89,12 +91,14 @@ static void on_respond(const struct iopf_response *r, void *ud)
 	in->resp[k]++;
 	TR("  respond: producer %d dev %u pasid %#x prgi %u code %u\n", inst,
 	   r->dev_id, r->pasid, r->prgi, r->code);
-	allowed = in->comp[k] + (S.infl.inst == inst && S.infl.key == k);
+	allowed = in->comp[k];
+	for (int i = 0; i < S.ninfl; i++)
+		allowed += S.infl[i].inst == inst && S.infl[i].key == k;
 	FUZZ_CHECK(in->resp[k] <= allowed,
 		   "producer %d: answer %u for dev %u pasid %#x prgi %u, only %u groups completed",
 		   inst, in->resp[k], r->dev_id, r->pasid, r->prgi, in->comp[k]);
 	/* the callback may submit (to an open producer) */
-	if (S.cb_depth < 2 && rd_more(&S.rd)) {
+	if (S.cb_depth < 2 && S.ninfl < 8 && rd_more(&S.rd)) {
 		uint8_t b = rd_u8(&S.rd);
 
 		if ((b & 7) == 7 && in->open && !fz_allowed("ready")) {
@@ -102,17 +106,15 @@ static void on_respond(const struct iopf_response *r, void *ud)
 				.flags = IOPF_F_LAST_PAGE, .dev_id = (b >> 3) & 3,
 				.pasid = IOPF_NO_PASID, .prgi = b >> 6,
 			};
-			int rc, kk = key_of(q.dev_id, q.pasid, q.prgi), save_i = S.infl.inst,
-				   save_k = S.infl.key;
+			int rc, kk = key_of(q.dev_id, q.pasid, q.prgi);
 
 			S.cb_depth++;
-			S.infl.inst = inst;
-			S.infl.key = kk;
+			S.infl[S.ninfl].inst = inst;
+			S.infl[S.ninfl++].key = kk;
 			rc = iopf_producer_submit(in->src, &q);
 			TR("  submit from respond: dev %u prgi %u LAST -> %d\n",
 			   q.dev_id, q.prgi, rc);
-			S.infl.inst = save_i;
-			S.infl.key = save_k;
+			S.ninfl--;
 			S.cb_depth--;
 			if (rc == 1 || rc == -ENOMEM)
 				in->comp[kk]++;
@@ -170,19 +172,20 @@ static void submit(unsigned int sel, uint32_t flags, uint32_t dev,
 		   (pv && q.pasid == IOPF_NO_PASID);
 	int inst, k = key_of(dev, pv ? q.pasid : IOPF_NO_PASID, prgi), rc;
 	struct inst *in = pick(sel, &inst);
-	int save_i = S.infl.inst, save_k = S.infl.key;
+	bool pushed = false;
 
 	if (!in)
 		return;
-	if (last && !bad) {
-		S.infl.inst = inst;
-		S.infl.key = k;
+	if (last && !bad && S.ninfl < 8) {
+		S.infl[S.ninfl].inst = inst;
+		S.infl[S.ninfl++].key = k;
+		pushed = true;
 	}
 	rc = iopf_producer_submit(in->src, &q);
 	TR("submit producer %d flags %#x dev %u pasid %#x prgi %u%s -> %d\n", inst,
 	   flags, dev, q.pasid, prgi, reserved ? " reserved" : "", rc);
-	S.infl.inst = save_i;
-	S.infl.key = save_k;
+	if (pushed)
+		S.ninfl--;
 	if (bad) {
 		FUZZ_CHECK(rc == -EINVAL, "bad request: submit gave %d", rc);
 		return;
@@ -535,7 +538,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&S, 0, sizeof(S));
 	S.rd = (struct rd){ .p = data, .n = size };
-	S.infl.inst = S.infl.key = -1;
+	S.ninfl = 0;
 	fz_sys_install();
 	iopf__fail_alloc_after(-1);
 	h0 = rd_u8(&S.rd);
