@@ -60,13 +60,11 @@ static void answer_raw(struct iopf_ctx *ctx, struct faultq *fq,
 
 /* ---- reading ---- */
 
-static bool cookie_slot(struct faultq *fq, uint32_t cookie)
+static bool cookie_grow(struct faultq *fq, uint32_t cookie)
 {
 	uint32_t n = fq->ncookies ? fq->ncookies : 64;
 	struct iopf_group **b;
 
-	if (cookie < fq->ncookies)
-		return true;
 	if (cookie >= MAX_COOKIE)
 		return false;
 	while (n <= cookie)
@@ -95,6 +93,11 @@ static void retire_reused(struct iopf_ctx *ctx, struct faultq *fq,
 		  "fault queue %u reused cookie %u: its old group (dev %u prgi %u) was answered by the kernel",
 		  fq->s.fault_id, cookie, old->key.dev_id, old->key.prgi);
 	iopf__group_end(ctx, old, NO_ANSWER, END_DETACHED);
+}
+
+static inline bool cookie_slot(struct faultq *fq, uint32_t cookie)
+{
+	return cookie < fq->ncookies || cookie_grow(fq, cookie);
 }
 
 static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
@@ -154,6 +157,13 @@ static void parse(struct iopf_ctx *ctx, struct faultq *fq,
 		const char *bad = NULL;
 
 		retire_reused(ctx, fq, cookie);
+		if ((b[i].flags & IOPF_K_PGFAULT_FLAGS_LAST_PAGE) && cookie) {
+			/* the common case: a whole group of one record */
+			if (b[i].flags & ~IOPF_K_PGFAULT_FLAGS_ALL)
+				ctx->st.unknown_flags++;
+			take_group(ctx, fq, &b[i++], 1, now);
+			continue;
+		}
 		for (;;) {
 			const struct iopf_k_pgfault *r = &b[i];
 

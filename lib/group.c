@@ -75,6 +75,9 @@ struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src
 		g->ext = r;
 		g->cap = nrec;
 	}
+	/* The links need no reset: each list clears its own when a group
+	 * leaves it (indexed, prg_*), or sets it when one joins (qnext,
+	 * dnext, the deadline list's out_*). */
 	g->key = *key;
 	g->src = src;
 	iopf__source_ref(src);
@@ -82,10 +85,6 @@ struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src
 	g->gflags = 0;
 	g->cookie = 0;
 	g->end = END_NONE;
-	g->indexed = false;
-	g->out_next = g->out_prev = NULL;
-	g->prg_next = g->prg_prev = NULL;
-	g->qnext = g->dnext = NULL;
 	return g;
 }
 
@@ -282,7 +281,8 @@ int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 	if (!gst_live(st))
 		return iopf__end_error(g->end);
 	out_remove(ctx, g);
-	prg_remove(ctx, g);
+	if (g->indexed)
+		prg_remove(ctx, g);
 	/* Room for a queue paused by max_outstanding: whichever thread
 	 * made it, a dispatch round must come to read again. */
 	if (ctx->nthrottled && iopf__dispatch_ctx != ctx)
