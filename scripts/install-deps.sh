@@ -3,7 +3,8 @@
 # document itself, and qemu for the kernel tests.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config check libnl-3-dev doxygen
-      qemu-system-x86 clang libfuzzer-14-dev libclang-rt-14-dev)
+      qemu-system-x86 clang libfuzzer-14-dev libclang-rt-14-dev
+      abigail-tools)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -2,7 +2,7 @@
 # test.sh - install what is needed, build, and run every test:
 #  1. RelWithDebInfo (gcc): the unit suites, the exactly-once regression
 #     suite, the randomized model, the stress test, the allocation-failure
-#     sweep, the examples, the install/consumer build, the ABI export check
+#     sweep, the examples, the install/consumer build, the ABI checks
 #     and the kernel suites in a VM (skipped with a reason when no kernel
 #     image or qemu; CI=true makes that skip a failure);
 #  2. AddressSanitizer + UBSan: the same host tests (the sweep's leak check

@@ -15,6 +15,13 @@ cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 pcdir=$(find "$tmp/prefix" -name libiopf.pc -printf '%h\n' | head -1)
 libdir=$(dirname "$pcdir")
 export PKG_CONFIG_PATH=$pcdir
+# libiopf.pc needs no other .pc file (libnl-3 is a plain -lnl-3 for static
+# links): it works with the system's .pc files hidden, so without
+# libnl-3-dev installed.
+for f in "--cflags --libs" "--static --libs"; do
+	PKG_CONFIG_LIBDIR=$pcdir PKG_CONFIG_PATH= pkg-config $f libiopf >/dev/null ||
+		{ echo "pkg-config $f libiopf needs more than libiopf.pc"; exit 1; }
+done
 # rpath, not LD_LIBRARY_PATH: the binaries also run inside the test VM
 cc_pc() { cc -Wall -Werror -O2 "$@" $(pkg-config --cflags --libs libiopf) -Wl,-rpath,"$libdir" -pthread; }
 
