@@ -2,7 +2,7 @@
 # install-deps.sh - the Debian 12 packages libiopf needs to build, test and
 # document itself, and qemu for the kernel tests.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config check libnl-3-dev doxygen
+pkgs=(build-essential cmake pkg-config check libnl-3-dev doxygen mandoc
       qemu-system-x86 clang libfuzzer-14-dev libclang-rt-14-dev
       abigail-tools)
 missing=()

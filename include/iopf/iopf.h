@@ -257,8 +257,9 @@ IOPF_API int iopf_ctx_get_fd(const struct iopf_ctx *ctx);
  * answers.
  * @param ctx the context.
  * @return the number of groups handed to handlers (>= 0), or -EDEADLK
- *         (called from a handler), -EINVAL, or -EIO if a fault fd failed
- *         (logged; other sources were still served).
+ *         (called from a handler), -EINVAL, -EBUSY (another thread is
+ *         dispatching), or -EIO if a fault fd failed (logged; other sources
+ *         were still served).
  * Thread safety: one dispatching thread at a time per context (others
  * get -EBUSY).
  */
@@ -384,9 +385,9 @@ IOPF_API int iopf_ctx_set_log(struct iopf_ctx *ctx, iopf_log_fn fn,
 			      void *userdata, int level);
 
 /** A log callback printing "libiopf: <msg>" to stderr.
- * @param level most verbose syslog level passed (0: 4, warning).
+ * @param level the message's syslog level (ignored).
  * @param msg the message, without newline.
- * @param userdata passed to fn, last.
+ * @param userdata ignored.
  */
 IOPF_API void iopf_log_stderr(int level, const char *msg, void *userdata);
 /**@}*/
@@ -504,7 +505,7 @@ IOPF_API struct iopf_source *
 iopf_fault_queue_adopt(struct iopf_ctx *ctx, int fault_fd, uint32_t fault_id,
 		       const struct iopf_fault_queue_opts *opts);
 
-/** @return the fault fd, or -EINVAL.
+/** @return the fault fd, or -EINVAL (NULL, a producer, or closed).
  * @param src the source.
  */
 IOPF_API int iopf_source_get_fd(const struct iopf_source *src);
@@ -682,12 +683,14 @@ IOPF_API iopf_handle_t iopf_group_handle(const struct iopf_group *g);
  * @return 0 (answer queued; written at the end of the dispatch round, at
  *         the batch cap, or by iopf_ctx_flush()), or, refused and counted
  *         without touching the kernel:
- *         -EALREADY (already answered), -ESHUTDOWN (its source was closed
- *         or it was detached), -ETIMEDOUT (answered at its deadline),
- *         (which of these depends on the handle alone, for the last
- *         65,536 groups ended early; older ones get -EALREADY)
+ *         -EALREADY (already answered), -ESHUTDOWN (its source was closed,
+ *         it was detached, or answered INVALID in bulk),
+ *         -ETIMEDOUT (answered at its deadline),
  *         -ENODEV (its device went away, since 1.1),
  *         -ENOENT (no such handle), -EINVAL (bad code or ctx).
+ *         Which of -EALREADY, -ESHUTDOWN, -ETIMEDOUT and -ENODEV a stale
+ *         handle gets depends on the handle alone for the last 65,536
+ *         groups ended early (not by an answer); older ones get -EALREADY.
  */
 IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
 			  enum iopf_code code);
