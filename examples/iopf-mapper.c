@@ -11,7 +11,7 @@
  * INVALID. At the end the kernel is asked which pages are mapped.
  *
  * The "device" is the iommufd selftest mock (CONFIG_IOMMUFD_TEST), driven
- * through tests/kernel/kmock.c: it raises real page requests on demand.
+ * through examples/common/mockdev.c: it raises real page requests on demand.
  * Linux 6.12 takes a fault object only on a nested table, so the table is
  * a nested one on a NEST_PARENT table over the IOAS. Run it inside the
  * test kernel:  ../shared/kernel/vmrun -- build/examples/iopf-mapper
@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@
 
 #include <iopf/iopf.h>
 
-#include "kmock.h"
+#include "common/mockdev.h"
 
 #define IOVA_BASE 0x4000000ull
 #define PAGE 4096ull

@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kabi.h" /* the kernel's record and answer layouts */
+#include "iommufd-uapi.h" /* the kernel's record and answer layouts */
 
 #define SIMFAULT_MSG_RECORDS 256 /* adopt with read_records >= this */
 

@@ -37,10 +37,8 @@
 #ifndef IOPF_IOPF_H
 #define IOPF_IOPF_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -69,13 +67,32 @@ IOPF_API const char *iopf_version(void);
 /**
  * @brief Declare and initialise an options struct: zeroed, with `sz` set.
  *
- * Example: `IOPF_OPTS(iopf_ctx_opts, o, .workers = 4);`
+ * Example: `IOPF_OPTS(iopf_ctx_opts, o, .workers = 4);` declares
+ * `struct iopf_ctx_opts o` with `sz = sizeof(struct iopf_ctx_opts)`, the
+ * fields named set and every other field zero (its default). The
+ * arguments after the name are designated initializers, none or several:
+ * `IOPF_OPTS(iopf_stats, st);` is fine.
+ *
+ * It is standard C99 (a declaration with a braced initializer; the extra
+ * argument the helper gets keeps `...` non-empty as C99 requires). Since
+ * 1.2 it is no longer a GNU statement expression, and iopf.h no longer
+ * includes <string.h> and <stdbool.h>: include them yourself if you need
+ * them. Padding bytes are not promised to be zero (libiopf does not look at
+ * them).
+ *
+ * C++ before C++20 has no designated initializers: value-initialize the
+ * struct, then set `sz` and the fields you need:
+ * @code
+ * iopf_ctx_opts o{};      // all zero (C++11)
+ * o.sz = sizeof o;
+ * o.workers = 4;
+ * @endcode
  */
-#define IOPF_OPTS(TYPE, NAME, ...)                                            \
-	struct TYPE NAME = ({                                                  \
-		memset(&NAME, 0, sizeof(struct TYPE));                         \
-		(struct TYPE){ .sz = sizeof(struct TYPE), __VA_ARGS__ };       \
-	})
+#define IOPF_OPTS(...) IOPF_OPTS_I_(__VA_ARGS__, )
+/** @cond INTERNAL */
+#define IOPF_OPTS_I_(TYPE, NAME, ...)                                         \
+	struct TYPE NAME = { .sz = sizeof(struct TYPE), __VA_ARGS__ }
+/** @endcond */
 /**@}*/
 
 /** @name Objects */

@@ -41,17 +41,16 @@ linked=$(ldd "$tmp/consumer-static")
 "$tmp/consumer-static"
 echo "consumer builds: pkg-config, find_package(iopf), static: OK"
 
-# Every example, through pkg-config. The examples' own helpers come with
-# their sources: examples/common (simulated fault object), lib/kabi.h (the
-# kernel uapi that Debian 12's headers lack), tests/kernel/kmock.c (the
-# selftest mock device that plays the mapper's device).
+# Every example, through pkg-config, from examples/ alone (-I examples):
+# examples/common has their helpers (simulated fault object, the iommufd
+# uapi that Debian 12's headers lack, the selftest mock device that plays
+# the mapper's device); nothing from lib/ or tests/.
 ex=$src/examples
-inc=(-I"$ex" -I"$src/lib")
+inc=(-I"$ex")
 cc_pc -o "$tmp/iopf-sim" "$ex/iopf-sim.c" "$ex/common/simfault.c" "${inc[@]}"
 cc_pc -o "$tmp/iopf-vmm-forward" "$ex/iopf-vmm-forward.c" "$ex/common/simfault.c" "${inc[@]}"
 cc_pc -o "$tmp/iopf-monitor" "$ex/iopf-monitor.c"
-cc_pc -o "$tmp/iopf-mapper" "$ex/iopf-mapper.c" "$src/tests/kernel/kmock.c" \
-	-I"$src/tests/kernel" -I"$src/lib"
+cc_pc -o "$tmp/iopf-mapper" "$ex/iopf-mapper.c" "$ex/common/mockdev.c" "${inc[@]}"
 cc -O2 -o "$tmp/monitor-check" "$src/tests/examples/monitor-check.c" \
 	"$ex/common/simfault.c" "${inc[@]}"
 for b in iopf-sim iopf-vmm-forward iopf-monitor iopf-mapper; do
