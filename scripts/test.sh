@@ -12,7 +12,9 @@
 #     both compilers;
 #  5. the fuzz harnesses (clang, libFuzzer, ASan+UBSan): each over its
 #     corpus, then 30 s of new input (scripts/fuzz.sh --smoke);
-#  6. the docs, with zero Doxygen warnings.
+#  6. the Debian packages: built, linted, unpacked, a consumer built and
+#     run against them (tests/debian-check.sh);
+#  7. the docs, with zero Doxygen warnings.
 # Ends with one line per tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +45,9 @@ stage "clang, no libnl-3" "$(grep -m1 'tests passed' build-clang/ctest.log)"
 
 scripts/fuzz.sh --smoke | tee build/fuzz.log
 stage "fuzz smoke (4 targets)" "$(grep -c ' ok$' build/fuzz.log) of 4 targets ok"
+
+tests/debian-check.sh | tee build/debian.log
+stage "Debian packages" "built, lintian clean, consumer ran"
 
 cmake --build build --target doc
 stage "docs" "Doxygen, no warnings"
