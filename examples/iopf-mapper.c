@@ -31,6 +31,7 @@
 #include <iopf/iopf.h>
 
 #include "common/mockdev.h"
+#include "common/opt.h"
 
 #define IOVA_BASE 0x4000000ull
 #define PAGE 4096ull
@@ -114,7 +115,10 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "p:t:h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'p': mp.pages = (unsigned int)strtoul(optarg, NULL, 0); break;
+		case 'p':
+			mp.pages = (unsigned int)opt_num("iopf-mapper", "--pages",
+							 optarg, 1, 65536);
+			break;
 		case 't': touch = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -123,6 +127,14 @@ int main(int argc, char **argv)
 	if (!mp.pages || mp.pages > 65536 || optind != argc) {
 		usage(stderr);
 		return 2;
+	}
+	{ /* every page of --touch is a number, checked before any fault */
+		char *copy = strdup(touch), *save = NULL;
+
+		for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok;
+		     tok = strtok_r(NULL, ",", &save))
+			(void)opt_num("iopf-mapper", "--touch (page)", tok, 0, 1u << 20);
+		free(copy);
 	}
 	if (access("/dev/iommu", R_OK | W_OK)) {
 		fprintf(stderr, "iopf-mapper: no /dev/iommu (%s): run it inside the iommufd test kernel,\n"
@@ -156,7 +168,8 @@ int main(int argc, char **argv)
 
 	/* The device touches pages; each touch is a page request. */
 	for (char *tok = strtok(touch, ","); tok; tok = strtok(NULL, ",")) {
-		uint64_t idx = strtoull(tok, NULL, 0);
+		uint64_t idx = opt_num("iopf-mapper", "--touch (page)", tok, 0,
+				       1u << 20);
 		uint64_t addr = IOVA_BASE + idx * PAGE + 0x10 * (faults % 4);
 
 		if (kmock_trigger(&m, m.idev_id, 0, faults % 512,

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -29,6 +30,7 @@
 #include <unistd.h>
 
 #include <iopf/iopf.h>
+#include "common/opt.h"
 
 extern char **environ;
 
@@ -196,8 +198,11 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "f:i:p:n:w:qh", lo, NULL)) != -1) {
 		switch (c) {
-		case 'f': fd = atoi(optarg); break;
-		case 'i': fault_id = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'f': fd = (int)opt_num("iopf-monitor", "--fd", optarg, 0, 1 << 20); break;
+		case 'i':
+			fault_id = (uint32_t)opt_num("iopf-monitor", "--fault-id",
+						     optarg, 0, UINT32_MAX);
+			break;
 		case 'p':
 			if (!strcmp(optarg, "success")) {
 				m.policy = POL_SUCCESS;
@@ -211,8 +216,11 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'n': m.count = strtoul(optarg, NULL, 0); break;
-		case 'w': workers = (unsigned int)strtoul(optarg, NULL, 0); break;
+		case 'n': m.count = opt_num("iopf-monitor", "--count", optarg, 0, ULONG_MAX); break;
+		case 'w':
+			workers = (unsigned int)opt_num("iopf-monitor", "--workers",
+							optarg, 0, 64);
+			break;
 		case 'q': m.quiet = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

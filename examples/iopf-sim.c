@@ -32,6 +32,7 @@
 
 #include <iopf/iopf.h>
 
+#include "common/opt.h"
 #include "common/simfault.h"
 
 #define SPACE_PAGES 4096u   /* simulated address space per (dev, PASID) */
@@ -492,36 +493,43 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			    .timeout_s = 30, .paths = PATH_FD | PATH_PRODUCER };
 	while ((c = getopt_long(argc, argv, "d:p:g:s:i:n:r:l:D:b:w:P:t:jqh",
 				lo, NULL)) != -1) {
-		char *end = NULL;
-		unsigned long v = optarg ? strtoul(optarg, &end, 0) : 0;
-
-		if (optarg && c != 'P' && c != 's' && (*end || end == optarg))
-			return 2;
+#define NUM(opt, lo, hi) (unsigned int)opt_num("iopf-sim", opt, optarg, lo, hi)
 		switch (c) {
-		case 'd': o->devices = (unsigned int)v; break;
-		case 'p': o->pasids = (unsigned int)v; break;
-		case 'g': o->groups = (unsigned int)v; break;
-		case 's':
-			if (sscanf(optarg, "%u-%u", &o->size_min, &o->size_max) != 2) {
-				if (sscanf(optarg, "%u", &o->size_min) != 1)
-					return 2;
-				o->size_max = o->size_min;
+		case 'd': o->devices = NUM("--devices", 1, 256); break;
+		case 'p': o->pasids = NUM("--pasids", 1, 64); break;
+		case 'g': o->groups = NUM("--groups", 1, 100000000); break;
+		case 's': {
+			char *dash = strchr(optarg, '-');
+
+			if (dash) { /* "A-B" */
+				*dash = '\0';
+				o->size_min = NUM("--group-size (from)", 1, 64);
+				optarg = dash + 1;
 			}
+			o->size_max = NUM(dash ? "--group-size (to)" : "--group-size", 1, 64);
+			if (!dash)
+				o->size_min = o->size_max;
 			break;
-		case 'i': o->interleave = (unsigned int)v; break;
-		case 'n': o->inflight = (unsigned int)v; break;
-		case 'r': o->rate = (unsigned int)v; break;
-		case 'l': o->latency_us = (unsigned int)v; break;
-		case 'D': o->defer_pct = (unsigned int)v; break;
-		case 'b': o->bad_pct = (unsigned int)v; break;
-		case 'w': o->workers = (unsigned int)v; break;
+		}
+		case 'i': o->interleave = NUM("--interleave", 1, 64); break;
+		case 'n': o->inflight = NUM("--inflight", 1, PRGI_SLOTS); break;
+		case 'r': o->rate = NUM("--rate", 0, 100000000); break;
+		case 'l': o->latency_us = NUM("--latency", 0, 10000000); break;
+		case 'D': o->defer_pct = NUM("--defer", 0, 100); break;
+		case 'b': o->bad_pct = NUM("--bad", 0, 100); break;
+		case 'w': o->workers = NUM("--workers", 0, 64); break;
 		case 'P':
 			if (!strcmp(optarg, "fd")) o->paths = PATH_FD;
 			else if (!strcmp(optarg, "producer")) o->paths = PATH_PRODUCER;
 			else if (!strcmp(optarg, "both")) o->paths = PATH_FD | PATH_PRODUCER;
-			else return 2;
+			else {
+				fprintf(stderr, "iopf-sim: --path '%s': expected fd, producer or both\n",
+					optarg);
+				return 2;
+			}
 			break;
-		case 't': o->timeout_s = (unsigned int)v; break;
+		case 't': o->timeout_s = NUM("--timeout", 1, 86400); break;
+#undef NUM
 		case 'j': o->json = true; break;
 		case 'q': o->quiet = true; break;
 		case 'h': usage(stdout); exit(0);

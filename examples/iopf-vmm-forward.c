@@ -33,6 +33,7 @@
 #include <iopf/iopf.h>
 
 #include "common/simfault.h"
+#include "common/opt.h"
 
 #define NDEV 3
 #define RING 64               /* descriptors in the page request queue */
@@ -334,7 +335,10 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "g:vh", lo, NULL)) != -1) {
 		switch (c) {
-		case 'g': per_dev = (unsigned int)strtoul(optarg, NULL, 0); break;
+		case 'g':
+			per_dev = (unsigned int)opt_num("iopf-vmm-forward", "--groups",
+							optarg, 1, 256);
+			break;
 		case 'v': v.verbose = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
