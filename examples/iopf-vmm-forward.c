@@ -169,6 +169,19 @@ static void vmm_fill_ring(struct vmm *v)
 }
 
 /* The guest's answers, mapped back to host groups by libiopf. */
+/* What iopf_respond_prg()'s refusal means, in a guest answer's terms (not
+ * strerror's "No such file or directory" for -ENOENT). */
+static const char *refusal(int rc)
+{
+	switch (rc) {
+	case -ENOENT: return "no such group outstanding (a late, duplicate or unknown answer)";
+	case -ENODEV: return "its device went away";
+	case -ENOMEM: return "no memory for the PRG index";
+	case -EINVAL: return "bad answer code";
+	default: return strerror(-rc);
+	}
+}
+
 static void vmm_take_answers(struct vmm *v)
 {
 	for (size_t i = 0; i < v->nresp; i++) {
@@ -188,7 +201,7 @@ static void vmm_take_answers(struct vmm *v)
 			v->refused++;
 		if (rc && v->verbose)
 			printf("    refused: vdev %#x pasid %#x prgi %u: %s\n", r->vdev,
-			       r->pasid, r->prgi, strerror(-rc));
+			       r->pasid, r->prgi, refusal(rc));
 	}
 	v->nresp = 0;
 }
