@@ -425,12 +425,6 @@ static int fq_read(struct iopf_ctx *ctx, struct iopf_source *src)
 	return src->failed ? -EIO : 0;
 }
 
-static unsigned int fq_forget(struct iopf_ctx *ctx, struct iopf_source *src,
-			      uint32_t dev, uint32_t pasid, unsigned int flags)
-{
-	return iopf__batch_forget(ctx, src, dev, pasid, flags);
-}
-
 static bool fq_waiting(struct iopf_ctx *ctx, struct iopf_source *src)
 {
 	/* A queue paused for room is left out: it is read again only as
@@ -467,7 +461,7 @@ static const struct src_ops fq_ops = {
 	.read = fq_read,
 	.ended = fq_ended,
 	.flush = iopf__batch_flush,
-	.forget = fq_forget,
+	.forget = iopf__batch_forget,
 	.waiting = fq_waiting,
 	.throttle = fq_throttle,
 	.close = fq_close,

@@ -213,7 +213,7 @@ struct producer {
 				* dropped for want of memory */
 };
 
-int iopf__source_add(struct iopf_ctx *ctx, struct iopf_source *src);
+void iopf__source_add(struct iopf_ctx *ctx, struct iopf_source *src);
 void iopf__source_fail(struct iopf_ctx *ctx, struct iopf_source *src,
 		       const char *what, int err);
 /* An errno that means the fd itself is gone (not a passing condition). */

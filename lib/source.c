@@ -12,7 +12,7 @@
 #include "internal.h"
 
 /* ctx->lock held. The context's reference is the one the caller had. */
-int iopf__source_add(struct iopf_ctx *ctx, struct iopf_source *src)
+void iopf__source_add(struct iopf_ctx *ctx, struct iopf_source *src)
 {
 	src->ctx = ctx;
 	src->refs = 1;
@@ -21,7 +21,6 @@ int iopf__source_add(struct iopf_ctx *ctx, struct iopf_source *src)
 	if (ctx->sources)
 		ctx->sources->prev = src;
 	ctx->sources = src;
-	return 0;
 }
 
 /* Put the source's fd in the context's poll set, or take it out. Out

@@ -26,8 +26,7 @@ int tbl_put(struct tbl *t, uint64_t a, uint64_t b, void *v);
 void *tbl_del(struct tbl *t, uint64_t a, uint64_t b);
 void tbl_free(struct tbl *t);
 
-/* Visit every entry; fn may delete the entry it is given (return true
- * after tbl_del of it so the walk looks at that position again). */
-#define TBL_FOR_EACH(t, i) for (uint32_t i = 0; i < (t)->cap; i++)
+/* A walk over e[0..cap) that deletes the entry at i must look at i again:
+ * the deletion may shift a later entry there (producer.c does so). */
 
 #endif
