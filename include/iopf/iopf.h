@@ -456,6 +456,14 @@ struct iopf_stats {
 	uint64_t uevents_synthetic;/**< ignored: synthetic (SYNTH_UUID) */
 	uint64_t uevents_unconfirmed; /**< ignored: the device was still in
 				        sysfs (remove) or bound (unbind) */
+	/* since 1.3 */
+	uint64_t closed_undetached;/**< fault queues that delivered faults,
+				        closed with no detach seen */
+	uint64_t vevents;          /**< vIOMMU events read */
+	uint64_t vevents_lost;     /**< lost-events headers read (overflow) */
+	uint64_t vevents_malformed;/**< vIOMMU event reads that made no sense */
+	uint64_t dispatch_slices;  /**< bounded dispatch calls that stopped at
+				        their budget with work left */
 };
 
 /**
