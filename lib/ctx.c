@@ -13,8 +13,6 @@
 
 #include "internal.h"
 
-#define DEVICE_ANY 0xfffffffeu /* handler key: every PASID of a device */
-
 static int add_fd(struct iopf_ctx *ctx, int fd, void *tag)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
@@ -33,7 +31,8 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts)
 		errno = EINVAL;
 		return NULL;
 	}
-	if (o.log_level < 0 || o.log_level > 7 || o.workers > 1024) {
+	if (o.log_level < 0 || o.log_level > 7 || o.workers > 1024 ||
+	    (o.flags & ~(IOPF_CTX_PASID_STATS | IOPF_CTX_POISON))) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -49,12 +48,20 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts)
 	ctx->log_fn = o.log_fn;
 	ctx->log_ud = o.log_userdata;
 	ctx->log_level = o.log_level ? o.log_level : LOG_W;
+	ctx->dispatch_max_groups = o.dispatch_max_groups;
+	ctx->dispatch_max_us = o.dispatch_max_us;
+	ctx->flags = o.flags;
 	ctx->st.sz = sizeof(ctx->st);
 	ctx->epfd = ctx->wakefd = ctx->timerfd = -1;
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_mutex_init(&ctx->wq_lock, NULL);
 	pthread_cond_init(&ctx->wq_cond, NULL);
 	pthread_cond_init(&ctx->answered, NULL);
+	pthread_cond_init(&ctx->quiesced, NULL);
+	if (iopf__sched_init(ctx)) {
+		err = ENOMEM;
+		goto fail;
+	}
 
 	ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
 	ctx->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -99,19 +106,16 @@ IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx)
 		nx = g->qnext;
 		iopf__group_unpin(ctx, g);
 	}
-	for (g = ctx->ready_head; g; g = nx) {
-		nx = g->qnext;
+	while ((g = iopf__sched_pop(ctx)))
 		iopf__group_unpin(ctx, g);
-	}
-	ctx->wq_head = ctx->wq_tail = ctx->ready_head = ctx->ready_tail = NULL;
+	ctx->wq_head = ctx->wq_tail = NULL;
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__deliver(ctx);
 	iopf__devices_free(ctx);
 
-	for (uint32_t i = 0; i < ctx->handlers.cap; i++)
-		free(ctx->handlers.e[i].v);
-	tbl_free(&ctx->handlers);
+	iopf__handlers_free(ctx);
 	iopf__groups_free(ctx);
+	iopf__sched_free(ctx);
 	if (ctx->epfd >= 0)
 		close(ctx->epfd);
 	if (ctx->wakefd >= 0)
@@ -119,6 +123,7 @@ IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx)
 	if (ctx->timerfd >= 0)
 		close(ctx->timerfd);
 	pthread_cond_destroy(&ctx->answered);
+	pthread_cond_destroy(&ctx->quiesced);
 	pthread_cond_destroy(&ctx->wq_cond);
 	pthread_mutex_destroy(&ctx->wq_lock);
 	pthread_mutex_destroy(&ctx->lock);
@@ -128,75 +133,6 @@ IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx)
 IOPF_API int iopf_ctx_get_fd(const struct iopf_ctx *ctx)
 {
 	return ctx ? ctx->epfd : -EINVAL;
-}
-
-static int set_handler(struct iopf_ctx *ctx, uint32_t dev, uint32_t pasid,
-		       iopf_handler_fn fn, void *ud)
-{
-	uint64_t key = (uint64_t)dev << 32 | pasid;
-	struct handler_ent *h;
-	int rc = 0;
-
-	pthread_mutex_lock(&ctx->lock);
-	h = tbl_get(&ctx->handlers, key, 0);
-	if (!fn) {
-		free(tbl_del(&ctx->handlers, key, 0));
-	} else if (h) {
-		h->fn = fn;
-		h->ud = ud;
-	} else if ((h = xcalloc(1, sizeof(*h)))) {
-		h->fn = fn;
-		h->ud = ud;
-		if (tbl_put(&ctx->handlers, key, 0, h)) {
-			free(h);
-			rc = -ENOMEM;
-		}
-	} else {
-		rc = -ENOMEM;
-	}
-	pthread_mutex_unlock(&ctx->lock);
-	return rc;
-}
-
-IOPF_API int iopf_ctx_set_handler(struct iopf_ctx *ctx, iopf_handler_fn fn,
-				  void *userdata)
-{
-	if (!ctx)
-		return -EINVAL;
-	pthread_mutex_lock(&ctx->lock);
-	ctx->default_fn = fn;
-	ctx->default_ud = userdata;
-	pthread_mutex_unlock(&ctx->lock);
-	return 0;
-}
-
-IOPF_API int iopf_ctx_set_batch_handler(struct iopf_ctx *ctx,
-					iopf_batch_handler_fn fn, void *userdata)
-{
-	if (!ctx)
-		return -EINVAL;
-	pthread_mutex_lock(&ctx->lock);
-	ctx->batch_fn = fn;
-	ctx->batch_ud = userdata;
-	pthread_mutex_unlock(&ctx->lock);
-	return 0;
-}
-
-IOPF_API int iopf_ctx_set_device_handler(struct iopf_ctx *ctx, uint32_t dev_id,
-					 iopf_handler_fn fn, void *userdata)
-{
-	if (!ctx)
-		return -EINVAL;
-	return set_handler(ctx, dev_id, DEVICE_ANY, fn, userdata);
-}
-
-IOPF_API int iopf_ctx_set_pasid_handler(struct iopf_ctx *ctx, uint32_t dev_id,
-					uint32_t pasid, iopf_handler_fn fn,
-					void *userdata)
-{
-	if (!ctx || pasid == DEVICE_ANY)
-		return -EINVAL;
-	return set_handler(ctx, dev_id, pasid, fn, userdata);
 }
 
 IOPF_API int iopf_ctx_set_log(struct iopf_ctx *ctx, iopf_log_fn fn,

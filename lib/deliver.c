@@ -95,21 +95,19 @@ static struct iopf_group *sort_by_intake(struct iopf_group *list)
 void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list)
 {
 	struct iopf_group *g, *nx;
-	iopf_cancel_fn fn;
-	void *ud;
+	struct binding *b;
 
 	if (!list)
 		return;
 	/* Call back in the order groups came in (gathered in slot order). */
 	list = sort_by_intake(list);
 	pthread_mutex_lock(&ctx->lock);
-	fn = ctx->cancel_fn;
-	ud = ctx->cancel_ud;
+	b = iopf__cancel_get(ctx);
 	pthread_mutex_unlock(&ctx->lock);
-	if (fn) {
+	if (b) {
 		iopf__in_callback++;
 		for (g = list; g; g = g->qnext)
-			fn(g, ud);
+			b->cancel(g, b->ud);
 		iopf__in_callback--;
 	}
 	pthread_mutex_lock(&ctx->lock);
@@ -118,5 +116,7 @@ void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list)
 		g->qnext = NULL;
 		iopf__group_unpin(ctx, g);
 	}
+	iopf__binding_put(ctx, b);
 	pthread_mutex_unlock(&ctx->lock);
+	iopf__reap(ctx);
 }

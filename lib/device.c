@@ -264,18 +264,6 @@ void iopf__devices_free(struct iopf_ctx *ctx)
 
 /* ---- public ---- */
 
-IOPF_API int iopf_ctx_set_cancel_handler(struct iopf_ctx *ctx,
-					 iopf_cancel_fn fn, void *userdata)
-{
-	if (!ctx)
-		return -EINVAL;
-	pthread_mutex_lock(&ctx->lock);
-	ctx->cancel_fn = fn;
-	ctx->cancel_ud = userdata;
-	pthread_mutex_unlock(&ctx->lock);
-	return 0;
-}
-
 /* The sysfs identity of `sysdev`: an exact DEVPATH or a device name. */
 static int parse_sysdev(const char *sysdev, char **devpath, char **name)
 {

@@ -38,44 +38,13 @@ static void throttle_all(struct iopf_ctx *ctx)
 		s->ops->throttle(ctx, s);
 }
 
-/* Stands for the batch handler in a handler batch: never called. */
-static int batch_mark(struct iopf_group *g, void *ud)
-{
-	return IOPF_CODE_INVALID;
-}
-
-/* The handler of a group: its (device, PASID)'s, its device's, the batch
- * handler or the default one, as they are when the group is handed out. */
-static iopf_handler_fn resolve_handler(struct iopf_ctx *ctx,
-				       const struct prg_key *k, void **ud)
-{
-	const struct handler_ent *h = NULL;
-
-	if (ctx->handlers.n) {
-		h = tbl_get(&ctx->handlers, key_hi(k), 0);
-		if (!h) /* device handlers: PASID ANY (0xfffffffe) */
-			h = tbl_get(&ctx->handlers,
-				    (uint64_t)k->dev_id << 32 | 0xfffffffeu, 0);
-	}
-	if (h) {
-		*ud = h->ud;
-		return h->fn;
-	}
-	if (ctx->batch_fn) {
-		*ud = ctx->batch_ud;
-		return batch_mark;
-	}
-	*ud = ctx->default_ud;
-	return ctx->default_fn;
-}
-
 /* Before a handler runs (ctx->lock held): answer it ourselves if its
  * device is gone or nobody handles it, else mark it HANDLING and return
- * its handler. */
-static iopf_handler_fn handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
-				  void **ud)
+ * its handler's binding, referenced: as the handlers are when the group
+ * is handed out. */
+static struct binding *handle_pre(struct iopf_ctx *ctx, struct iopf_group *g)
 {
-	iopf_handler_fn fn;
+	struct binding *b;
 
 	if (gst(g) != GS_QUEUED) /* ended before its turn */
 		return NULL;
@@ -87,8 +56,7 @@ static iopf_handler_fn handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
 		iopf__group_end_auto(ctx, g, END_ANSWERED);
 		return NULL;
 	}
-	fn = resolve_handler(ctx, &g->key, ud);
-	if (!fn) {
+	if (!(b = iopf__handler_get(ctx, &g->key))) {
 		ctx->st.no_handler++;
 		iopf__log(ctx, LOG_W,
 			  "no handler for dev %u pasid %#x: answered INVALID",
@@ -97,7 +65,7 @@ static iopf_handler_fn handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
 		return NULL;
 	}
 	gst_set(g, GS_HANDLING);
-	return fn;
+	return b;
 }
 
 /* A handler returned its answer (no lock): from now on answers by handle
@@ -150,18 +118,15 @@ static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
 
 void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 {
-	iopf_handler_fn fn[HANDLE_BATCH];
-	void *ud[HANDLE_BATCH];
+	struct binding *b[HANDLE_BATCH], *batch = NULL;
 	bool call[HANDLE_BATCH];
 	int rc[HANDLE_BATCH];
 	struct iopf_group *bg[HANDLE_BATCH];
 	int bi[HANDLE_BATCH], nb = 0, bcode[HANDLE_BATCH];
-	iopf_batch_handler_fn bfn;
 
 	pthread_mutex_lock(&ctx->lock);
 	for (int i = 0; i < n; i++)
-		call[i] = (fn[i] = handle_pre(ctx, gs[i], &ud[i])) != NULL;
-	bfn = ctx->batch_fn;
+		call[i] = (b[i] = handle_pre(ctx, gs[i])) != NULL;
 	pthread_mutex_unlock(&ctx->lock);
 
 	iopf__in_callback++;
@@ -174,17 +139,18 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 		call[i] = call[i] && gst(gs[i]) == GS_HANDLING;
 		if (!call[i])
 			continue;
-		if (fn[i] == batch_mark && bfn) { /* one call for them all */
+		if (b[i]->kind == B_BATCH) { /* one call for them all */
+			batch = b[i]; /* one lock hold resolved them: one */
 			bg[nb] = gs[i];
 			bcode[nb] = IOPF_CODE_INVALID;
 			bi[nb++] = i;
 			continue;
 		}
-		rc[i] = fn[i](gs[i], ud[i]);
+		rc[i] = b[i]->fn(gs[i], b[i]->ud);
 		returned(gs[i], rc[i]);
 	}
 	if (nb) {
-		bfn(bg, bcode, (size_t)nb, ud[bi[0]]);
+		batch->batch(bg, bcode, (size_t)nb, batch->ud);
 		for (int j = 0; j < nb; j++) {
 			rc[bi[j]] = bcode[j];
 			returned(bg[j], bcode[j]);
@@ -195,14 +161,18 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 	pthread_mutex_lock(&ctx->lock);
 	iopf__tick(ctx);
 	for (int i = 0; i < n; i++) {
-		if (call[i])
-			handle_post(ctx, gs[i], rc[i]);
+		if (b[i]) {
+			if (call[i])
+				handle_post(ctx, gs[i], rc[i]);
+			iopf__binding_put(ctx, b[i]);
+		}
 		iopf__group_unpin(ctx, gs[i]);
 	}
 	if (iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__deliver(ctx);
+	iopf__reap(ctx);
 }
 
 static void arm_timer(struct iopf_ctx *ctx)
@@ -245,8 +215,7 @@ static void expire(struct iopf_ctx *ctx, uint64_t now)
 }
 
 /* The locked part of a round: everything but calling handlers. */
-static int round_locked(struct iopf_ctx *ctx, struct iopf_group **ready,
-			struct iopf_group **cancel)
+static int round_locked(struct iopf_ctx *ctx, struct iopf_group **cancel)
 {
 	struct epoll_event ev[32];
 	bool uevents = false;
@@ -294,15 +263,19 @@ static int round_locked(struct iopf_ctx *ctx, struct iopf_group **ready,
 			rc = -EIO;
 	}
 	expire(ctx, iopf__tick(ctx));
-	*ready = ctx->ready_head;
-	ctx->ready_head = ctx->ready_tail = NULL;
 	return rc;
 }
 
-IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx)
+/* One call: a round, then groups handed out in turn until none is left
+ * of those ready when it began (groups submitted meanwhile wait for the
+ * next call), or the budget is spent. */
+static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
+		    unsigned int max_us)
 {
-	struct iopf_group *g, *nx, *cancel = NULL;
+	struct iopf_group *cancel = NULL;
+	uint64_t left, t_end = 0;
 	int rc, handled = 0;
+	bool cut = false;
 
 	if (!ctx)
 		return -EINVAL;
@@ -311,42 +284,83 @@ IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx)
 	if (atomic_exchange(&ctx->busy, true))
 		return -EBUSY;
 	iopf__dispatch_ctx = ctx;
+	if (!max_groups)
+		max_groups = ctx->dispatch_max_groups;
+	if (!max_us)
+		max_us = ctx->dispatch_max_us;
 
 	pthread_mutex_lock(&ctx->lock);
-	rc = round_locked(ctx, &g, &cancel);
+	rc = round_locked(ctx, &cancel);
+	left = ctx->sched.nready;
+	if (max_us)
+		t_end = ctx->now + (uint64_t)max_us * 1000u;
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__cancel_deliver(ctx, cancel);
 	iopf__deliver(ctx);
 
-	while (g) {
+	while (left) {
 		struct iopf_group *batch[HANDLE_BATCH];
-		int n = 0;
+		/* with a time budget, one group at a time: the clock is
+		 * read before each handler starts */
+		int n = 0, most = t_end ? 1 : HANDLE_BATCH;
 
-		for (; g && n < HANDLE_BATCH; g = nx) {
-			nx = g->qnext;
-			g->qnext = NULL;
+		if (max_groups && (unsigned int)handled >= max_groups) {
+			cut = true;
+			break;
+		}
+		if (t_end && iopf__now_ns() >= t_end) {
+			cut = true;
+			break;
+		}
+		if (max_groups && max_groups - (unsigned int)handled < (unsigned int)most)
+			most = (int)(max_groups - (unsigned int)handled);
+		pthread_mutex_lock(&ctx->lock);
+		while (n < most && left) {
+			struct iopf_group *g = iopf__sched_pop(ctx);
+
+			if (!g) {
+				left = 0;
+				break;
+			}
+			left--;
+			handled++;
 			if (ctx->nthreads)
 				iopf__workers_push(ctx, g);
 			else
 				batch[n++] = g;
-			handled++;
 		}
+		pthread_mutex_unlock(&ctx->lock);
 		if (n)
 			iopf__handle_batch(ctx, batch, n);
 	}
 
 	pthread_mutex_lock(&ctx->lock);
+	if (cut && ctx->sched.nready)
+		ctx->st.dispatch_slices++;
 	iopf__flush_all(ctx);
 	throttle_all(ctx);
 	arm_timer(ctx);
-	if (ctx->ready_head) /* submitted by a callback of this round */
+	if (ctx->sched.nready) /* left over, or submitted by a callback */
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__deliver(ctx);
+	iopf__reap(ctx);
 
 	iopf__dispatch_ctx = NULL;
 	atomic_store(&ctx->busy, false);
 	return rc < 0 ? rc : handled;
+}
+
+IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx)
+{
+	return dispatch(ctx, 0, 0);
+}
+
+IOPF_API int iopf_ctx_dispatch_bounded(struct iopf_ctx *ctx,
+				       unsigned int max_groups,
+				       unsigned int max_us)
+{
+	return dispatch(ctx, max_groups, max_us);
 }
 
 IOPF_API int iopf_ctx_run(struct iopf_ctx *ctx)

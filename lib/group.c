@@ -93,6 +93,7 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g)
 {
 	struct iopf_source *src = g->src;
 
+	iopf__sched_put(ctx, g);
 	g->src = NULL;
 	if (++g->gen == 0) /* handles never carry generation 0 */
 		g->gen = 1;
@@ -225,7 +226,7 @@ void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now
 	ctx->st.groups++;
 	ctx->st.records += g->nrec;
 	gst_set(g, GS_QUEUED);
-	iopf__ready_push(ctx, g);
+	iopf__sched_intake(ctx, g);
 	if (ctx->prg_on && prg_insert(ctx, g)) {
 		ctx->st.alloc_failures++;
 		iopf__log(ctx, LOG_E,
@@ -233,15 +234,6 @@ void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now
 			  g->key.dev_id, g->key.prgi);
 		iopf__group_end_auto(ctx, g, END_ANSWERED);
 	}
-}
-
-static void latency_add(struct iopf_ctx *ctx, uint64_t ns)
-{
-	unsigned int b = ns ? 63 - (unsigned int)__builtin_clzll(ns) : 0;
-
-	if (b >= IOPF_LAT_BUCKETS)
-		b = IOPF_LAT_BUCKETS - 1;
-	ctx->st.latency_hist[b]++;
 }
 
 /* Remember how a group that reached its handler ended early, so that a
@@ -273,13 +265,17 @@ static void tomb_add(struct iopf_ctx *ctx, iopf_handle_t h, enum gend why)
  * Returns 0, or the error a late answer gets if its life had already
  * ended (nothing is done then; the caller counts the refusal).
  */
-int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
-		    enum gend why)
+static int group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
+		     enum gend why, bool auto_answer)
 {
 	uint8_t st = gst(g);
+	uint64_t lat = ctx->now > g->t_in ? ctx->now - g->t_in : 0;
 
 	if (!gst_live(st))
 		return iopf__end_error(g->end);
+	iopf__sched_end(ctx, g, code, why, auto_answer, lat);
+	if (auto_answer)
+		ctx->st.auto_answers++;
 	out_remove(ctx, g);
 	if (g->indexed)
 		prg_remove(ctx, g);
@@ -288,7 +284,7 @@ int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 	if (ctx->nthrottled && iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
 	if (code != NO_ANSWER) {
-		latency_add(ctx, ctx->now > g->t_in ? ctx->now - g->t_in : 0);
+		iopf__latency_add(ctx->st.latency_hist, lat);
 		if (code == IOPF_CODE_SUCCESS)
 			ctx->st.answers_success++;
 		else
@@ -304,11 +300,16 @@ int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 	return 0;
 }
 
+int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
+		    enum gend why)
+{
+	return group_end(ctx, g, code, why, false);
+}
+
 void iopf__group_end_auto(struct iopf_ctx *ctx, struct iopf_group *g,
 			  enum gend why)
 {
-	if (!iopf__group_end(ctx, g, IOPF_CODE_INVALID, why))
-		ctx->st.auto_answers++;
+	group_end(ctx, g, IOPF_CODE_INVALID, why, true);
 }
 
 int iopf__end_error(unsigned int why)

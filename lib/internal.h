@@ -73,7 +73,6 @@ static inline uint64_t key_hi(const struct prg_key *k)
 
 struct iopf_group {
 	struct prg_key key;
-	uint32_t gflags;  /* IOPF_GROUP_* */
 	uint32_t cookie;  /* kernel cookie (fault queues), else 0 */
 	uint32_t slot;    /* slab slot * SLAB_GROUPS + index in it */
 	uint32_t gen;     /* generation: bumped when the slot is recycled */
@@ -82,8 +81,10 @@ struct iopf_group {
 	uint8_t code;     /* the answer (producer delivery) */
 	uint8_t pins;     /* queue, handler, delivery or cancel list */
 	bool indexed;     /* in ctx->by_prg */
+	uint8_t gflags;   /* IOPF_GROUP_* */
 	uint32_t nrec, cap;
 	uint32_t seq;     /* intake order (wraps; compared by difference) */
+	uint32_t flow;    /* its (device, PASID) flow: sched.c, from intake */
 	union {                  /* the records: grp_rec() */
 		struct iopf_record one;  /* cap == 1: inline */
 		struct iopf_record *ext; /* cap > 1: allocated */
@@ -98,6 +99,8 @@ struct iopf_group {
 	struct iopf_group *qnext;
 	struct iopf_group *dnext;  /* producer answer delivery list */
 };
+
+_Static_assert(sizeof(struct iopf_group) == 128, "a group is two cache lines");
 
 static inline struct iopf_record *grp_rec(struct iopf_group *g)
 {
@@ -251,9 +254,72 @@ struct uevent {
 	bool synthetic;        /* SYNTH_UUID present: written to sysfs */
 };
 
-struct handler_ent {
-	iopf_handler_fn fn;
+/* A callback and its userdata as set (handlers.c). Counted under
+ * ctx->lock: one reference while installed, one per call running. */
+enum bkind { B_HANDLER, B_BATCH, B_CANCEL };
+
+struct binding {
+	union {
+		void (*any)(void);
+		iopf_handler_fn fn;
+		iopf_batch_handler_fn batch;
+		iopf_cancel_fn cancel;
+	};
 	void *ud;
+	iopf_destroy_fn destroy;
+	unsigned int refs;
+	uint8_t kind;         /* enum bkind */
+	bool retired;         /* replaced while running: counted busy */
+	struct binding *next; /* ctx->dead, once refs is 0 */
+};
+
+/* ---- scheduling (sched.c): round-robin over devices, then PASIDs ---- */
+
+struct sched_count {
+	uint64_t groups, records, success, invalid, auto_answers, deadline,
+		kernel, gone, outstanding, ready;
+	uint64_t hist[IOPF_LAT_BUCKETS];
+};
+
+struct dsched;
+
+/* The groups of one (device, PASID): its ready FIFO, its counters. */
+struct flow {
+	uint64_t key;              /* dev << 32 | pasid */
+	uint32_t idx;              /* ctx->sched.flows[idx] == this */
+	uint32_t refs;             /* groups naming it (intake to free) */
+	bool active;               /* on its device's list of ready flows */
+	bool idle;                 /* on the idle list (refs == 0) */
+	struct dsched *dev;
+	struct iopf_group *head, *tail; /* ready groups, through qnext */
+	struct flow *anext;        /* the device's ready flows */
+	struct flow *inext, *iprev; /* idle list; inext: free list */
+	struct sched_count *cnt;   /* with IOPF_CTX_PASID_STATS */
+};
+
+/* One device: its ready flows in turn, its share, its counters. */
+struct dsched {
+	uint32_t dev_id;
+	unsigned int weight, credit;
+	bool prio, active;
+	struct flow *fhead, *ftail;
+	struct dsched *anext;      /* ctx->sched.act[prio] */
+	struct sched_count cnt;
+};
+
+struct sched {
+	struct flow **flows;       /* by index; [0]: the fallback */
+	uint32_t nflows, cap;
+	struct flow *free;         /* flows to reuse */
+	struct flow *idle_head, *idle_tail;
+	uint32_t nidle;
+	struct flow *last;         /* the last flow looked up */
+	struct tbl by_key;         /* dev << 32 | pasid -> flow */
+	struct tbl devs;           /* dev_id -> dsched */
+	struct dsched *act_head[2], *act_tail[2]; /* [0]: priority */
+	uint64_t nready;
+	struct flow fallback;      /* when memory runs out: FIFO, no counts */
+	struct dsched fallback_dev;
 };
 
 /* ---- the context ---- */
@@ -276,14 +342,16 @@ struct iopf_ctx {
 	atomic_int looping;     /* threads in iopf_ctx_run() */
 	uint64_t timer_armed;   /* absolute ns the timer is set for; 0: off */
 	unsigned int nthrottled; /* sources out of the poll set for room */
-	/* handlers */
-	iopf_handler_fn default_fn;
-	void *default_ud;
-	iopf_batch_handler_fn batch_fn;
-	void *batch_ud;
-	struct tbl handlers;    /* dev << 32 | pasid -> struct handler_ent */
-	iopf_cancel_fn cancel_fn;
-	void *cancel_ud;
+	unsigned int dispatch_max_groups, dispatch_max_us, flags;
+	/* handlers (handlers.c) */
+	struct binding *def_b, *batch_b, *cancel_b;
+	struct tbl handlers;    /* dev << 32 | pasid -> struct binding */
+	struct binding *dead;   /* to destroy, outside the lock */
+	unsigned int retired_busy; /* replaced, still running somewhere */
+	unsigned int reaping;   /* threads calling destroy callbacks */
+	pthread_cond_t quiesced;
+	/* scheduling */
+	struct sched sched;
 	/* devices */
 	struct tbl devs;        /* dev_id -> struct dev_ent */
 	unsigned int ngone;
@@ -303,7 +371,6 @@ struct iopf_ctx {
 	struct tbl tombs;         /* handle -> enum gend, for early ends */
 	uint64_t *tomb_ring;      /* the same handles, oldest first out */
 	uint32_t tomb_head, tomb_n;
-	struct iopf_group *ready_head, *ready_tail;
 	struct iopf_group *deliv_head, *deliv_tail; /* producer answers */
 	uint64_t outstanding, partial_held;
 	uint64_t now;             /* last clock read under the lock: one a
@@ -385,6 +452,30 @@ void iopf__deliver_push(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__deliver(struct iopf_ctx *ctx);
 void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list);
 
+/* sched.c (ctx->lock held) */
+int iopf__sched_init(struct iopf_ctx *ctx);
+void iopf__sched_free(struct iopf_ctx *ctx);
+/* Into its flow's ready FIFO (pinned by it), counted. */
+void iopf__sched_intake(struct iopf_ctx *ctx, struct iopf_group *g);
+/* The next ready group in turn, or NULL; the caller has its pin. */
+struct iopf_group *iopf__sched_pop(struct iopf_ctx *ctx);
+/* A group's life ended: count it. auto: libiopf's own INVALID. */
+void iopf__sched_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
+		     enum gend why, bool auto_answer, uint64_t latency);
+/* Its slot is free again: its flow may be let go. */
+void iopf__sched_put(struct iopf_ctx *ctx, struct iopf_group *g);
+void iopf__latency_add(uint64_t *hist, uint64_t ns);
+
+/* handlers.c */
+/* The binding that handles a group now, referenced (ctx->lock held). */
+struct binding *iopf__handler_get(struct iopf_ctx *ctx, const struct prg_key *k);
+struct binding *iopf__cancel_get(struct iopf_ctx *ctx);
+/* Drop a reference (ctx->lock held); its destroy runs at iopf__reap(). */
+void iopf__binding_put(struct iopf_ctx *ctx, struct binding *b);
+/* Call the destroy callbacks due. No lock held. */
+void iopf__reap(struct iopf_ctx *ctx);
+void iopf__handlers_free(struct iopf_ctx *ctx);
+
 /* dispatch.c */
 void iopf__wake(struct iopf_ctx *ctx);
 void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n);
@@ -442,17 +533,6 @@ static inline void iopf__source_unref(struct iopf_source *src)
 		src->ops->destroy(src);
 }
 
-/* ctx->lock held. The ready queue pins what it holds. */
-static inline void iopf__ready_push(struct iopf_ctx *ctx, struct iopf_group *g)
-{
-	g->pins++;
-	g->qnext = NULL;
-	if (ctx->ready_tail)
-		ctx->ready_tail->qnext = g;
-	else
-		ctx->ready_head = g;
-	ctx->ready_tail = g;
-}
 
 static inline void iopf__group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
 {

@@ -236,7 +236,25 @@ struct iopf_ctx_opts {
 	iopf_log_fn log_fn;  /**< log callback; NULL: silent */
 	void *log_userdata;  /**< passed to log_fn */
 	int log_level;       /**< most verbose level passed; 0: 4 (warning) */
+	/* since 1.3 */
+	/** Most groups one iopf_ctx_dispatch() call hands out; the rest stay
+	 *  ready and the context fd stays readable. 0: no limit. */
+	unsigned int dispatch_max_groups;
+	/** Time budget of one iopf_ctx_dispatch() call in microseconds: no
+	 *  handler is started once it is spent (a running one is not
+	 *  interrupted). 0: no limit. */
+	unsigned int dispatch_max_us;
+	unsigned int flags;  /**< IOPF_CTX_* */
 };
+
+/** Context flag: keep counters per (device, PASID), not only per device
+ *  (iopf_ctx_get_device_stats()). Since 1.3. */
+#define IOPF_CTX_PASID_STATS (1u << 0)
+/** Context flag: debug mode. Ended groups are poisoned and their slots
+ *  reused late, and reading a group through a pointer kept past its
+ *  handler aborts with a log line. Also set by the environment variable
+ *  IOPF_DEBUG=poison. For tests; costs speed. Since 1.3. */
+#define IOPF_CTX_POISON (1u << 1)
 
 /**
  * @brief Create a context.
@@ -855,6 +873,190 @@ IOPF_API int iopf_ctx_unwatch_device(struct iopf_ctx *ctx, uint32_t dev_id);
  *         later answers) could not be kept.
  */
 IOPF_API int iopf_ctx_device_gone(struct iopf_ctx *ctx, uint32_t dev_id);
+/**@}*/
+
+/**
+ * @name Bounded and fair dispatch, handler lifetimes (since 1.3)
+ *
+ * Groups are handed out round-robin: over devices, and within a device
+ * over its PASIDs, one group at a time (a device's weight groups at a
+ * time), so a device that floods delays another's groups by at most one
+ * turn of the devices that have groups ready. Devices marked
+ * IOPF_SCHED_PRIORITY are served before all others.
+ */
+/**@{*/
+/**
+ * @brief iopf_ctx_dispatch() within a budget: hand out at most max_groups
+ * groups and start no handler once max_us microseconds have passed. What
+ * is left stays ready, the context fd stays readable, and the answers of
+ * this call are written before it returns (one bounded call is one slice).
+ * @param ctx the context.
+ * @param max_groups most groups handed out; 0: the context's
+ *        dispatch_max_groups option (0 there: no limit).
+ * @param max_us time budget in microseconds; 0: the context's
+ *        dispatch_max_us option (0 there: no limit). A handler running when
+ *        it is spent is not interrupted: a call lasts at most max_us plus
+ *        one handler call.
+ * @return as iopf_ctx_dispatch().
+ * Thread safety: as iopf_ctx_dispatch().
+ */
+IOPF_API int iopf_ctx_dispatch_bounded(struct iopf_ctx *ctx,
+				       unsigned int max_groups,
+				       unsigned int max_us);
+
+/** iopf_ctx_set_device_sched() flag: serve this device before others. */
+#define IOPF_SCHED_PRIORITY (1u << 0)
+
+/**
+ * @brief Set a device's share of dispatch: weight groups a turn (default
+ * 1), and IOPF_SCHED_PRIORITY for a device that is latency-sensitive.
+ * @param ctx the context.
+ * @param dev_id the iommufd device object id.
+ * @param weight groups handed out per turn, 1 to 65536; 0: 1.
+ * @param flags 0 or IOPF_SCHED_PRIORITY.
+ * @return 0, -EINVAL, -ENOMEM. Thread safety: any thread.
+ */
+IOPF_API int iopf_ctx_set_device_sched(struct iopf_ctx *ctx, uint32_t dev_id,
+				       unsigned int weight, unsigned int flags);
+
+/**
+ * @brief Frees a callback's userdata once no thread can call it (as
+ * GLib's GDestroyNotify).
+ */
+typedef void (*iopf_destroy_fn)(void *userdata);
+
+/**
+ * @brief iopf_ctx_set_handler() with a destroy callback for userdata.
+ *
+ * The setters of this family replace a callback at once for groups not
+ * yet handed out; a call of the old one already running (on a worker, or
+ * a deferred batch) finishes. destroy(userdata) is called exactly once,
+ * when the callback has been replaced (or removed, or the context freed)
+ * and its last running call has returned: on the thread that ran that
+ * last call, or the setter's thread if none ran, with no lock held. It
+ * may call libiopf except iopf_ctx_free().
+ * @param ctx the context.
+ * @param fn the callback, or NULL to remove it (destroy is then called
+ *        for the old userdata only; the new destroy is ignored).
+ * @param userdata passed to fn, last.
+ * @param destroy called with userdata once fn can no longer run; NULL:
+ *        none.
+ * @return 0, -EINVAL, -ENOMEM (nothing changed, destroy not called).
+ * Thread safety: any thread, including handlers.
+ */
+IOPF_API int iopf_ctx_set_handler_full(struct iopf_ctx *ctx,
+				       iopf_handler_fn fn, void *userdata,
+				       iopf_destroy_fn destroy);
+
+/** @brief iopf_ctx_set_device_handler() with a destroy callback; see
+ * iopf_ctx_set_handler_full(). @return 0, -EINVAL, -ENOMEM. */
+IOPF_API int iopf_ctx_set_device_handler_full(struct iopf_ctx *ctx,
+					      uint32_t dev_id,
+					      iopf_handler_fn fn,
+					      void *userdata,
+					      iopf_destroy_fn destroy);
+
+/** @brief iopf_ctx_set_pasid_handler() with a destroy callback; see
+ * iopf_ctx_set_handler_full(). @return 0, -EINVAL, -ENOMEM. */
+IOPF_API int iopf_ctx_set_pasid_handler_full(struct iopf_ctx *ctx,
+					     uint32_t dev_id, uint32_t pasid,
+					     iopf_handler_fn fn,
+					     void *userdata,
+					     iopf_destroy_fn destroy);
+
+/** @brief iopf_ctx_set_batch_handler() with a destroy callback; see
+ * iopf_ctx_set_handler_full(). @return 0, -EINVAL, -ENOMEM. */
+IOPF_API int iopf_ctx_set_batch_handler_full(struct iopf_ctx *ctx,
+					     iopf_batch_handler_fn fn,
+					     void *userdata,
+					     iopf_destroy_fn destroy);
+
+/** @brief iopf_ctx_set_cancel_handler() with a destroy callback; see
+ * iopf_ctx_set_handler_full(). @return 0, -EINVAL, -ENOMEM. */
+IOPF_API int iopf_ctx_set_cancel_handler_full(struct iopf_ctx *ctx,
+					      iopf_cancel_fn fn,
+					      void *userdata,
+					      iopf_destroy_fn destroy);
+
+/**
+ * @brief Wait until no thread runs a callback that has been replaced or
+ * removed, and every destroy callback due has returned.
+ *
+ * After iopf_ctx_set_handler(ctx, NULL, NULL) and iopf_ctx_quiesce(ctx),
+ * the old handler's userdata can be freed by its owner even without a
+ * destroy callback.
+ * @param ctx the context.
+ * @return 0, -EINVAL, or -EDEADLK from a callback (which could be the one
+ *         waited for).
+ * Thread safety: any thread but the context's callbacks.
+ */
+IOPF_API int iopf_ctx_quiesce(struct iopf_ctx *ctx);
+/**@}*/
+
+/** @name Per-device statistics (since 1.3) */
+/**@{*/
+/** @brief Counters of one device, or one (device, PASID); read with
+ *  iopf_ctx_get_device_stats(). */
+struct iopf_device_stats {
+	size_t sz;                 /**< sizeof(struct iopf_device_stats) */
+	uint32_t dev_id;           /**< the device */
+	uint32_t pasid;            /**< the PASID, or IOPF_NO_PASID; for a
+				        device's totals: IOPF_NO_PASID */
+	uint64_t groups;           /**< groups taken in */
+	uint64_t records;          /**< their records */
+	uint64_t answers_success;  /**< SUCCESS answers sent */
+	uint64_t answers_invalid;  /**< INVALID answers sent (any cause) */
+	uint64_t auto_answers;     /**< INVALID sent by libiopf itself */
+	uint64_t deadline_expired; /**< answered INVALID past the deadline */
+	uint64_t kernel_answered;  /**< answered by the kernel (detach) */
+	uint64_t cancelled;        /**< dropped: the device went away */
+	uint64_t outstanding;      /**< awaiting an answer now */
+	uint64_t ready;            /**< of which not yet handed out */
+	/** read-to-answer latency, bucket i: [2^i, 2^(i+1)) nanoseconds */
+	uint64_t latency_hist[IOPF_LAT_BUCKETS];
+};
+
+/**
+ * @brief Copy one device's counters (flags IOPF_ALL_PASIDS), or one
+ * (device, PASID)'s (needs the IOPF_CTX_PASID_STATS context flag).
+ *
+ * Counting starts with a device's first group. iopf_stats_latency_ns()
+ * reads the histogram through a struct iopf_stats it is copied into; or
+ * use iopf_device_stats_latency_ns().
+ * @param ctx the context.
+ * @param dev_id the device.
+ * @param pasid the PASID (IOPF_NO_PASID: its groups without one); ignored
+ *        with IOPF_ALL_PASIDS.
+ * @param flags 0 or IOPF_ALL_PASIDS.
+ * @param st out; st->sz set (IOPF_OPTS(iopf_device_stats, st) does).
+ * @return 0, -EINVAL, -ENOENT (no group of it seen, or its PASID counters
+ *         were not kept), -EOPNOTSUPP (per PASID without
+ *         IOPF_CTX_PASID_STATS). Thread safety: any thread.
+ */
+IOPF_API int iopf_ctx_get_device_stats(struct iopf_ctx *ctx, uint32_t dev_id,
+				       uint32_t pasid, unsigned int flags,
+				       struct iopf_device_stats *st);
+
+/**
+ * @brief The devices that have counters, in no particular order.
+ * @param ctx the context.
+ * @param ids out: up to n device ids; may be NULL if n is 0.
+ * @param n room in ids.
+ * @return how many devices there are (may exceed n: call again with more
+ *         room), or -EINVAL. Thread safety: any thread.
+ */
+IOPF_API int iopf_ctx_list_devices(struct iopf_ctx *ctx, uint32_t *ids,
+				   size_t n);
+
+/**
+ * @brief Latency quantile of a device's histogram, as
+ * iopf_stats_latency_ns().
+ * @param st the counters.
+ * @param q quantile, from 0 to 1.
+ * @return the upper bound in ns of the bucket holding quantile q, or 0.
+ */
+IOPF_API uint64_t iopf_device_stats_latency_ns(const struct iopf_device_stats *st,
+					       double q);
 /**@}*/
 
 #ifdef __cplusplus

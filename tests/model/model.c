@@ -140,6 +140,8 @@ struct ginfo {            /* one group, by gid (its address) */
 	atomic_bool succ;     /* someone answered it SUCCESS by handle/return */
 	atomic_bool completed;/* producer: its LAST submit returned 1/-ENOMEM */
 	atomic_bool cancelled;
+	atomic_uint_fast64_t subseq; /* producer: subseq once its LAST submit
+				      * returned; UINT64_MAX before */
 };
 
 struct keystat {          /* per (device, PASID, PRG index) */
@@ -516,8 +518,13 @@ struct bulk {
 	struct iopf_source *src; /* NULL: every source */
 	uint32_t dev, pasid;
 	unsigned int flags;
+	uint64_t subseq;         /* S.subseq when it was made */
 };
 static _Thread_local bool t_round_check;
+/* Producer LAST submits so far: a group submitted after a bulk ending is
+ * a new group, which the same dispatch call may hand out (groups are
+ * handed out in turn, not as a snapshot of the round). */
+static atomic_uint_fast64_t subseq;
 static _Thread_local struct bulk t_bulk[8];
 static _Thread_local int t_nbulk;
 
@@ -611,7 +618,8 @@ static int handler(struct iopf_group *g, void *ud)
 
 			CHECK(!(b->c == c && gi->dev == b->dev &&
 				((b->flags & IOPF_ALL_PASIDS) || gi->pasid == b->pasid) &&
-				(!b->src || b->src == iopf_group_source(g))),
+				(!b->src || b->src == iopf_group_source(g)) &&
+				(gi->kind != K_PROD || atomic_load(&gi->subseq) < b->subseq)),
 			      "handler called for group %u (dev %u pasid %#x) answered in bulk earlier in its round",
 			      gid, gi->dev, gi->pasid);
 		}
@@ -642,7 +650,8 @@ static int handler(struct iopf_group *g, void *ud)
 		CHECK(rc == -EDEADLK, "iopf_ctx_run() from a handler returned %d", rc);
 	} else if (p < 76) { /* a bulk ending mid-round */
 		struct bulk b = { .c = c, .dev = gi->dev, .pasid = pick_pasid(r),
-				  .flags = chance(r, 500) ? IOPF_ALL_PASIDS : 0 };
+				  .flags = chance(r, 500) ? IOPF_ALL_PASIDS : 0,
+				  .subseq = atomic_load(&subseq) };
 
 		/* Its source stays open meanwhile only without workers: sources
 		 * close in the dispatching thread. */
@@ -967,7 +976,9 @@ static bool prod_submit(struct msrc *ms, struct mdev *d, uint32_t pasid,
 		return false;
 	}
 	pthread_mutex_lock(&d->mu);
+	atomic_store(&gi->subseq, UINT64_MAX);
 	rc = iopf_producer_submit(ms->s, &rq);
+	atomic_store(&gi->subseq, atomic_fetch_add(&subseq, 1));
 	if (rc == 1 || rc == -ENOMEM) {
 		struct keystat *k = keyst(d, pasid, prgi);
 

@@ -1,0 +1,448 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sched.c - who is handed out next, and per-device counters.
+ *
+ * Ready groups wait in the FIFO of their (device, PASID) flow. Devices
+ * with ready groups take turns (weight groups a turn; priority devices
+ * first), and a device's ready flows take turns within it, so one device
+ * or PASID that floods delays another's groups by one turn, not by its
+ * whole backlog. The flow also names where a group is counted, so ending
+ * a group counts it without a lookup.
+ *
+ * A flow is created at its first group and kept while groups name it;
+ * then it idles (cached) and the oldest idle flows beyond IDLE_MAX are
+ * reused. Devices are kept for their counters. When no memory is left
+ * for a flow, its group goes to the fallback flow (FIFO, context totals
+ * only): scheduling never fails a group. ctx->lock held throughout.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define IDLE_MAX 1024u
+
+static void dsched_init(struct dsched *d, uint32_t dev)
+{
+	d->dev_id = dev;
+	d->weight = d->credit = 1;
+}
+
+int iopf__sched_init(struct iopf_ctx *ctx)
+{
+	struct sched *s = &ctx->sched;
+
+	s->flows = xcalloc(16, sizeof(*s->flows));
+	if (!s->flows)
+		return -ENOMEM;
+	s->cap = 16;
+	s->nflows = 1;
+	s->flows[0] = &s->fallback;
+	s->fallback.dev = &s->fallback_dev;
+	s->fallback.refs = 1; /* never idles */
+	dsched_init(&s->fallback_dev, UINT32_MAX);
+	return 0;
+}
+
+void iopf__sched_free(struct iopf_ctx *ctx)
+{
+	struct sched *s = &ctx->sched;
+
+	for (uint32_t i = 1; i < s->nflows; i++) {
+		free(s->flows[i]->cnt);
+		free(s->flows[i]);
+	}
+	free(s->flows);
+	for (uint32_t i = 0; i < s->devs.cap; i++)
+		free(s->devs.e[i].v);
+	tbl_free(&s->devs);
+	tbl_free(&s->by_key);
+}
+
+static struct dsched *dev_get(struct iopf_ctx *ctx, uint32_t dev)
+{
+	struct dsched *d = tbl_get(&ctx->sched.devs, dev, 0);
+
+	if (d)
+		return d;
+	if (!(d = xcalloc(1, sizeof(*d))))
+		return NULL;
+	dsched_init(d, dev);
+	if (tbl_put(&ctx->sched.devs, dev, 0, d)) {
+		free(d);
+		return NULL;
+	}
+	return d;
+}
+
+static void idle_remove(struct sched *s, struct flow *f)
+{
+	if (f->iprev)
+		f->iprev->inext = f->inext;
+	else
+		s->idle_head = f->inext;
+	if (f->inext)
+		f->inext->iprev = f->iprev;
+	else
+		s->idle_tail = f->iprev;
+	f->inext = f->iprev = NULL;
+	f->idle = false;
+	s->nidle--;
+}
+
+/* A flow struct: reused, or new with an index. NULL without memory. */
+static struct flow *flow_alloc(struct iopf_ctx *ctx)
+{
+	struct sched *s = &ctx->sched;
+	struct flow *f = s->free;
+
+	if (f) {
+		s->free = f->inext;
+		f->inext = NULL;
+		return f;
+	}
+	if (s->nflows == s->cap) {
+		struct flow **nf = xrealloc(s->flows, s->cap * 2 * sizeof(*nf));
+
+		if (!nf)
+			return NULL;
+		s->flows = nf;
+		s->cap *= 2;
+	}
+	if (!(f = xcalloc(1, sizeof(*f))))
+		return NULL;
+	f->idx = s->nflows;
+	s->flows[s->nflows++] = f;
+	return f;
+}
+
+static struct flow *flow_new(struct iopf_ctx *ctx, uint64_t key)
+{
+	struct sched *s = &ctx->sched;
+	struct dsched *d = dev_get(ctx, (uint32_t)(key >> 32));
+	struct flow *f;
+
+	if (!d || !(f = flow_alloc(ctx)))
+		return &s->fallback;
+	if (f->cnt)
+		memset(f->cnt, 0, sizeof(*f->cnt));
+	else if (ctx->flags & IOPF_CTX_PASID_STATS)
+		f->cnt = xcalloc(1, sizeof(*f->cnt)); /* best effort */
+	f->key = key;
+	f->dev = d;
+	f->refs = 0;
+	if (tbl_put(&s->by_key, key, 0, f)) {
+		f->inext = s->free;
+		s->free = f;
+		return &s->fallback;
+	}
+	return f;
+}
+
+static struct flow *flow_of(struct iopf_ctx *ctx, uint64_t key)
+{
+	struct sched *s = &ctx->sched;
+	struct flow *f = s->last;
+
+	if (!f || f->key != key) {
+		if (!(f = tbl_get(&s->by_key, key, 0)))
+			f = flow_new(ctx, key);
+		if (f != &s->fallback)
+			s->last = f;
+	}
+	if (f->idle) /* in use again (the cached one too) */
+		idle_remove(s, f);
+	return f;
+}
+
+static inline void dev_enqueue(struct sched *s, struct dsched *d)
+{
+	int q = !d->prio;
+
+	d->anext = NULL;
+	if (s->act_tail[q])
+		s->act_tail[q]->anext = d;
+	else
+		s->act_head[q] = d;
+	s->act_tail[q] = d;
+}
+
+static inline void flow_enqueue(struct dsched *d, struct flow *f)
+{
+	f->anext = NULL;
+	if (d->ftail)
+		d->ftail->anext = f;
+	else
+		d->fhead = f;
+	d->ftail = f;
+}
+
+void iopf__sched_intake(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	struct sched *s = &ctx->sched;
+	struct flow *f = flow_of(ctx, key_hi(&g->key));
+	struct dsched *d = f->dev;
+
+	g->flow = f->idx;
+	f->refs++;
+	d->cnt.groups++;
+	d->cnt.records += g->nrec;
+	d->cnt.outstanding++;
+	d->cnt.ready++;
+	if (f->cnt) {
+		f->cnt->groups++;
+		f->cnt->records += g->nrec;
+		f->cnt->outstanding++;
+		f->cnt->ready++;
+	}
+	g->pins++; /* the ready queue's */
+	g->qnext = NULL;
+	if (f->tail)
+		f->tail->qnext = g;
+	else
+		f->head = g;
+	f->tail = g;
+	s->nready++;
+	if (!f->active) {
+		f->active = true;
+		flow_enqueue(d, f);
+		if (!d->active) {
+			d->active = true;
+			d->credit = d->weight;
+			dev_enqueue(s, d);
+		}
+	}
+}
+
+struct iopf_group *iopf__sched_pop(struct iopf_ctx *ctx)
+{
+	struct sched *s = &ctx->sched;
+	int q = s->act_head[0] ? 0 : 1;
+	struct dsched *d = s->act_head[q];
+	struct flow *f;
+	struct iopf_group *g;
+
+	if (!d)
+		return NULL;
+	f = d->fhead;
+	g = f->head;
+	if (!(f->head = g->qnext))
+		f->tail = NULL;
+	g->qnext = NULL;
+	s->nready--;
+	d->cnt.ready--;
+	if (f->cnt)
+		f->cnt->ready--;
+	/* the flow's turn is over: to the back of its device's, or out */
+	if (!(d->fhead = f->anext))
+		d->ftail = NULL;
+	if (f->head)
+		flow_enqueue(d, f);
+	else
+		f->active = false;
+	/* the device's turn: over when empty or its weight is used */
+	if (!d->fhead || --d->credit == 0) {
+		if (!(s->act_head[q] = d->anext))
+			s->act_tail[q] = NULL;
+		d->credit = d->weight;
+		if (d->fhead)
+			dev_enqueue(s, d);
+		else
+			d->active = false;
+	}
+	return g;
+}
+
+void iopf__latency_add(uint64_t *hist, uint64_t ns)
+{
+	unsigned int b = ns ? 63 - (unsigned int)__builtin_clzll(ns) : 0;
+
+	hist[b < IOPF_LAT_BUCKETS ? b : IOPF_LAT_BUCKETS - 1]++;
+}
+
+static void count_end(struct sched_count *c, int code, enum gend why,
+		      bool auto_answer, uint64_t latency)
+{
+	c->outstanding--;
+	if (code == NO_ANSWER) {
+		c->kernel++;
+	} else {
+		iopf__latency_add(c->hist, latency);
+		if (code == IOPF_CODE_SUCCESS)
+			c->success++;
+		else
+			c->invalid++;
+	}
+	if (auto_answer)
+		c->auto_answers++;
+	if (why == END_DEADLINE)
+		c->deadline++;
+	else if (why == END_GONE)
+		c->gone++;
+}
+
+void iopf__sched_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
+		     enum gend why, bool auto_answer, uint64_t latency)
+{
+	struct flow *f = ctx->sched.flows[g->flow];
+
+	count_end(&f->dev->cnt, code, why, auto_answer, latency);
+	if (f->cnt)
+		count_end(f->cnt, code, why, auto_answer, latency);
+}
+
+void iopf__sched_put(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	struct sched *s = &ctx->sched;
+	struct flow *f = s->flows[g->flow];
+
+	if (--f->refs || f == &s->fallback)
+		return;
+	if (f->cnt) /* its counters are asked for: kept */
+		return;
+	f->idle = true;
+	f->inext = NULL;
+	f->iprev = s->idle_tail;
+	if (s->idle_tail)
+		s->idle_tail->inext = f;
+	else
+		s->idle_head = f;
+	s->idle_tail = f;
+	if (++s->nidle > IDLE_MAX) { /* let the oldest go */
+		struct flow *o = s->idle_head;
+
+		idle_remove(s, o);
+		tbl_del(&s->by_key, o->key, 0);
+		if (s->last == o)
+			s->last = NULL;
+		o->inext = s->free;
+		s->free = o;
+	}
+}
+
+/* ---- public ---- */
+
+IOPF_API int iopf_ctx_set_device_sched(struct iopf_ctx *ctx, uint32_t dev_id,
+				       unsigned int weight, unsigned int flags)
+{
+	struct dsched *d;
+	int rc = 0;
+
+	if (!ctx || weight > 65536 || (flags & ~IOPF_SCHED_PRIORITY))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	if (!(d = dev_get(ctx, dev_id))) {
+		rc = -ENOMEM;
+	} else {
+		bool prio = flags & IOPF_SCHED_PRIORITY;
+
+		d->weight = weight ? weight : 1;
+		if (d->credit > d->weight)
+			d->credit = d->weight;
+		if (prio != d->prio && d->active) {
+			/* move it between the two turn lists */
+			struct sched *s = &ctx->sched;
+			int q = !d->prio;
+			struct dsched **pp = &s->act_head[q], *prev = NULL;
+
+			while (*pp != d) {
+				prev = *pp;
+				pp = &(*pp)->anext;
+			}
+			*pp = d->anext;
+			if (s->act_tail[q] == d)
+				s->act_tail[q] = prev;
+			d->prio = prio;
+			dev_enqueue(s, d);
+		}
+		d->prio = prio;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return rc;
+}
+
+static void copy_out(struct iopf_device_stats *st, const struct sched_count *c,
+		     uint32_t dev, uint32_t pasid)
+{
+	struct iopf_device_stats cur = {
+		.sz = st->sz,
+		.dev_id = dev,
+		.pasid = pasid,
+		.groups = c->groups,
+		.records = c->records,
+		.answers_success = c->success,
+		.answers_invalid = c->invalid,
+		.auto_answers = c->auto_answers,
+		.deadline_expired = c->deadline,
+		.kernel_answered = c->kernel,
+		.cancelled = c->gone,
+		.outstanding = c->outstanding,
+		.ready = c->ready,
+	};
+
+	memcpy(cur.latency_hist, c->hist, sizeof(cur.latency_hist));
+	memcpy(st, &cur, st->sz < sizeof(cur) ? st->sz : sizeof(cur));
+}
+
+IOPF_API int iopf_ctx_get_device_stats(struct iopf_ctx *ctx, uint32_t dev_id,
+				       uint32_t pasid, unsigned int flags,
+				       struct iopf_device_stats *st)
+{
+	int rc = 0;
+
+	if (!ctx || !st || st->sz < sizeof(st->sz) || (flags & ~IOPF_ALL_PASIDS))
+		return -EINVAL;
+	if (!(flags & IOPF_ALL_PASIDS) && !(ctx->flags & IOPF_CTX_PASID_STATS))
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&ctx->lock);
+	if (flags & IOPF_ALL_PASIDS) {
+		struct dsched *d = tbl_get(&ctx->sched.devs, dev_id, 0);
+
+		if (d)
+			copy_out(st, &d->cnt, dev_id, IOPF_NO_PASID);
+		else
+			rc = -ENOENT;
+	} else {
+		struct flow *f = tbl_get(&ctx->sched.by_key,
+					 (uint64_t)dev_id << 32 | pasid, 0);
+
+		if (f && f->cnt)
+			copy_out(st, f->cnt, dev_id, pasid);
+		else
+			rc = -ENOENT;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return rc;
+}
+
+IOPF_API int iopf_ctx_list_devices(struct iopf_ctx *ctx, uint32_t *ids,
+				   size_t n)
+{
+	size_t k = 0;
+
+	if (!ctx || (n && !ids))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	for (uint32_t i = 0; i < ctx->sched.devs.cap; i++) {
+		const struct dsched *d = ctx->sched.devs.e[i].v;
+
+		if (!d)
+			continue;
+		if (k < n)
+			ids[k] = d->dev_id;
+		k++;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return k > INT32_MAX ? INT32_MAX : (int)k;
+}
+
+IOPF_API uint64_t iopf_device_stats_latency_ns(const struct iopf_device_stats *st,
+					       double q)
+{
+	struct iopf_stats s = { .sz = sizeof(s) };
+
+	if (!st || st->sz < offsetofend(struct iopf_device_stats, latency_hist))
+		return 0;
+	memcpy(s.latency_hist, st->latency_hist, sizeof(s.latency_hist));
+	return iopf_stats_latency_ns(&s, q);
+}

@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/* test_sched.c - who is handed out next (round-robin over devices and
+ * PASIDs, weights, priority), bounded dispatch, per-device counters, and
+ * handler lifetimes (destroy callbacks, quiesce). */
+#include <pthread.h>
+#include <time.h>
+
+#include "testutil.h"
+
+#define NP IOPF_NO_PASID /* fk_trigger(): PASID 0 is none */
+
+static int h_ok(struct iopf_group *g, void *ud)
+{
+	(void)g;
+	(void)ud;
+	return IOPF_CODE_SUCCESS;
+}
+
+struct seen {
+	uint32_t dev[64], pasid[64];
+	int n;
+};
+
+static int h_record(struct iopf_group *g, void *ud)
+{
+	struct seen *s = ud;
+
+	if (s->n < 64) {
+		s->dev[s->n] = iopf_group_dev_id(g);
+		s->pasid[s->n] = iopf_group_pasid(g);
+	}
+	s->n++;
+	return IOPF_CODE_SUCCESS;
+}
+
+static void expect_order(const struct seen *s, const uint32_t (*want)[2],
+			 int n)
+{
+	ck_assert_int_eq(s->n, n);
+	for (int i = 0; i < n; i++)
+		ck_assert_msg(s->dev[i] == want[i][0] && s->pasid[i] == want[i][1],
+			      "group %d: dev %u pasid %u, want dev %u pasid %u", i,
+			      s->dev[i], s->pasid[i], want[i][0], want[i][1]);
+}
+
+START_TEST(round_robin_over_devices_then_pasids)
+{
+	struct tctx t;
+	struct seen s = { 0 };
+	static const uint32_t want[][2] = {
+		{ 1, NP }, { 2, NP }, { 1, 7 }, { 2, NP }, { 1, NP }, { 1, 7 },
+		{ 1, NP }, { 1, NP }, { 1, NP }, { 1, NP }, { 1, NP }, { 1, NP },
+		{ 1, NP }, { 1, NP },
+	};
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_record, &s);
+	for (int i = 0; i < 10; i++) /* dev 1 floods */
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	fk_trigger(t.f, 2, 0, 1, 1, 0);
+	fk_trigger(t.f, 2, 0, 2, 1, 0);
+	fk_trigger(t.f, 1, 7, 1, 1, 0);
+	fk_trigger(t.f, 1, 7, 2, 1, 0);
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 14);
+	expect_order(&s, want, 14);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+START_TEST(weights_and_priority)
+{
+	struct tctx t;
+	struct seen s = { 0 };
+	static const uint32_t weighted[][2] = {
+		{ 1, NP }, { 1, NP }, { 1, NP }, { 2, NP }, { 1, NP }, { 1, NP },
+		{ 1, NP }, { 2, NP }, { 2, NP },
+	};
+	static const uint32_t prio[][2] = {
+		{ 3, NP }, { 3, NP }, { 2, NP },
+	};
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_record, &s);
+	ck_assert_int_eq(iopf_ctx_set_device_sched(t.ctx, 1, 3, 0), 0);
+	ck_assert_int_eq(iopf_ctx_set_device_sched(t.ctx, 1, 65537, 0), -EINVAL);
+	ck_assert_int_eq(iopf_ctx_set_device_sched(t.ctx, 1, 1, 8), -EINVAL);
+	for (int i = 0; i < 6; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	for (int i = 0; i < 3; i++)
+		fk_trigger(t.f, 2, 0, (uint32_t)i, 1, 0);
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 9);
+	expect_order(&s, weighted, 9);
+
+	/* a latency-sensitive device goes first, even marked while ready */
+	s.n = 0;
+	ck_assert_int_eq(iopf_ctx_set_device_sched(t.ctx, 1, 1, 0), 0);
+	fk_trigger(t.f, 1, 0, 12, 1, 0);
+	fk_trigger(t.f, 2, 0, 12, 1, 0);
+	fk_trigger(t.f, 3, 0, 12, 1, 0);
+	fk_trigger(t.f, 3, 0, 13, 1, 0);
+	ck_assert_int_eq(iopf_ctx_dispatch_bounded(t.ctx, 1, 0), 0 + 1);
+	ck_assert_int_eq(s.n, 1); /* dev 1: all were ready, in turn */
+	s.n = 0;
+	ck_assert_int_eq(iopf_ctx_set_device_sched(t.ctx, 3, 1, IOPF_SCHED_PRIORITY), 0);
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 3);
+	expect_order(&s, prio, 3);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+START_TEST(bounded_by_groups_leaves_fd_readable_and_writes_per_slice)
+{
+	struct tctx t;
+	int n = 0, calls = 0;
+	size_t na;
+	struct pollfd p;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	for (int i = 0; i < 10; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	ck_assert_int_eq(iopf_ctx_dispatch_bounded(t.ctx, 3, 0), 3);
+	fk_answers(t.f, &na);
+	ck_assert_uint_eq(na, 3); /* this slice's answers are written */
+	ck_assert_uint_eq(tstats(t.ctx).dispatch_slices, 1);
+	p = (struct pollfd){ .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 0), 1); /* the rest is still to do */
+	while (n < 10 && calls++ < 10)
+		ck_assert_int_le(iopf_ctx_dispatch_bounded(t.ctx, 3, 0), 3);
+	ck_assert_int_eq(n, 10);
+	ck_assert_int_eq(calls, 3);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+
+	/* the context's option bounds plain iopf_ctx_dispatch() */
+	IOPF_OPTS(iopf_ctx_opts, o, .dispatch_max_groups = 4);
+	n = 0;
+	tctx_init_opts(&t, &o, NULL);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	for (int i = 0; i < 10; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 4);
+	ck_assert_int_eq(drive(t.ctx), 6);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+static int h_slow(struct iopf_group *g, void *ud)
+{
+	(void)g;
+	(*(int *)ud)++;
+	nanosleep(&(struct timespec){ .tv_nsec = 5000000 }, NULL);
+	return IOPF_CODE_SUCCESS;
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+START_TEST(bounded_by_time_starts_no_handler_past_budget)
+{
+	struct tctx t;
+	int n = 0, rc;
+	uint64_t t0, took;
+	size_t na;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_slow, &n);
+	for (int i = 0; i < 20; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	t0 = now_us();
+	rc = iopf_ctx_dispatch_bounded(t.ctx, 0, 12000);
+	took = now_us() - t0;
+	/* handlers of 5 ms in a 12 ms budget: at least 1, and none started
+	 * past the budget (a loaded machine may fit fewer) */
+	ck_assert_int_ge(rc, 1);
+	ck_assert_int_le(rc, 3);
+	ck_assert_int_eq(n, rc);
+	ck_assert_uint_lt(took, 12000 + 5000 * 3);
+	fk_answers(t.f, &na);
+	ck_assert_uint_eq(na, (size_t)rc);
+	drive(t.ctx);
+	ck_assert_int_eq(n, 20);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+/* More flows than are cached idle: flows are let go and made again. */
+START_TEST(many_pasids_flows_recycled)
+{
+	struct tctx t;
+	int n = 0;
+	IOPF_OPTS(iopf_device_stats, ds);
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	for (int round = 0; round < 3; round++) {
+		for (uint32_t p = 0; p < 3000; p++)
+			fk_trigger(t.f, 4, p, p % 512, 1, 0);
+		drive(t.ctx);
+	}
+	ck_assert_int_eq(n, 9000);
+	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 4, 0, IOPF_ALL_PASIDS, &ds), 0);
+	ck_assert_uint_eq(ds.groups, 9000);
+	ck_assert_uint_eq(ds.answers_success, 9000);
+	ck_assert_uint_eq(ds.outstanding, 0);
+	ck_assert_uint_eq(ds.ready, 0);
+	/* without IOPF_CTX_PASID_STATS there are no PASID counters */
+	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 4, 0, 0, &ds), -EOPNOTSUPP);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+static int h_defer_first(struct iopf_group *g, void *ud)
+{
+	(void)ud;
+	return iopf_group_pasid(g) == 1 ? IOPF_DEFER : IOPF_CODE_INVALID;
+}
+
+START_TEST(device_and_pasid_stats)
+{
+	struct tctx t;
+	uint32_t ids[4];
+	IOPF_OPTS(iopf_ctx_opts, o, .flags = IOPF_CTX_PASID_STATS);
+	IOPF_OPTS(iopf_device_stats, ds);
+
+	tctx_init_opts(&t, &o, NULL);
+	iopf_ctx_set_handler(t.ctx, h_defer_first, NULL);
+	fk_trigger(t.f, 5, 1, 1, 1, 0);
+	fk_trigger(t.f, 5, 2, 1, 3, 0);
+	fk_trigger(t.f, 6, IOPF_NO_PASID, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(iopf_ctx_list_devices(t.ctx, ids, 4), 2);
+	ck_assert_int_eq(iopf_ctx_list_devices(t.ctx, NULL, 0), 2);
+	ck_assert_int_eq(iopf_ctx_list_devices(t.ctx, NULL, 1), -EINVAL);
+	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 5, 0, IOPF_ALL_PASIDS, &ds), 0);
+	ck_assert_uint_eq(ds.dev_id, 5);
+	ck_assert_uint_eq(ds.groups, 2);
+	ck_assert_uint_eq(ds.records, 2);
+	ck_assert_uint_eq(ds.answers_invalid, 1);
+	ck_assert_uint_eq(ds.outstanding, 1);
+	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 5, 1, 0, &ds), 0);
+	ck_assert_uint_eq(ds.pasid, 1);
+	ck_assert_uint_eq(ds.groups, 1);
+	ck_assert_uint_eq(ds.outstanding, 1);
+	ck_assert_uint_eq(ds.answers_invalid, 0);
+	ck_assert_int_eq(iopf_ctx_answer_invalid(t.ctx, 5, 1, 0), 1);
+	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 5, 1, 0, &ds), 0);
+	ck_assert_uint_eq(ds.outstanding, 0);
+	ck_assert_uint_eq(ds.answers_invalid, 1);
+	ck_assert_uint_ge(iopf_device_stats_latency_ns(&ds, 0.5), 1);
+	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 6, 0, IOPF_ALL_PASIDS, &ds), 0);
+	ck_assert_uint_eq(ds.groups, 1);
+	ck_assert_uint_eq(ds.auto_answers, 0);
+	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 7, 0, IOPF_ALL_PASIDS, &ds), -ENOENT);
+	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 5, 9, 0, &ds), -ENOENT);
+	ds.sz = 0;
+	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 5, 1, 0, &ds), -EINVAL);
+	iopf_ctx_flush(t.ctx);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+/* ---- handler lifetimes ---- */
+
+static int destroyed[4];
+static void on_destroy(void *ud)
+{
+	destroyed[(intptr_t)ud]++;
+}
+
+START_TEST(destroy_called_once_when_replaced_removed_or_freed)
+{
+	struct tctx t;
+
+	memset(destroyed, 0, sizeof(destroyed));
+	tctx_init(&t);
+	ck_assert_int_eq(iopf_ctx_set_handler_full(t.ctx, h_ok, (void *)0, on_destroy), 0);
+	ck_assert_int_eq(iopf_ctx_set_handler_full(t.ctx, h_ok, (void *)1, on_destroy), 0);
+	ck_assert_int_eq(destroyed[0], 1); /* idle: at once, in the setter */
+	ck_assert_int_eq(iopf_ctx_set_device_handler_full(t.ctx, 3, h_ok, (void *)2, on_destroy), 0);
+	ck_assert_int_eq(iopf_ctx_set_device_handler(t.ctx, 3, NULL, NULL), 0);
+	ck_assert_int_eq(destroyed[2], 1);
+	ck_assert_int_eq(iopf_ctx_set_cancel_handler_full(t.ctx, NULL, (void *)3, on_destroy), 0);
+	ck_assert_int_eq(destroyed[3], 0); /* NULL sets nothing to destroy */
+	ck_assert_int_eq(iopf_ctx_set_batch_handler_full(NULL, NULL, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(iopf_ctx_quiesce(t.ctx), 0);
+	ck_assert_int_eq(iopf_ctx_quiesce(NULL), -EINVAL);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(destroyed[1], 0);
+	tctx_fini(&t);
+	ck_assert_int_eq(destroyed[1], 1); /* the context took it along */
+	ck_assert_int_eq(destroyed[0] + destroyed[2], 2);
+}
+END_TEST
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_in, gate_open;
+
+static int h_gated(struct iopf_group *g, void *ud)
+{
+	(void)g;
+	(void)ud;
+	pthread_mutex_lock(&gate_mu);
+	gate_in++;
+	pthread_cond_broadcast(&gate_cv);
+	while (!gate_open)
+		pthread_cond_wait(&gate_cv, &gate_mu);
+	pthread_mutex_unlock(&gate_mu);
+	/* the old userdata is alive while its handler runs */
+	ck_assert_int_eq(destroyed[0], 0);
+	return IOPF_CODE_SUCCESS;
+}
+
+struct quiesce_arg {
+	struct iopf_ctx *ctx;
+	int rc, done;
+};
+
+static void *quiescer(void *arg)
+{
+	struct quiesce_arg *q = arg;
+
+	q->rc = iopf_ctx_quiesce(q->ctx);
+	__atomic_store_n(&q->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+START_TEST(destroy_waits_for_a_worker_running_the_old_handler)
+{
+	struct tctx t;
+	pthread_t th;
+	struct quiesce_arg q = { 0 };
+	IOPF_OPTS(iopf_ctx_opts, o, .workers = 2);
+
+	memset(destroyed, 0, sizeof(destroyed));
+	gate_in = gate_open = 0;
+	tctx_init_opts(&t, &o, NULL);
+	iopf_ctx_set_handler_full(t.ctx, h_gated, (void *)0, on_destroy);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	fk_trigger(t.f, 1, 0, 2, 1, 0);
+	iopf_ctx_dispatch(t.ctx);
+	pthread_mutex_lock(&gate_mu);
+	while (gate_in < 2)
+		pthread_cond_wait(&gate_cv, &gate_mu);
+	pthread_mutex_unlock(&gate_mu);
+	/* replaced while two workers run it: not destroyed yet */
+	ck_assert_int_eq(iopf_ctx_set_handler_full(t.ctx, h_ok, (void *)1, on_destroy), 0);
+	ck_assert_int_eq(destroyed[0], 0);
+	q.ctx = t.ctx;
+	pthread_create(&th, NULL, quiescer, &q);
+	nanosleep(&(struct timespec){ .tv_nsec = 20000000 }, NULL);
+	ck_assert_int_eq(__atomic_load_n(&q.done, __ATOMIC_ACQUIRE), 0);
+	pthread_mutex_lock(&gate_mu);
+	gate_open = 1;
+	pthread_cond_broadcast(&gate_cv);
+	pthread_mutex_unlock(&gate_mu);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(q.rc, 0);
+	ck_assert_int_eq(destroyed[0], 1); /* once, after both calls */
+	/* new groups go to the new handler */
+	fk_trigger(t.f, 1, 0, 3, 1, 0);
+	for (int i = 0; i < 100 && answer_of(t.f, 3) < 0; i++) {
+		drive(t.ctx);
+		iopf_ctx_quiesce(t.ctx);
+		iopf_ctx_flush(t.ctx);
+	}
+	ck_assert_int_eq(answer_of(t.f, 3), IOPF_CODE_SUCCESS);
+	tctx_fini(&t);
+	ck_assert_int_eq(destroyed[0], 1);
+	ck_assert_int_eq(destroyed[1], 1);
+}
+END_TEST
+
+static struct iopf_ctx *inside_ctx;
+
+static int h_quiesce_inside(struct iopf_group *g, void *ud)
+{
+	(void)g;
+	*(int *)ud = iopf_ctx_quiesce(inside_ctx);
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(quiesce_from_a_handler_is_refused)
+{
+	struct tctx t;
+	int rc = 1;
+
+	tctx_init(&t);
+	inside_ctx = t.ctx;
+	iopf_ctx_set_handler(t.ctx, h_quiesce_inside, &rc);
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(rc, -EDEADLK);
+	tctx_fini(&t);
+}
+END_TEST
+
+Suite *suite_sched(void)
+{
+	Suite *s = suite_create("sched");
+	TCase *tc = tcase_create("sched");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, round_robin_over_devices_then_pasids);
+	tcase_add_test(tc, weights_and_priority);
+	tcase_add_test(tc, bounded_by_groups_leaves_fd_readable_and_writes_per_slice);
+	tcase_add_test(tc, bounded_by_time_starts_no_handler_past_budget);
+	tcase_add_test(tc, many_pasids_flows_recycled);
+	tcase_add_test(tc, device_and_pasid_stats);
+	tcase_add_test(tc, destroy_called_once_when_replaced_removed_or_freed);
+	tcase_add_test(tc, destroy_waits_for_a_worker_running_the_old_handler);
+	tcase_add_test(tc, quiesce_from_a_handler_is_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
