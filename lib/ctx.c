@@ -24,6 +24,7 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts)
 {
 	struct iopf_ctx_opts o = { .sz = sizeof(o) };
 	struct iopf_ctx *ctx;
+	const char *env;
 	int err;
 
 	if (opts && iopf__opts_copy(&o, sizeof(o), opts,
@@ -51,6 +52,9 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts)
 	ctx->dispatch_max_groups = o.dispatch_max_groups;
 	ctx->dispatch_max_us = o.dispatch_max_us;
 	ctx->flags = o.flags;
+	/* a debug switch for a program one cannot rebuild */
+	if ((env = secure_getenv("IOPF_DEBUG")) && strstr(env, "poison"))
+		ctx->flags |= IOPF_CTX_POISON;
 	ctx->st.sz = sizeof(ctx->st);
 	ctx->epfd = ctx->wakefd = ctx->timerfd = -1;
 	pthread_mutex_init(&ctx->lock, NULL);

@@ -13,6 +13,7 @@
  * lock and a handle never reaches a later group of the same slot.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,45 @@ static struct iopf_group *slot_new(struct iopf_ctx *ctx)
 	return g;
 }
 
+static struct iopf_group *unquarantine(struct iopf_ctx *ctx)
+{
+	struct iopf_group *g = ctx->quar_head;
+
+	if (!g)
+		return NULL;
+	if (!(ctx->quar_head = g->out_next))
+		ctx->quar_tail = NULL;
+	ctx->nquar--;
+	g->gflags = 0;
+	return g;
+}
+
+/* Debug mode: what a stale pointer reads is obviously wrong, and the
+ * accessors stop at it (GF_POISONED). Slot, generation, state and the
+ * record storage's capacity stay: the slot is reused later. */
+static void poison(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	memset(&g->key, POISON_BYTE, sizeof(g->key));
+	g->cookie = 0x6b6b6b6bu;
+	memset(grp_rec(g), POISON_BYTE, g->nrec * sizeof(struct iopf_record));
+	g->gflags = GF_POISONED;
+	g->out_next = NULL;
+	if (ctx->quar_tail)
+		ctx->quar_tail->out_next = g;
+	else
+		ctx->quar_head = g;
+	ctx->quar_tail = g;
+	ctx->nquar++;
+}
+
+void iopf__poisoned(const struct iopf_group *g)
+{
+	fprintf(stderr,
+		"libiopf: group %p used after its handler returned and it was answered (keep its handle, not the pointer); aborting (IOPF_CTX_POISON)\n",
+		(const void *)g);
+	abort();
+}
+
 /* A slot for a group of nrec records, holding a reference to src. */
 struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src,
 				   const struct prg_key *key, uint32_t nrec)
@@ -60,7 +100,9 @@ struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src
 
 	if (g)
 		ctx->free_list = g->out_next;
-	else if (!(g = slot_new(ctx)))
+	else if (ctx->nquar > QUARANTINE) /* the oldest poisoned slot */
+		g = unquarantine(ctx);
+	else if (!(g = slot_new(ctx)) && !(g = unquarantine(ctx)))
 		return NULL;
 	if (nrec > g->cap) {
 		struct iopf_record *r = xmalloc(nrec * sizeof(*r));
@@ -98,8 +140,12 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g)
 	if (++g->gen == 0) /* handles never carry generation 0 */
 		g->gen = 1;
 	gst_set(g, GS_FREE);
-	g->out_next = ctx->free_list;
-	ctx->free_list = g;
+	if (ctx->flags & IOPF_CTX_POISON) {
+		poison(ctx, g);
+	} else {
+		g->out_next = ctx->free_list;
+		ctx->free_list = g;
+	}
 	iopf__source_unref(src);
 }
 
@@ -380,37 +426,38 @@ void iopf__groups_free(struct iopf_ctx *ctx)
 
 IOPF_API uint32_t iopf_group_dev_id(const struct iopf_group *g)
 {
-	return g->key.dev_id;
+	return grp_checked(g)->key.dev_id;
 }
 
 IOPF_API uint32_t iopf_group_pasid(const struct iopf_group *g)
 {
-	return g->key.pasid;
+	return grp_checked(g)->key.pasid;
 }
 
 IOPF_API uint32_t iopf_group_prgi(const struct iopf_group *g)
 {
-	return g->key.prgi;
+	return grp_checked(g)->key.prgi;
 }
 
 IOPF_API uint32_t iopf_group_flags(const struct iopf_group *g)
 {
-	return g->gflags;
+	return grp_checked(g)->gflags;
 }
 
 IOPF_API uint32_t iopf_group_cookie(const struct iopf_group *g)
 {
-	return g->cookie;
+	return grp_checked(g)->cookie;
 }
 
 IOPF_API struct iopf_source *iopf_group_source(const struct iopf_group *g)
 {
-	return g->src;
+	return grp_checked(g)->src;
 }
 
 IOPF_API const struct iopf_record *iopf_group_records(const struct iopf_group *g,
 						      size_t *n)
 {
+	grp_checked(g);
 	if (n)
 		*n = g->nrec;
 	return grp_rec((struct iopf_group *)g);
@@ -418,5 +465,5 @@ IOPF_API const struct iopf_record *iopf_group_records(const struct iopf_group *g
 
 IOPF_API iopf_handle_t iopf_group_handle(const struct iopf_group *g)
 {
-	return grp_handle(g);
+	return grp_handle(grp_checked(g));
 }

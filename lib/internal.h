@@ -102,6 +102,20 @@ struct iopf_group {
 
 _Static_assert(sizeof(struct iopf_group) == 128, "a group is two cache lines");
 
+/* gflags bit: the slot is free and poisoned (IOPF_CTX_POISON). */
+#define GF_POISONED 0x80u
+#define POISON_BYTE 0x6b
+#define QUARANTINE 4096u
+
+/* Public accessors on a group pointer: a freed, poisoned one aborts. */
+void iopf__poisoned(const struct iopf_group *g) __attribute__((noreturn));
+static inline const struct iopf_group *grp_checked(const struct iopf_group *g)
+{
+	if (__builtin_expect(g->gflags & GF_POISONED, 0))
+		iopf__poisoned(g);
+	return g;
+}
+
 static inline struct iopf_record *grp_rec(struct iopf_group *g)
 {
 	return g->cap > 1 ? g->ext : &g->one;
@@ -361,6 +375,10 @@ struct iopf_ctx {
 				    * handle's slot is found through them */
 	uint32_t nslabs, nslots;   /* slots handed out, in the last slab too */
 	struct iopf_group *free_list;
+	/* IOPF_CTX_POISON: freed slots wait here (FIFO) before reuse, so a
+	 * pointer kept past its group finds it poisoned, not reused */
+	struct iopf_group *quar_head, *quar_tail;
+	uint32_t nquar;
 	/* Outstanding groups in intake order, kept only with a deadline (its
 	 * head is the next to expire): without one, answers in random order
 	 * would touch two more groups each. Bulk walks go over the slots. */
