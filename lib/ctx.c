@@ -163,6 +163,7 @@ IOPF_API int iopf_ctx_get_stats(struct iopf_ctx *ctx, struct iopf_stats *st)
 	cur = ctx->st;
 	cur.outstanding = ctx->outstanding;
 	cur.partial_held = ctx->partial_held;
+	iopf__sched_totals(ctx, &cur);
 	pthread_mutex_unlock(&ctx->lock);
 	n = st->sz < sizeof(cur) ? st->sz : sizeof(cur);
 	cur.sz = st->sz;

@@ -319,9 +319,8 @@ static int group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 
 	if (!gst_live(st))
 		return iopf__end_error(g->end);
+	/* counted once, by device: the context's totals are their sums */
 	iopf__sched_end(ctx, g, code, why, auto_answer, lat);
-	if (auto_answer)
-		ctx->st.auto_answers++;
 	out_remove(ctx, g);
 	if (g->indexed)
 		prg_remove(ctx, g);
@@ -329,13 +328,6 @@ static int group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 	 * made it, a dispatch round must come to read again. */
 	if (ctx->nthrottled && iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
-	if (code != NO_ANSWER) {
-		iopf__latency_add(ctx->st.latency_hist, lat);
-		if (code == IOPF_CODE_SUCCESS)
-			ctx->st.answers_success++;
-		else
-			ctx->st.answers_invalid++;
-	}
 	if (st != GS_QUEUED && why != END_ANSWERED)
 		tomb_add(ctx, grp_handle(g), why);
 	g->end = (uint8_t)why;

@@ -303,11 +303,10 @@ struct flow {
 	uint32_t idx;              /* ctx->sched.flows[idx] == this */
 	uint32_t refs;             /* groups naming it (intake to free) */
 	bool active;               /* on its device's list of ready flows */
-	bool idle;                 /* on the idle list (refs == 0) */
 	struct dsched *dev;
 	struct iopf_group *head, *tail; /* ready groups, through qnext */
 	struct flow *anext;        /* the device's ready flows */
-	struct flow *inext, *iprev; /* idle list; inext: free list */
+	struct flow *inext;        /* free list */
 	struct sched_count *cnt;   /* with IOPF_CTX_PASID_STATS */
 };
 
@@ -325,9 +324,8 @@ struct sched {
 	struct flow **flows;       /* by index; [0]: the fallback */
 	uint32_t nflows, cap;
 	struct flow *free;         /* flows to reuse */
-	struct flow *idle_head, *idle_tail;
-	uint32_t nidle;
-	struct flow *last;         /* the last flow looked up */
+	uint32_t hand;             /* where flow_alloc() looks for one */
+	struct flow *fcache[64];   /* flows looked up lately, by key hash */
 	struct tbl by_key;         /* dev << 32 | pasid -> flow */
 	struct tbl devs;           /* dev_id -> dsched */
 	struct dsched *act_head[2], *act_tail[2]; /* [0]: priority */
@@ -483,6 +481,8 @@ void iopf__sched_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 /* Its slot is free again: its flow may be let go. */
 void iopf__sched_put(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__latency_add(uint64_t *hist, uint64_t ns);
+/* Add the per-device counts to the context's (answers, latency). */
+void iopf__sched_totals(struct iopf_ctx *ctx, struct iopf_stats *st);
 
 /* handlers.c */
 /* The binding that handles a group now, referenced (ctx->lock held). */

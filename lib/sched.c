@@ -10,8 +10,7 @@
  * a group counts it without a lookup.
  *
  * A flow is created at its first group and kept while groups name it;
- * then it idles (cached) and the oldest idle flows beyond IDLE_MAX are
- * reused. Devices are kept for their counters. When no memory is left
+ * beyond FLOWS_KEPT flows, one no group names is reused for a new one. Devices are kept for their counters. When no memory is left
  * for a flow, its group goes to the fallback flow (FIFO, context totals
  * only): scheduling never fails a group. ctx->lock held throughout.
  */
@@ -20,7 +19,7 @@
 
 #include "internal.h"
 
-#define IDLE_MAX 1024u
+#define FLOWS_KEPT 1024u /* flows kept when no group names them */
 
 static void dsched_init(struct dsched *d, uint32_t dev)
 {
@@ -75,19 +74,11 @@ static struct dsched *dev_get(struct iopf_ctx *ctx, uint32_t dev)
 	return d;
 }
 
-static void idle_remove(struct sched *s, struct flow *f)
+static inline unsigned int fcache_slot(uint64_t key)
 {
-	if (f->iprev)
-		f->iprev->inext = f->inext;
-	else
-		s->idle_head = f->inext;
-	if (f->inext)
-		f->inext->iprev = f->iprev;
-	else
-		s->idle_tail = f->iprev;
-	f->inext = f->iprev = NULL;
-	f->idle = false;
-	s->nidle--;
+	/* consecutive device ids (one PASID) get consecutive slots; a
+	 * device's PASIDs are spread by a multiplicative hash */
+	return ((uint32_t)(key >> 32) ^ ((uint32_t)key * 0x9e3779b1u) >> 16) & 63;
 }
 
 /* A flow struct: reused, or new with an index. NULL without memory. */
@@ -100,6 +91,21 @@ static struct flow *flow_alloc(struct iopf_ctx *ctx)
 		s->free = f->inext;
 		f->inext = NULL;
 		return f;
+	}
+	if (s->nflows > FLOWS_KEPT) {
+		/* Reuse one no group names (clock hand): flows of PASIDs
+		 * long gone are not kept forever. */
+		for (uint32_t n = s->nflows; n; n--) {
+			if (++s->hand >= s->nflows)
+				s->hand = 1;
+			f = s->flows[s->hand];
+			if (!f->refs && !f->cnt) {
+				tbl_del(&s->by_key, f->key, 0);
+				if (s->fcache[fcache_slot(f->key)] == f)
+					s->fcache[fcache_slot(f->key)] = NULL;
+				return f;
+			}
+		}
 	}
 	if (s->nflows == s->cap) {
 		struct flow **nf = xrealloc(s->flows, s->cap * 2 * sizeof(*nf));
@@ -142,16 +148,14 @@ static struct flow *flow_new(struct iopf_ctx *ctx, uint64_t key)
 static struct flow *flow_of(struct iopf_ctx *ctx, uint64_t key)
 {
 	struct sched *s = &ctx->sched;
-	struct flow *f = s->last;
+	struct flow **c = &s->fcache[fcache_slot(key)], *f = *c;
 
 	if (!f || f->key != key) {
 		if (!(f = tbl_get(&s->by_key, key, 0)))
 			f = flow_new(ctx, key);
 		if (f != &s->fallback)
-			s->last = f;
+			*c = f;
 	}
-	if (f->idle) /* in use again (the cached one too) */
-		idle_remove(s, f);
 	return f;
 }
 
@@ -293,31 +297,25 @@ void iopf__sched_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 
 void iopf__sched_put(struct iopf_ctx *ctx, struct iopf_group *g)
 {
-	struct sched *s = &ctx->sched;
-	struct flow *f = s->flows[g->flow];
+	/* a flow no group names stays cached until flow_alloc() reuses it */
+	ctx->sched.flows[g->flow]->refs--;
+}
 
-	if (--f->refs || f == &s->fallback)
-		return;
-	if (f->cnt) /* its counters are asked for: kept */
-		return;
-	f->idle = true;
-	f->inext = NULL;
-	f->iprev = s->idle_tail;
-	if (s->idle_tail)
-		s->idle_tail->inext = f;
-	else
-		s->idle_head = f;
-	s->idle_tail = f;
-	if (++s->nidle > IDLE_MAX) { /* let the oldest go */
-		struct flow *o = s->idle_head;
+static void add_count(struct iopf_stats *st, const struct sched_count *c)
+{
+	st->answers_success += c->success;
+	st->answers_invalid += c->invalid;
+	st->auto_answers += c->auto_answers;
+	for (int i = 0; i < IOPF_LAT_BUCKETS; i++)
+		st->latency_hist[i] += c->hist[i];
+}
 
-		idle_remove(s, o);
-		tbl_del(&s->by_key, o->key, 0);
-		if (s->last == o)
-			s->last = NULL;
-		o->inext = s->free;
-		s->free = o;
-	}
+void iopf__sched_totals(struct iopf_ctx *ctx, struct iopf_stats *st)
+{
+	add_count(st, &ctx->sched.fallback_dev.cnt);
+	for (uint32_t i = 0; i < ctx->sched.devs.cap; i++)
+		if (ctx->sched.devs.e[i].v)
+			add_count(st, &((struct dsched *)ctx->sched.devs.e[i].v)->cnt);
 }
 
 /* ---- public ---- */
