@@ -823,6 +823,11 @@ static int fki_hwpt(struct fk_iommu *m, struct iopf_k_hwpt_alloc *a)
 	return 0;
 }
 
+/* Destroyed fault objects stay allocated and reachable: a test may still
+ * hold one (fk_fault_by_fd before the close), as the sweep does. */
+static struct fk_fault **graveyard;
+static size_t ngraves;
+
 static int fki_destroy(struct fk_iommu *m, uint32_t id)
 {
 	struct fk_obj *o = fki_find(m, id, 0);
@@ -836,6 +841,10 @@ static int fki_destroy(struct fk_iommu *m, uint32_t id)
 
 		if (u)
 			u->users--;
+	}
+	if (o->kind == KO_FAULT) {
+		graveyard = realloc(graveyard, (ngraves + 1) * sizeof(*graveyard));
+		graveyard[ngraves++] = o->fault;
 	}
 	*o = m->objs[--m->n];
 	return 0;
