@@ -12,9 +12,12 @@
  *
  * The "device" is the iommufd selftest mock (CONFIG_IOMMUFD_TEST), driven
  * through examples/common/mockdev.c: it raises real page requests on demand.
- * Linux 6.12 takes a fault object only on a nested table, so the table is
- * a nested one on a NEST_PARENT table over the IOAS. Run it inside the
- * test kernel:  ../shared/kernel/vmrun -- build/examples/iopf-mapper
+ * The table is a plain paging table on the IOAS where iopf_probe() says the
+ * kernel takes a fault id there (6.13+); Linux 6.12 takes one only on a
+ * nested table, so there it is a nested one on a NEST_PARENT table over the
+ * IOAS. Run it inside the test kernel:
+ *   ../shared/kernel/vmrun -- build/examples/iopf-mapper
+ *   ../shared/kernel/vmrun --kernel ../shared/kernel/bzImage-paging -- build/examples/iopf-mapper
  *
  * Uses libiopf's public API only.
  */
@@ -109,8 +112,9 @@ int main(int argc, char **argv)
 	struct mapper mp = { .m = &m, .pages = 16 };
 	char touch_def[] = "3,7,3,12,40", *touch = touch_def;
 	unsigned int faults = 0, bad = 0, failed = 0;
-	uint32_t fault_id, parent_id, hwpt_id;
+	uint32_t fault_id, parent_id = 0, hwpt_id;
 	struct iopf_ctx *ctx;
+	bool paging;
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "p:t:h", lo, NULL)) != -1) {
@@ -147,13 +151,31 @@ int main(int argc, char **argv)
 			strerror(-rc));
 		return 77;
 	}
+	/* Which kind of table takes a fault id here: ask the kernel. */
+	{
+		IOPF_OPTS(iopf_probe_info, info);
+
+		rc = iopf_probe(m.fd, m.idev_id, &info);
+		if (rc) {
+			fprintf(stderr, "iopf-mapper: iopf_probe: %s\n", strerror(-rc));
+			return 1;
+		}
+		paging = info.flags & IOPF_PROBE_PAGING_FAULT;
+	}
+	printf("page table: %s\n", paging ?
+	       "plain paging table on the IOAS (iopf_probe: this kernel takes a fault id there, Linux 6.13+)" :
+	       "nested on a NEST_PARENT table (iopf_probe: no fault id on a paging table here, as in Linux 6.12)");
 	ctx = iopf_ctx_new(NULL);
 	if (!ctx || !iopf_fault_queue_alloc(ctx, m.fd, NULL, &fault_id) ||
-	    kmock_hwpt_nested_iopf(&m, m.idev_id, fault_id, &parent_id, &hwpt_id) ||
+	    (paging ? kmock_hwpt_paging_iopf(&m, m.idev_id, fault_id, &hwpt_id) :
+		      kmock_hwpt_nested_iopf(&m, m.idev_id, fault_id, &parent_id,
+					     &hwpt_id)) ||
 	    kmock_replace(&m, m.stdev_id, hwpt_id)) {
 		fprintf(stderr, "iopf-mapper: setup: %s\n", strerror(errno));
 		return 1;
 	}
+	if (paging)
+		parent_id = hwpt_id; /* the table the IOAS maps show in */
 	mp.buf = mmap(NULL, mp.pages * PAGE, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	mp.mapped = calloc(mp.pages, 1);
@@ -162,9 +184,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	iopf_ctx_set_handler(ctx, on_fault, &mp);
-	printf("device %u on fault-capable table %u (nested on %u), fault queue %u;\n"
-	       "buffer of %u pages at IOVA %#llx, none mapped up front\n",
-	       m.idev_id, hwpt_id, parent_id, fault_id, mp.pages, IOVA_BASE);
+	if (paging)
+		printf("device %u on fault-capable paging table %u, fault queue %u;\n",
+		       m.idev_id, hwpt_id, fault_id);
+	else
+		printf("device %u on fault-capable table %u (nested on %u), fault queue %u;\n",
+		       m.idev_id, hwpt_id, parent_id, fault_id);
+	printf("buffer of %u pages at IOVA %#llx, none mapped up front\n",
+	       mp.pages, IOVA_BASE);
 
 	/* The device touches pages; each touch is a page request. */
 	for (char *tok = strtok(touch, ","); tok; tok = strtok(NULL, ",")) {

@@ -152,6 +152,8 @@ static void parse(struct iopf_ctx *ctx, struct faultq *fq,
 	uint64_t now = iopf__tick(ctx);
 	uint32_t i = 0;
 
+	fq->delivered |= n > 0;
+
 	while (i < n) {
 		uint32_t start = i, cookie = b[i].cookie;
 		const char *bad = NULL;
@@ -435,6 +437,17 @@ static bool fq_waiting(struct iopf_ctx *ctx, struct iopf_source *src)
 static void fq_close(struct iopf_ctx *ctx, struct iopf_source *src)
 {
 	struct faultq *fq = FQ(src);
+
+	/* The kernel answers nothing when the fault fd goes (6.12): groups
+	 * still queued, and new faults of devices whose page table uses
+	 * this fault object, wait until that table is detached or
+	 * replaced. Only worth saying for a queue that saw faults. */
+	if (fq->delivered && !src->detach_seen && !src->failed) {
+		ctx->st.closed_undetached++;
+		iopf__log(ctx, LOG_W,
+			  "fault queue %u closed with no detach seen: faults of page tables still using it wait until they are detached",
+			  src->fault_id);
+	}
 
 	ctx->nthrottled -= fq->throttled;
 	fq->throttled = false;

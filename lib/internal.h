@@ -192,6 +192,7 @@ struct iopf_source {
 	bool failed;            /* fd error or hang-up: inert until closed */
 	bool stuck;             /* a waiting group cannot be read at all */
 	bool readable;          /* epoll said so this round */
+	bool detach_seen;       /* iopf_source_detach() was called on it */
 	int fd;                 /* -1 for producers */
 	uint32_t fault_id;
 };
@@ -207,6 +208,7 @@ struct faultq {
 	bool own_fd;
 	bool in_poll;          /* in the context's epoll set */
 	bool throttled;        /* out of it for room: counted in nthrottled */
+	bool delivered;        /* a group was read from it */
 	uint64_t wait_below;   /* blocked until outstanding < this; 0: no */
 	struct iopf_k_pgfault *buf;
 	unsigned int buf_recs, max_recs;

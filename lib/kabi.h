@@ -20,9 +20,22 @@
 #define IOPF_K_IOAS_UNMAP _IO(IOPF_K_TYPE, 0x86)
 #define IOPF_K_HWPT_ALLOC _IO(IOPF_K_TYPE, 0x89)
 #define IOPF_K_FAULT_QUEUE_ALLOC _IO(IOPF_K_TYPE, 0x8e)
+#define IOPF_K_GET_HW_INFO _IO(IOPF_K_TYPE, 0x8a)
+#define IOPF_K_VEVENTQ_ALLOC _IO(IOPF_K_TYPE, 0x93) /* 6.15+ */
 
 #define IOPF_K_HWPT_ALLOC_NEST_PARENT (1u << 0)
 #define IOPF_K_HWPT_FAULT_ID_VALID (1u << 2)
+#define IOPF_K_HWPT_ALLOC_PASID (1u << 3) /* 6.15+ */
+
+/* GET_HW_INFO out_data_type -> the HWPT_ALLOC data_type of a nested
+ * (stage-1) table on that IOMMU (iopf_probe()). */
+#define IOPF_K_HW_INFO_INTEL_VTD 1u
+#define IOPF_K_HW_INFO_ARM_SMMUV3 2u
+#define IOPF_K_HW_INFO_SELFTEST 0xfeedbeefu
+#define IOPF_K_HWPT_DATA_VTD_S1 1u
+#define IOPF_K_HWPT_DATA_ARM_SMMUV3 2u
+#define IOPF_K_HWPT_DATA_SELFTEST 0xdeadu
+#define IOPF_K_SELFTEST_IOTLB_DEFAULT 0xbadbeefu
 
 #define IOPF_K_PGFAULT_FLAGS_PASID_VALID (1u << 0)
 #define IOPF_K_PGFAULT_FLAGS_LAST_PAGE (1u << 1)
@@ -77,6 +90,29 @@ struct iopf_k_hwpt_alloc {
 	uint32_t reserved2;
 };
 
+/* IOMMU_GET_HW_INFO up to __reserved (its minimum size). */
+struct iopf_k_hw_info {
+	uint32_t size;
+	uint32_t flags;
+	uint32_t dev_id;
+	uint32_t data_len;
+	uint64_t data_uptr;
+	uint32_t out_data_type;
+	uint32_t reserved;
+};
+
+/* IOMMU_VEVENTQ_ALLOC (Linux 6.15+). */
+struct iopf_k_veventq_alloc {
+	uint32_t size;
+	uint32_t flags;
+	uint32_t viommu_id;
+	uint32_t type;
+	uint32_t veventq_depth;
+	uint32_t out_veventq_id;
+	uint32_t out_veventq_fd;
+	uint32_t reserved;
+};
+
 /* One record of a page request group, as read() from the fault fd. */
 struct iopf_k_pgfault {
 	uint32_t flags;
@@ -120,6 +156,11 @@ _Static_assert(sizeof(struct iopf_k_ioas_map) == 40, "ioas map size");
 _Static_assert(sizeof(struct iopf_k_ioas_alloc) == 12, "ioas alloc size");
 _Static_assert(IOPF_K_FAULT_QUEUE_ALLOC == 0x3b8e, "fault alloc ioctl");
 _Static_assert(IOPF_K_HWPT_ALLOC == 0x3b89, "hwpt alloc ioctl");
+_Static_assert(sizeof(struct iopf_k_hw_info) == 32, "hw info size");
+IOPF_K_ASSERT_AT(iopf_k_hw_info, out_data_type, 24);
+_Static_assert(sizeof(struct iopf_k_veventq_alloc) == 32, "veventq alloc size");
+IOPF_K_ASSERT_AT(iopf_k_veventq_alloc, out_veventq_fd, 24);
+_Static_assert(IOPF_K_VEVENTQ_ALLOC == 0x3b93, "veventq alloc ioctl");
 
 /* Where the system has the uapi header, hold our copy against it. */
 #if defined(__has_include)

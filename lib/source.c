@@ -166,6 +166,7 @@ IOPF_API int iopf_source_detach(struct iopf_source *src, uint32_t dev_id,
 		pthread_mutex_unlock(&ctx->lock);
 		return -ESHUTDOWN;
 	}
+	src->detach_seen = true;
 	n = iopf__groups_end_matching(ctx, src, dev_id, pasid, flags,
 				      NO_ANSWER, END_DETACHED, NULL);
 	n += (int)src->ops->forget(ctx, src, dev_id, pasid, flags);

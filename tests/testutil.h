@@ -24,6 +24,7 @@ Suite *suite_dispatch(void);
 Suite *suite_device(void);
 Suite *suite_once(void);
 Suite *suite_sched(void);
+Suite *suite_probe(void);
 
 /* A context with one fault queue on a fresh fake fault object. */
 struct tctx {

@@ -100,6 +100,13 @@ static int hwpt_alloc(struct kmock *m, uint32_t flags, uint32_t idev,
 	return 0;
 }
 
+int kmock_hwpt_paging_iopf(struct kmock *m, uint32_t idev, uint32_t fault_id,
+			   uint32_t *hwpt_id)
+{
+	return hwpt_alloc(m, IOPF_K_HWPT_FAULT_ID_VALID, idev, m->ioas_id,
+			  fault_id, 0, NULL, 0, hwpt_id);
+}
+
 int kmock_hwpt_nested_iopf(struct kmock *m, uint32_t idev, uint32_t fault_id,
 			   uint32_t *parent_id, uint32_t *hwpt_id)
 {

@@ -25,6 +25,9 @@ struct kmock {
 /* Open /dev/iommu, make an IOAS and a mock device on it. 0 or -errno. */
 int kmock_open(struct kmock *m);
 void kmock_close(struct kmock *m);
+/* A fault-capable plain paging table on the IOAS (Linux 6.13+). */
+int kmock_hwpt_paging_iopf(struct kmock *m, uint32_t idev, uint32_t fault_id,
+			   uint32_t *hwpt_id);
 /* A NEST_PARENT table, then a fault-capable nested table on it. */
 int kmock_hwpt_nested_iopf(struct kmock *m, uint32_t idev, uint32_t fault_id,
 			   uint32_t *parent_id, uint32_t *hwpt_id);

@@ -268,6 +268,11 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts);
 /**
  * @brief Free a context: stop its workers, answer every outstanding group
  * INVALID, discard partial requests, close its sources.
+ *
+ * Closing a fault queue's fd leaves faults of page tables still using
+ * its fault object waiting until they are detached: see
+ * iopf_source_close() (each such queue that delivered faults with no
+ * iopf_source_detach() seen logs one warning, since 1.3).
  * @param ctx the context, or NULL. Not thread safe: no other call on ctx
  *        may run or follow. Called from a handler or any other callback
  *        it is refused (logged at error level, nothing freed): a context
@@ -476,7 +481,8 @@ struct iopf_stats {
 				        sysfs (remove) or bound (unbind) */
 	/* since 1.3 */
 	uint64_t closed_undetached;/**< fault queues that delivered faults,
-				        closed with no detach seen */
+				        closed with no iopf_source_detach()
+				        seen (iopf_source_close()) */
 	uint64_t vevents;          /**< vIOMMU events read */
 	uint64_t vevents_lost;     /**< lost-events headers read (overflow) */
 	uint64_t vevents_malformed;/**< vIOMMU event reads that made no sense */
@@ -604,6 +610,16 @@ IOPF_API int iopf_source_detach(struct iopf_source *src, uint32_t dev_id,
  * go (a handler still running keeps it), so iopf_group_source() stays
  * valid in a running handler; calls on a closed source return
  * -ESHUTDOWN or -EINVAL. Do not close a source twice.
+ *
+ * Detach first (since 1.3 this is said and counted): closing a fault fd
+ * answers nothing in the kernel (Linux 6.12 checked). Groups the kernel
+ * still queues, and new faults of devices whose page table still uses
+ * the fault object, wait, their devices stalled, until that table is
+ * detached or replaced (which answers them INVALID); the fault object
+ * lives on until the table is destroyed. Detach or replace the tables,
+ * call iopf_source_detach(), then close. A fault queue that delivered
+ * faults and is closed with no iopf_source_detach() call on it logs one
+ * warning and counts in iopf_stats.closed_undetached.
  * @param src the source, or NULL.
  */
 IOPF_API void iopf_source_close(struct iopf_source *src);
@@ -1057,6 +1073,71 @@ IOPF_API int iopf_ctx_list_devices(struct iopf_ctx *ctx, uint32_t *ids,
  */
 IOPF_API uint64_t iopf_device_stats_latency_ns(const struct iopf_device_stats *st,
 					       double q);
+
+/**
+ * @name Kernel capabilities (since 1.3)
+ *
+ * What the running kernel's iommufd allows differs between versions
+ * (doc/kernel-versions.md): Linux 6.11 and 6.12 take a fault object only
+ * on a nested page table, 6.13 also on a plain paging table (what
+ * mapping on demand needs), 6.15 adds PASID-capable tables and vIOMMU
+ * event queues. iopf_probe() finds out by trying, never by version
+ * number, so backports and distribution kernels answer for themselves.
+ */
+/**@{*/
+/** iopf_probe_info.flags: IOMMU_FAULT_QUEUE_ALLOC works (6.11+). */
+#define IOPF_PROBE_FAULT_QUEUE (1u << 0)
+/** iopf_probe_info.flags: a fault id is accepted on a nested page table
+ *  over a NEST_PARENT table of the device (6.11+, where the IOMMU nests).
+ *  Tried with a neutral stage-1 configuration for the IOMMUs
+ *  IOMMU_GET_HW_INFO names as Intel VT-d, Arm SMMUv3 or the iommufd
+ *  selftest mock; other IOMMUs leave it clear. Needs a dev_id. */
+#define IOPF_PROBE_NESTED_FAULT (1u << 1)
+/** iopf_probe_info.flags: a fault id is accepted on a plain paging table
+ *  on an IOAS (6.13+): faults without nesting, for mapping on demand.
+ *  Needs a dev_id. */
+#define IOPF_PROBE_PAGING_FAULT (1u << 2)
+/** iopf_probe_info.flags: IOMMU_HWPT_ALLOC_PASID is accepted for the
+ *  device (6.15+ and an IOMMU with PASID support). Needs a dev_id. */
+#define IOPF_PROBE_PASID_ATTACH (1u << 3)
+/** iopf_probe_info.flags: the kernel knows IOMMU_VEVENTQ_ALLOC (6.15+). */
+#define IOPF_PROBE_VEVENTQ (1u << 4)
+
+/** Device id meaning "no device": iopf_probe() skips what needs one. */
+#define IOPF_NO_DEV 0u
+
+/** @brief What iopf_probe() found. Declare it with IOPF_OPTS(). */
+struct iopf_probe_info {
+	size_t sz;              /**< sizeof(struct iopf_probe_info) */
+	uint64_t flags;         /**< IOPF_PROBE_* */
+	uint32_t record_size;   /**< bytes of one fault record read (40) */
+	uint32_t response_size; /**< bytes of one answer written (8) */
+};
+
+/**
+ * @brief Find out what the kernel's iommufd allows, by trying.
+ *
+ * Each IOPF_PROBE_* flag is set when its ioctl succeeds, or (for
+ * IOPF_PROBE_VEVENTQ) fails in a way that proves the kernel knows the
+ * command (unknown iommufd commands fail with ENOTTY). It allocates an
+ * IOAS, a fault object and page tables on `iommufd` and destroys every
+ * one of them before it returns, also on failure. Nothing is attached:
+ * the device's current page table is never touched.
+ * @param iommufd an open /dev/iommu fd (not taken over).
+ * @param dev_id an iommufd device id bound to `iommufd`, or IOPF_NO_DEV:
+ *        then IOPF_PROBE_NESTED_FAULT, IOPF_PROBE_PAGING_FAULT and
+ *        IOPF_PROBE_PASID_ATTACH are not tried and stay clear.
+ * @param info out; info->sz must be set (IOPF_OPTS(iopf_probe_info, i)
+ *        does) and cover at least `flags`. An older, smaller struct gets
+ *        the fields it has.
+ * @return 0, or -EINVAL (info NULL or info->sz too small), -EBADF
+ *         (iommufd is not an open fd), -ENOTTY (not an iommufd: no
+ *         IOMMU_IOAS_ALLOC), -ENOENT (dev_id is not a device of this
+ *         iommufd), or another negative errno of IOMMU_IOAS_ALLOC
+ *         (e.g. -ENOMEM). Thread safe; it only touches objects it made.
+ */
+IOPF_API int iopf_probe(int iommufd, uint32_t dev_id,
+			struct iopf_probe_info *info);
 /**@}*/
 
 #ifdef __cplusplus

@@ -853,6 +853,169 @@ START_TEST(burst_with_detach_and_unplug)
 }
 END_TEST
 
+
+/* ---- kernel capabilities (iopf_probe) and the two test images ---- */
+
+/* What IOPF_TEST_IMAGE (run-in-vm.sh --image) says PAGING_FAULT must be:
+ * 1, 0, or -1 (another kernel: only held against the kernel itself). */
+static int expect_paging(void)
+{
+	const char *img = getenv("IOPF_TEST_IMAGE");
+
+	if (!img)
+		return -1;
+	if (!strcmp(img, "bzImage-paging"))
+		return 1;
+	return !strcmp(img, "bzImage") ? 0 : -1;
+}
+
+static uint64_t probe_flags(struct kmock *m, uint32_t dev)
+{
+	IOPF_OPTS(iopf_probe_info, info);
+
+	ck_assert_int_eq(iopf_probe(m->fd, dev, &info), 0);
+	ck_assert_uint_eq(info.record_size, 40);
+	ck_assert_uint_eq(info.response_size, 8);
+	return info.flags;
+}
+
+START_TEST(probe_reports_this_kernel)
+{
+	struct kmock m;
+	uint64_t fl, nodev;
+	uint32_t fault_id, hwpt = 0;
+	int want = expect_paging(), rc;
+	struct iopf_ctx *ctx;
+	struct iopf_source *src;
+
+	ck_assert_int_eq(kmock_open(&m), 0);
+	fl = probe_flags(&m, m.idev_id);
+	nodev = probe_flags(&m, IOPF_NO_DEV);
+	printf("kernel (%s): iopf_probe flags %#llx:%s%s%s%s%s\n",
+	       getenv("IOPF_TEST_IMAGE") ? getenv("IOPF_TEST_IMAGE") : "?",
+	       (unsigned long long)fl,
+	       fl & IOPF_PROBE_FAULT_QUEUE ? " FAULT_QUEUE" : "",
+	       fl & IOPF_PROBE_NESTED_FAULT ? " NESTED_FAULT" : "",
+	       fl & IOPF_PROBE_PAGING_FAULT ? " PAGING_FAULT" : "",
+	       fl & IOPF_PROBE_PASID_ATTACH ? " PASID_ATTACH" : "",
+	       fl & IOPF_PROBE_VEVENTQ ? " VEVENTQ" : "");
+	ck_assert(fl & IOPF_PROBE_FAULT_QUEUE);
+	ck_assert(fl & IOPF_PROBE_NESTED_FAULT);
+	/* 6.12 either way: no PASID tables, no vEVENTQ (ENOTTY) */
+	ck_assert(!(fl & (IOPF_PROBE_PASID_ATTACH | IOPF_PROBE_VEVENTQ)));
+	ck_assert_uint_eq(nodev, IOPF_PROBE_FAULT_QUEUE);
+	if (want >= 0)
+		ck_assert_int_eq(!!(fl & IOPF_PROBE_PAGING_FAULT), want);
+	/* The kernel itself as the witness: the same allocation by hand. */
+	ctx = iopf_ctx_new(NULL);
+	src = iopf_fault_queue_alloc(ctx, m.fd, NULL, &fault_id);
+	ck_assert_ptr_nonnull(src);
+	rc = kmock_hwpt_paging_iopf(&m, m.idev_id, fault_id, &hwpt);
+	ck_assert_int_eq(rc == 0, !!(fl & IOPF_PROBE_PAGING_FAULT));
+	if (!rc)
+		ck_assert_int_eq(kmock_destroy(&m, hwpt), 0);
+	else
+		ck_assert_int_eq(rc, -EOPNOTSUPP);
+	/* the unknown device and the non-iommufd are said */
+	IOPF_OPTS(iopf_probe_info, info);
+	ck_assert_int_eq(iopf_probe(m.fd, 999999, &info), -ENOENT);
+	ck_assert_int_eq(iopf_probe(0, IOPF_NO_DEV, &info), -ENOTTY);
+	iopf_ctx_free(ctx);
+	kmock_close(&m);
+}
+END_TEST
+
+START_TEST(paging_table_fault_answered)
+{
+	struct kmock m;
+	struct iopf_ctx *ctx;
+	struct iopf_source *src;
+	struct mapper mp;
+	uint32_t fault_id, hwpt;
+	uint64_t fl;
+
+	ck_assert_int_eq(kmock_open(&m), 0);
+	fl = probe_flags(&m, m.idev_id);
+	if (!(fl & IOPF_PROBE_PAGING_FAULT)) {
+		ck_assert_int_ne(expect_paging(), 1);
+		printf("SKIP paging_table_fault_answered: iopf_probe says this kernel "
+		       "takes no fault id on a paging table (6.12; needs 6.13+)\n");
+		kmock_close(&m);
+		return;
+	}
+	ctx = iopf_ctx_new(NULL);
+	src = iopf_fault_queue_alloc(ctx, m.fd, NULL, &fault_id);
+	ck_assert_ptr_nonnull(src);
+	ck_assert_int_eq(kmock_hwpt_paging_iopf(&m, m.idev_id, fault_id, &hwpt), 0);
+	ck_assert_int_eq(kmock_replace(&m, m.stdev_id, hwpt), 0);
+	mp.m = &m;
+	mp.mapped = 0;
+	mp.mem = mmap(NULL, 16 * 4096, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(mp.mem, MAP_FAILED);
+	iopf_ctx_set_handler(ctx, h_map, &mp);
+	ck_assert_int_ne(kmock_check_map(&m, hwpt, 0x4003000, 4096,
+					 (char *)mp.mem + 0x3000), 0);
+	ck_assert_int_eq(kmock_trigger(&m, m.idev_id, 0, 5,
+				       IOPF_PERM_READ | IOPF_PERM_WRITE,
+				       0x4003010), 0);
+	drive(ctx);
+	ck_assert_int_eq(mp.mapped, 1);
+	/* mapped in the IOAS, seen through the paging table itself */
+	ck_assert_int_eq(kmock_check_map(&m, hwpt, 0x4003000, 4096,
+					 (char *)mp.mem + 0x3000), 0);
+	ck_assert_uint_eq(st_of(ctx).answers_success, 1);
+	{ /* the kernel took the answer: the cookie is no longer its */
+		struct iopf_k_page_response r = { .cookie = 1 };
+
+		errno = 0;
+		ck_assert_int_eq(write(iopf_source_get_fd(src), &r, sizeof(r)), -1);
+		ck_assert_int_eq(errno, EINVAL);
+	}
+	printf("kernel: fault through a paging table (no nesting) read and answered\n");
+	kmock_detach(&m, m.stdev_id);
+	ck_assert_int_eq(iopf_source_detach(src, m.idev_id, 0, IOPF_ALL_PASIDS), 0);
+	iopf_ctx_free(ctx);
+	munmap(mp.mem, 16 * 4096);
+	kmock_close(&m);
+}
+END_TEST
+
+/* Close a fault fd while its table is still attached: what the kernel
+ * does, and libiopf's count of it. */
+START_TEST(close_undetached_observed)
+{
+	struct kt t;
+	struct seen s = { 0 };
+	int rc;
+
+	kt_setup(&t, NULL);
+	iopf_ctx_set_handler(t.ctx, h_seen, &s);
+	trig(&t, 1, 1, 0x1000);
+	ck_assert_int_eq(drive(t.ctx), 1);
+	trig(&t, 1, 2, 0x2000); /* queued in the kernel, never read */
+	iopf_source_close(t.src);
+	ck_assert_uint_eq(st_of(t.ctx).closed_undetached, 1);
+	/* The device still faults into the object nobody can read. */
+	ck_assert_int_eq(kmock_trigger(&t.m, t.m.idev_id, 1, 3, 1, 0x3000), 0);
+	/* Table and fault object stay while the device is attached. */
+	rc = kmock_destroy(&t.m, t.fault_id);
+	printf("kernel: fault fd closed, table attached: destroy fault object -> %s\n",
+	       rc ? strerror(-rc) : "ok");
+	ck_assert_int_eq(rc, -EBUSY);
+	rc = kmock_destroy(&t.m, t.hwpt_id);
+	printf("kernel: destroy its attached table -> %s\n", rc ? strerror(-rc) : "ok");
+	ck_assert_int_eq(rc, -EBUSY);
+	/* Detach: the kernel answers what waits; then both go. */
+	ck_assert_int_eq(kmock_detach(&t.m, t.m.stdev_id), 0);
+	ck_assert_int_eq(kmock_destroy(&t.m, t.hwpt_id), 0);
+	ck_assert_int_eq(kmock_destroy(&t.m, t.fault_id), 0);
+	printf("kernel: after detach, table and fault object destroyed\n");
+	iopf_ctx_free(t.ctx);
+	kmock_close(&t.m);
+}
+END_TEST
+
 static Suite *suite_kernel(void)
 {
 	Suite *s = suite_create("kernel");
@@ -874,6 +1037,9 @@ static Suite *suite_kernel(void)
 	tcase_add_test(tc, synthetic_uevent_is_not_a_removal);
 	tcase_add_test(tc, gathered_answer_written_before_cookie_reuse);
 	tcase_add_test(tc, burst_with_detach_and_unplug);
+	tcase_add_test(tc, probe_reports_this_kernel);
+	tcase_add_test(tc, paging_table_fault_answered);
+	tcase_add_test(tc, close_undetached_observed);
 	suite_add_tcase(s, tc);
 	return s;
 }

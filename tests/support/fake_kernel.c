@@ -79,6 +79,9 @@ static int fd_kind(int fd, struct fk_fault **f)
 }
 
 static int chaos_err(struct fk_fault *f);
+static int fki_ioctl(int fd, unsigned long req, void *arg);
+static void fki_add_fault(int fd, struct fk_fault *f);
+static void fki_free(int fd);
 
 /* Mirror "groups waiting" into the eventfd so epoll sees POLLIN. */
 static void mirror(struct fk_fault *f)
@@ -346,6 +349,14 @@ int fk_sys_ioctl(int fd, unsigned long req, void *arg)
 	pthread_mutex_unlock(&fk_lock);
 	if (kind == FD_NONE)
 		return ioctl(fd, req, arg);
+	if (kind == FD_IOMMU && req != IOPF_K_FAULT_QUEUE_ALLOC) {
+		int rc = fki_ioctl(fd, req, arg);
+
+		if (rc != -ENOSYS) {
+			errno = rc < 0 ? -rc : 0;
+			return rc < 0 ? -1 : 0;
+		}
+	}
 	if (kind == FD_IOMMU && req == IOPF_K_FAULT_QUEUE_ALLOC) {
 		struct iopf_k_fault_alloc *cmd = arg;
 		struct fk_fault *f;
@@ -357,6 +368,7 @@ int fk_sys_ioctl(int fd, unsigned long req, void *arg)
 		f = fk_fault_new();
 		cmd->out_fault_id = f->id;
 		cmd->out_fault_fd = (uint32_t)f->fd;
+		fki_add_fault(fd, f);
 		return 0;
 	}
 	if (kind == FD_IOMMU && req == IOPF_K_DESTROY)
@@ -375,6 +387,7 @@ int fk_sys_close(int fd)
 		f->fd = -1; /* the object lives on, as in the kernel */
 	} else if (fd_kind(fd, NULL) == FD_IOMMU) {
 		fd_register(fd, FD_NONE, NULL);
+		fki_free(fd);
 	}
 	pthread_mutex_unlock(&fk_lock);
 	return close(fd);
@@ -404,6 +417,7 @@ int fk_iommufd_open(void)
 
 	pthread_mutex_lock(&fk_lock);
 	fd_register(fd, FD_IOMMU, NULL);
+	fki_free(fd); /* a number closed without fk_sys_close() */
 	pthread_mutex_unlock(&fk_lock);
 	return fd;
 }
@@ -689,4 +703,210 @@ uint64_t fk_writes(struct fk_fault *f)
 	v = f->writes;
 	pthread_mutex_unlock(&fk_lock);
 	return v;
+}
+
+/* ---- kernel versions and iommufd objects (iopf_probe) ----
+ * Kept apart from the fault object model above: only what IOMMU_HWPT_ALLOC,
+ * IOMMU_GET_HW_INFO, IOMMU_VEVENTQ_ALLOC and IOMMU_DESTROY need. */
+
+enum { KO_DEV = 1, KO_IOAS, KO_HWPT, KO_FAULT };
+
+struct fk_obj {
+	uint32_t id;
+	int kind;
+	bool nest_parent;
+	unsigned int users;     /* tables on it, or using it (fault) */
+	uint32_t uses[2];       /* what it holds a user of: pt, fault */
+	struct fk_fault *fault; /* KO_FAULT */
+};
+
+struct fk_iommu {
+	enum fake_k_mode mode;
+	struct fk_obj *objs;
+	unsigned int n, cap;
+};
+
+static struct fk_iommu **iommus;
+static int niommus;
+
+/* fk_lock held. The fake iommufd's state, made on first use. */
+static struct fk_iommu *fki_get(int fd)
+{
+	if (fd >= niommus) {
+		int cap = fd + 16;
+
+		iommus = realloc(iommus, (size_t)cap * sizeof(*iommus));
+		memset(iommus + niommus, 0, (size_t)(cap - niommus) * sizeof(*iommus));
+		niommus = cap;
+	}
+	if (!iommus[fd])
+		iommus[fd] = calloc(1, sizeof(**iommus));
+	return iommus[fd];
+}
+
+static struct fk_obj *fki_find(struct fk_iommu *m, uint32_t id, int kind)
+{
+	for (unsigned int i = 0; i < m->n; i++)
+		if (m->objs[i].id == id && (!kind || m->objs[i].kind == kind))
+			return &m->objs[i];
+	return NULL;
+}
+
+static struct fk_obj *fki_new(struct fk_iommu *m, int kind, uint32_t id)
+{
+	if (m->n == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 16;
+		m->objs = realloc(m->objs, m->cap * sizeof(*m->objs));
+	}
+	m->objs[m->n] = (struct fk_obj){ .id = id ? id : next_id++, .kind = kind };
+	return &m->objs[m->n++];
+}
+
+static void fki_add_fault(int fd, struct fk_fault *f)
+{
+	pthread_mutex_lock(&fk_lock);
+	fki_new(fki_get(fd), KO_FAULT, f->id)->fault = f;
+	pthread_mutex_unlock(&fk_lock);
+}
+
+static void fki_free(int fd)
+{
+	if (fd < niommus && iommus[fd]) {
+		free(iommus[fd]->objs);
+		free(iommus[fd]);
+		iommus[fd] = NULL;
+	}
+}
+
+static int fki_hwpt(struct fk_iommu *m, struct iopf_k_hwpt_alloc *a)
+{
+	const uint32_t known = IOPF_K_HWPT_ALLOC_NEST_PARENT |
+			       IOPF_K_HWPT_FAULT_ID_VALID | IOPF_K_HWPT_ALLOC_PASID;
+	bool new = m->mode >= FAKE_K_6_15, fid = a->flags & IOPF_K_HWPT_FAULT_ID_VALID;
+	struct fk_obj *pt, *fault = NULL, *o;
+
+	if (a->flags & ~known)
+		return -EOPNOTSUPP;
+	if (!fki_find(m, a->dev_id, KO_DEV))
+		return -ENOENT;
+	pt = fki_find(m, a->pt_id, 0);
+	if (!pt || (pt->kind != KO_IOAS && pt->kind != KO_HWPT))
+		return -ENOENT;
+	if (pt->kind == KO_HWPT) { /* nested: selftest data on a parent */
+		if (a->flags & ~IOPF_K_HWPT_FAULT_ID_VALID)
+			return -EOPNOTSUPP;
+		if (!pt->nest_parent)
+			return -EINVAL;
+		if (a->data_type != IOPF_K_HWPT_DATA_SELFTEST || a->data_len < 4)
+			return -EOPNOTSUPP;
+	} else { /* paging: what iommufd_hwpt_paging_alloc() takes */
+		if (a->data_type || a->data_len)
+			return -EOPNOTSUPP;
+		if ((a->flags & IOPF_K_HWPT_ALLOC_PASID) && !new)
+			return -EOPNOTSUPP;
+		if (fid && (!new || (a->flags & IOPF_K_HWPT_ALLOC_NEST_PARENT)))
+			return -EOPNOTSUPP;
+	}
+	if (fid && !(fault = fki_find(m, a->fault_id, KO_FAULT)))
+		return -ENOENT;
+	o = fki_new(m, KO_HWPT, 0);
+	pt = fki_find(m, a->pt_id, 0); /* fki_new may have moved it */
+	o->nest_parent = a->flags & IOPF_K_HWPT_ALLOC_NEST_PARENT;
+	o->uses[0] = pt->id;
+	pt->users++;
+	if (fid) {
+		fault = fki_find(m, a->fault_id, KO_FAULT);
+		o->uses[1] = fault->id;
+		fault->users++;
+	}
+	a->out_hwpt_id = o->id;
+	return 0;
+}
+
+/* Destroyed fault objects stay allocated and reachable: a test may still
+ * hold one (fk_fault_by_fd before the close), as the sweep does. */
+static struct fk_fault **graveyard;
+static size_t ngraves;
+
+static int fki_destroy(struct fk_iommu *m, uint32_t id)
+{
+	struct fk_obj *o = fki_find(m, id, 0);
+
+	if (!o || o->kind == KO_DEV)
+		return -ENOENT;
+	if (o->users || (o->kind == KO_FAULT && o->fault->fd >= 0))
+		return -EBUSY; /* a table on it, or the fault fd still open */
+	for (int i = 0; i < 2; i++) {
+		struct fk_obj *u = o->uses[i] ? fki_find(m, o->uses[i], 0) : NULL;
+
+		if (u)
+			u->users--;
+	}
+	if (o->kind == KO_FAULT) {
+		graveyard = realloc(graveyard, (ngraves + 1) * sizeof(*graveyard));
+		graveyard[ngraves++] = o->fault;
+	}
+	*o = m->objs[--m->n];
+	return 0;
+}
+
+/* The iommufd ioctls of this block; -ENOSYS: not one of them. */
+static int fki_ioctl(int fd, unsigned long req, void *arg)
+{
+	struct fk_iommu *m;
+	int rc = 0;
+
+	pthread_mutex_lock(&fk_lock);
+	m = fki_get(fd);
+	if (req == IOPF_K_IOAS_ALLOC) {
+		struct iopf_k_ioas_alloc *a = arg;
+
+		a->out_ioas_id = fki_new(m, KO_IOAS, 0)->id;
+	} else if (req == IOPF_K_HWPT_ALLOC) {
+		rc = fki_hwpt(m, arg);
+	} else if (req == IOPF_K_GET_HW_INFO) {
+		struct iopf_k_hw_info *h = arg;
+
+		if (fki_find(m, h->dev_id, KO_DEV))
+			h->out_data_type = IOPF_K_HW_INFO_SELFTEST;
+		else
+			rc = -ENOENT;
+	} else if (req == IOPF_K_VEVENTQ_ALLOC) {
+		/* known from 6.15; no vIOMMU here, so always refused */
+		rc = m->mode >= FAKE_K_6_15 ? -EOPNOTSUPP : -ENOTTY;
+	} else if (req == IOPF_K_DESTROY) {
+		rc = fki_destroy(m, ((struct iopf_k_destroy *)arg)->id);
+	} else {
+		rc = -ENOSYS;
+	}
+	pthread_mutex_unlock(&fk_lock);
+	return rc;
+}
+
+void fake_kernel_set_mode(int iommufd, enum fake_k_mode mode)
+{
+	pthread_mutex_lock(&fk_lock);
+	fki_get(iommufd)->mode = mode;
+	pthread_mutex_unlock(&fk_lock);
+}
+
+uint32_t fk_iommufd_add_device(int iommufd)
+{
+	uint32_t id;
+
+	pthread_mutex_lock(&fk_lock);
+	id = fki_new(fki_get(iommufd), KO_DEV, 0)->id;
+	pthread_mutex_unlock(&fk_lock);
+	return id;
+}
+
+unsigned int fk_iommufd_objects(int iommufd)
+{
+	unsigned int n = 0;
+
+	pthread_mutex_lock(&fk_lock);
+	for (unsigned int i = 0; i < fki_get(iommufd)->n; i++)
+		n += iommus[iommufd]->objs[i].kind != KO_DEV;
+	pthread_mutex_unlock(&fk_lock);
+	return n;
 }

@@ -111,4 +111,23 @@ uint64_t fk_triggered(struct fk_fault *f);
 uint64_t fk_reads(struct fk_fault *f);
 uint64_t fk_writes(struct fk_fault *f);
 
+/* ---- kernel versions and iommufd objects (iopf_probe) ----
+ * A fake iommufd (fk_iommufd_open) also keeps IOASes, page tables and
+ * fault objects with the kernel's rules for creating and destroying them
+ * (a fault object goes once its fd is closed and no table uses it; a
+ * parent once no nested table does), and behaves as one kernel version:
+ * - FAKE_K_6_12 (default): a fault id only on nested tables (paging:
+ *   EOPNOTSUPP), no IOMMU_HWPT_ALLOC_PASID (EOPNOTSUPP), no
+ *   IOMMU_VEVENTQ_ALLOC (ENOTTY).
+ * - FAKE_K_6_15: also a fault id on a plain paging table (6.13), PASID
+ *   tables, IOMMU_VEVENTQ_ALLOC known (an empty request: EOPNOTSUPP), and
+ *   a fault id refused on a NEST_PARENT table (EOPNOTSUPP).
+ * Its one IOMMU reports the selftest mock's GET_HW_INFO type. */
+enum fake_k_mode { FAKE_K_6_12 = 0, FAKE_K_6_15 };
+void fake_kernel_set_mode(int iommufd, enum fake_k_mode mode);
+/* A device bound to the fake iommufd: its device id. */
+uint32_t fk_iommufd_add_device(int iommufd);
+/* Objects alive on it (devices not counted). */
+unsigned int fk_iommufd_objects(int iommufd);
+
 #endif
