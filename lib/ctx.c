@@ -111,6 +111,7 @@ IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx)
 	for (uint32_t i = 0; i < ctx->handlers.cap; i++)
 		free(ctx->handlers.e[i].v);
 	tbl_free(&ctx->handlers);
+	tbl_free(&ctx->devflags);
 	iopf__groups_free(ctx);
 	if (ctx->epfd >= 0)
 		close(ctx->epfd);

@@ -317,6 +317,7 @@ IOPF_API int iopf_ctx_dispatch(struct iopf_ctx *ctx)
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__cancel_deliver(ctx, cancel);
 	iopf__deliver(ctx);
+	iopf__vevents_deliver(ctx);
 
 	while (g) {
 		struct iopf_group *batch[HANDLE_BATCH];
