@@ -23,6 +23,8 @@ Suite *suite_producer(void);
 Suite *suite_dispatch(void);
 Suite *suite_device(void);
 Suite *suite_once(void);
+Suite *suite_record(void);
+Suite *suite_veventq(void);
 
 /* A context with one fault queue on a fresh fake fault object. */
 struct tctx {

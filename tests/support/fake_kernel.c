@@ -92,7 +92,7 @@ static bool vq_sys_read(int fd, void *buf, size_t count, ssize_t *ret);
 static bool vq_sys_write(int fd, ssize_t *ret);
 static bool vq_sys_ioctl(int fd, unsigned long req, void *arg, int *ret);
 static bool vq_sys_close(int fd);
-static short vq_revents(int fd, short events, bool *is_vq);
+static short vq_revents(int fd, short events, bool *is_vq); /* fk_lock held */
 
 /* Mirror "groups waiting" into the eventfd so epoll sees POLLIN. */
 static void mirror(struct fk_fault *f)
@@ -1005,16 +1005,10 @@ static bool vq_sys_write(int fd, ssize_t *ret)
 
 static short vq_revents(int fd, short events, bool *is_vq)
 {
-	struct fk_veventq *q;
-	short r = 0;
+	struct fk_veventq *q = vq_of(fd); /* fk_lock held by fk_sys_poll */
 
-	pthread_mutex_lock(&fk_lock);
-	q = vq_of(fd);
 	*is_vq = q != NULL;
-	if (q && (q->head || q->lost_on_list))
-		r = (short)(events & POLLIN);
-	pthread_mutex_unlock(&fk_lock);
-	return r;
+	return q && (q->head || q->lost_on_list) ? (short)(events & POLLIN) : 0;
 }
 
 /* IOMMU_VEVENTQ_ALLOC: ENOTTY in 6.12 mode, else iommufd_veventq_alloc()'s
