@@ -460,7 +460,8 @@ struct iopf_stats {
 	uint64_t closed_undetached;/**< fault queues that delivered faults,
 				        closed with no detach seen */
 	uint64_t vevents;          /**< vIOMMU events read */
-	uint64_t vevents_lost;     /**< lost-events headers read (overflow) */
+	uint64_t vevents_lost;     /**< overflows seen: lost-events headers
+				        read, and sequence gaps */
 	uint64_t vevents_malformed;/**< vIOMMU event reads that made no sense */
 	uint64_t dispatch_slices;  /**< bounded dispatch calls that stopped at
 				        their budget with work left */
@@ -624,7 +625,10 @@ iopf_producer_new(struct iopf_ctx *ctx, const struct iopf_producer_opts *opts);
  *         -ENOMEM: for a LAST request, the group was answered INVALID at
  *         once through respond; for a partial one (since 1.2; -ENOSPC
  *         before), it was dropped for want of memory (counted),
- *         -EINVAL (bad flags or reserved field; nothing held),
+ *         -EINVAL (reserved field set, or IOPF_F_PASID_VALID with
+ *         IOPF_NO_PASID; nothing held; flag bits libiopf does not know
+ *         are passed on to the handler since 1.3, counted in
+ *         unknown_flags, not refused),
  *         -ENODEV (the device went away, since 1.1; nothing held),
  *         -ESHUTDOWN (the source is closed, since 1.2; nothing held).
  * A group any of whose partial requests was dropped or discarded is
@@ -732,11 +736,11 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
  * PASID, PRG index), kept from then on: callers who never answer by PRG
  * index never pay for it.
  * Groups already ended (by a deadline, a handler's answer, a bulk answer)
- * are not candidates: an answer for a key whose oldest group was ended
- * goes to the next outstanding group of that key, as a device that
- * reuses a PRG index only after its answer expects (PCIe 10.4.2.2: one
- * response per group, matched by PRG index and, if the function wants
- * it, PASID). A device whose responses carry no PASID:
+ * are never candidates: an answer for a key whose oldest group was ended
+ * goes to the next outstanding group of that key, which is how the device
+ * itself would take it (PCIe 10.4.2.2: a response names no group, only
+ * its PRG index and, if the function wants it, the PASID; an index is
+ * reused once answered). A device whose responses carry no PASID:
  * iopf_ctx_set_device_flags() with IOPF_DEV_PRG_PASID_OPTIONAL (since
  * 1.3).
  * @return 0, -ENOENT (no such group outstanding: a late, duplicate or
