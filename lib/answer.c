@@ -79,12 +79,43 @@ IOPF_API int iopf_respond_many(struct iopf_ctx *ctx,
 	return answered(ctx, done);
 }
 
+/* Per-device matching flags (iopf_ctx_set_device_flags()), stored as the
+ * table's pointer value: DF_SET keeps it non-NULL. */
+#define DF_SET (1u << 31)
+#define DF_LOGGED (1u << 30) /* the one unmatched answer was logged */
+#define DF_PUBLIC (IOPF_DEV_PRG_PASID_OPTIONAL | IOPF_DEV_LOG_UNMATCHED)
+
+static unsigned int dev_flags(struct iopf_ctx *ctx, uint32_t dev)
+{
+	return ctx->devflags.n ?
+		(unsigned int)(uintptr_t)tbl_get(&ctx->devflags, dev, 0) : 0;
+}
+
+/* The oldest group of (dev, any PASID, prgi) still open to an answer: a
+ * function whose responses carry no PASID. A walk, not the index (keyed
+ * by PASID); only devices set PASID-optional pay for it. */
+static struct iopf_group *oldest_any_pasid(struct iopf_ctx *ctx, uint32_t dev,
+					   uint32_t prgi)
+{
+	struct iopf_group *g, *best = NULL;
+
+	FOR_EACH_LIVE(ctx, i, g) {
+		if (g->key.dev_id != dev || g->key.prgi != prgi ||
+		    !gst_answerable(gst(g)))
+			continue;
+		if (!best || (int32_t)(g->seq - best->seq) < 0)
+			best = g;
+	}
+	return best;
+}
+
 IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 			      uint32_t pasid, uint32_t prgi,
 			      enum iopf_code code)
 {
 	struct prg_key k = { .dev_id = dev_id, .pasid = pasid, .prgi = prgi };
 	struct iopf_group *g;
+	unsigned int df;
 	int err;
 
 	if (!ctx || (code != IOPF_CODE_SUCCESS && code != IOPF_CODE_INVALID))
@@ -93,14 +124,46 @@ IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 	iopf__tick(ctx);
 	if (ctx->ngone && iopf__dev_is_gone(ctx, dev_id))
 		return refused(ctx, -ENODEV, "by PRG index", dev_id, prgi);
-	err = iopf__group_by_prg(ctx, &k, &g);
+	df = dev_flags(ctx, dev_id);
+	if ((df & IOPF_DEV_PRG_PASID_OPTIONAL) && pasid == IOPF_NO_PASID) {
+		g = oldest_any_pasid(ctx, dev_id, prgi);
+		err = g ? 0 : -ENOENT;
+	} else {
+		err = iopf__group_by_prg(ctx, &k, &g);
+	}
 	if (err) {
 		if (err == -ENOENT)
 			ctx->st.unmatched_answers++;
+		if (err == -ENOENT && (df & IOPF_DEV_LOG_UNMATCHED) &&
+		    !(df & DF_LOGGED)) {
+			/* replaces in place: cannot fail */
+			tbl_put(&ctx->devflags, dev_id, 0,
+				(void *)(uintptr_t)(df | DF_LOGGED));
+			iopf__log(ctx, LOG_W,
+				  "dev %u: guest answer (pasid %#x prgi %u) matches no outstanding group; later ones of this device are only counted",
+				  dev_id, pasid, prgi);
+		}
 		return refused(ctx, err, "by PRG index", dev_id, prgi);
 	}
 	iopf__group_end(ctx, g, (int)code, END_ANSWERED);
 	return answered(ctx, 0);
+}
+
+IOPF_API int iopf_ctx_set_device_flags(struct iopf_ctx *ctx, uint32_t dev_id,
+				       unsigned int flags)
+{
+	int rc = 0;
+
+	if (!ctx || (flags & ~DF_PUBLIC))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	if (!flags)
+		tbl_del(&ctx->devflags, dev_id, 0);
+	else
+		rc = tbl_put(&ctx->devflags, dev_id, 0,
+			     (void *)(uintptr_t)(flags | DF_SET));
+	pthread_mutex_unlock(&ctx->lock);
+	return rc;
 }
 
 IOPF_API int iopf_ctx_answer_invalid(struct iopf_ctx *ctx, uint32_t dev_id,

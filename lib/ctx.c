@@ -118,6 +118,7 @@ IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx)
 	iopf__devices_free(ctx);
 
 	iopf__handlers_free(ctx);
+	tbl_free(&ctx->devflags);
 	iopf__groups_free(ctx);
 	iopf__sched_free(ctx);
 	if (ctx->epfd >= 0)

@@ -297,6 +297,7 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__cancel_deliver(ctx, cancel);
 	iopf__deliver(ctx);
+	iopf__vevents_deliver(ctx);
 
 	while (left) {
 		struct iopf_group *batch[HANDLE_BATCH];

@@ -125,10 +125,13 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 		return;
 	}
 	struct iopf_record *rec = grp_rec(g);
+	uint32_t *len = grp_len(g);
 
-	for (uint32_t i = 0; i < n; i++)
+	for (uint32_t i = 0; i < n; i++) {
 		rec[i] = (struct iopf_record){
 			.addr = r[i].addr, .perm = r[i].perm, .flags = r[i].flags };
+		len[i] = r[i].length; /* iopf_group_record_info() */
+	}
 	g->cookie = cookie;
 	fq->by_cookie[cookie] = g;
 	iopf__group_intake(ctx, g, now);

@@ -105,7 +105,8 @@ struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src
 	else if (!(g = slot_new(ctx)) && !(g = unquarantine(ctx)))
 		return NULL;
 	if (nrec > g->cap) {
-		struct iopf_record *r = xmalloc(nrec * sizeof(*r));
+		/* records, then their length fields (grp_len()) */
+		struct iopf_record *r = xmalloc(nrec * (sizeof(*r) + sizeof(uint32_t)));
 
 		if (!r) {
 			g->out_next = ctx->free_list;

@@ -77,11 +77,14 @@ struct iopf_group {
 	uint32_t slot;    /* slab slot * SLAB_GROUPS + index in it */
 	uint32_t gen;     /* generation: bumped when the slot is recycled */
 	uint8_t state;    /* enum gstate; gst()/gst_set() */
-	uint8_t end;      /* enum gend, once GS_DONE */
-	uint8_t code;     /* the answer (producer delivery) */
 	uint8_t pins;     /* queue, handler, delivery or cancel list */
-	bool indexed;     /* in ctx->by_prg */
-	uint8_t gflags;   /* IOPF_GROUP_* */
+	/* Bit-fields, all written under ctx->lock: one byte for the three,
+	 * so that the inline record's length fits the 128 bytes. */
+	uint8_t end : 4;  /* enum gend, once GS_DONE */
+	uint8_t code : 1; /* the answer (producer delivery) */
+	bool indexed : 1; /* in ctx->by_prg */
+	uint8_t gflags;   /* IOPF_GROUP_*, GF_POISONED */
+	uint32_t len1;    /* the inline record's length field (cap == 1) */
 	uint32_t nrec, cap;
 	uint32_t seq;     /* intake order (wraps; compared by difference) */
 	uint32_t flow;    /* its (device, PASID) flow: sched.c, from intake */
@@ -119,6 +122,13 @@ static inline const struct iopf_group *grp_checked(const struct iopf_group *g)
 static inline struct iopf_record *grp_rec(struct iopf_group *g)
 {
 	return g->cap > 1 ? g->ext : &g->one;
+}
+
+/* The records' length fields: stored apart from struct iopf_record
+ * (whose layout is public), after the cap records of ext. */
+static inline uint32_t *grp_len(struct iopf_group *g)
+{
+	return g->cap > 1 ? (uint32_t *)(g->ext + g->cap) : &g->len1;
 }
 
 static inline uint8_t gst(const struct iopf_group *g)
@@ -402,6 +412,11 @@ struct iopf_ctx {
 	pthread_cond_t wq_cond;
 	struct iopf_group *wq_head, *wq_tail;
 	bool wq_stop;
+	/* since 1.3: guest answer matching per device (answer.c) */
+	struct tbl devflags;      /* dev_id -> DF_* bits, as a pointer */
+	/* since 1.3: vIOMMU event queues with events read, not yet handed
+	 * to their callback (veventq.c); the dispatching thread's only */
+	struct veventq *vq_pending;
 };
 
 #define offsetofend(T, f) (offsetof(T, f) + sizeof(((T *)0)->f))
@@ -495,6 +510,10 @@ void iopf__binding_put(struct iopf_ctx *ctx, struct binding *b);
 /* Call the destroy callbacks due. No lock held. */
 void iopf__reap(struct iopf_ctx *ctx);
 void iopf__handlers_free(struct iopf_ctx *ctx);
+
+/* veventq.c: the events the dispatching thread's round read, to their
+ * callbacks (no lock held; that thread only). */
+void iopf__vevents_deliver(struct iopf_ctx *ctx);
 
 /* dispatch.c */
 void iopf__wake(struct iopf_ctx *ctx);

@@ -21,7 +21,7 @@
 #define IOPF_K_HWPT_ALLOC _IO(IOPF_K_TYPE, 0x89)
 #define IOPF_K_FAULT_QUEUE_ALLOC _IO(IOPF_K_TYPE, 0x8e)
 #define IOPF_K_GET_HW_INFO _IO(IOPF_K_TYPE, 0x8a)
-#define IOPF_K_VEVENTQ_ALLOC _IO(IOPF_K_TYPE, 0x93) /* 6.15+ */
+#define IOPF_K_VEVENTQ_ALLOC _IO(IOPF_K_TYPE, 0x93) /* Linux 6.15+ */
 
 #define IOPF_K_HWPT_ALLOC_NEST_PARENT (1u << 0)
 #define IOPF_K_HWPT_FAULT_ID_VALID (1u << 2)
@@ -101,18 +101,6 @@ struct iopf_k_hw_info {
 	uint32_t reserved;
 };
 
-/* IOMMU_VEVENTQ_ALLOC (Linux 6.15+). */
-struct iopf_k_veventq_alloc {
-	uint32_t size;
-	uint32_t flags;
-	uint32_t viommu_id;
-	uint32_t type;
-	uint32_t veventq_depth;
-	uint32_t out_veventq_id;
-	uint32_t out_veventq_fd;
-	uint32_t reserved;
-};
-
 /* One record of a page request group, as read() from the fault fd. */
 struct iopf_k_pgfault {
 	uint32_t flags;
@@ -130,6 +118,32 @@ struct iopf_k_pgfault {
 struct iopf_k_page_response {
 	uint32_t cookie;
 	uint32_t code;
+};
+
+/* vIOMMU event queues (Linux 6.15+, drivers/iommu/iommufd/eventq.c): a
+ * read() returns whole events, each a header then a payload whose size
+ * the queue's type fixes; a lost-events header has no payload. Sequence
+ * numbers count every event queued, lost ones too, modulo INT_MAX + 1. */
+#define IOPF_K_VEVENTQ_FLAG_LOST_EVENTS (1u << 0)
+#define IOPF_K_VEVENTQ_TYPE_ARM_SMMUV3 1u     /* struct iommu_vevent_arm_smmuv3 */
+#define IOPF_K_VEVENTQ_TYPE_TEGRA241_CMDQV 2u /* iommu_vevent_tegra241_cmdqv */
+#define IOPF_K_VEVENT_ARM_SMMUV3_LEN 32u      /* __aligned_le64 evt[4] */
+#define IOPF_K_VEVENT_TEGRA241_CMDQV_LEN 16u  /* __aligned_le64 lvcmdq_err_map[2] */
+
+struct iopf_k_veventq_alloc {
+	uint32_t size;
+	uint32_t flags;
+	uint32_t viommu_id;
+	uint32_t type;
+	uint32_t veventq_depth;
+	uint32_t out_veventq_id;
+	uint32_t out_veventq_fd;
+	uint32_t reserved;
+};
+
+struct iopf_k_vevent_header {
+	uint32_t flags;
+	uint32_t sequence;
 };
 
 #define IOPF_K_ASSERT_AT(s, f, off)                                         \
@@ -155,12 +169,14 @@ IOPF_K_ASSERT_AT(iopf_k_hwpt_alloc, fault_id, 40);
 _Static_assert(sizeof(struct iopf_k_ioas_map) == 40, "ioas map size");
 _Static_assert(sizeof(struct iopf_k_ioas_alloc) == 12, "ioas alloc size");
 _Static_assert(IOPF_K_FAULT_QUEUE_ALLOC == 0x3b8e, "fault alloc ioctl");
+_Static_assert(sizeof(struct iopf_k_veventq_alloc) == 32, "veventq alloc size");
+IOPF_K_ASSERT_AT(iopf_k_veventq_alloc, veventq_depth, 16);
+IOPF_K_ASSERT_AT(iopf_k_veventq_alloc, out_veventq_fd, 24);
+_Static_assert(sizeof(struct iopf_k_vevent_header) == 8, "vevent header size");
+_Static_assert(IOPF_K_VEVENTQ_ALLOC == 0x3b93, "veventq alloc ioctl");
 _Static_assert(IOPF_K_HWPT_ALLOC == 0x3b89, "hwpt alloc ioctl");
 _Static_assert(sizeof(struct iopf_k_hw_info) == 32, "hw info size");
 IOPF_K_ASSERT_AT(iopf_k_hw_info, out_data_type, 24);
-_Static_assert(sizeof(struct iopf_k_veventq_alloc) == 32, "veventq alloc size");
-IOPF_K_ASSERT_AT(iopf_k_veventq_alloc, out_veventq_fd, 24);
-_Static_assert(IOPF_K_VEVENTQ_ALLOC == 0x3b93, "veventq alloc ioctl");
 
 /* Where the system has the uapi header, hold our copy against it. */
 #if defined(__has_include)
@@ -180,6 +196,17 @@ _Static_assert(IOMMU_FAULT_QUEUE_ALLOC == IOPF_K_FAULT_QUEUE_ALLOC,
 _Static_assert(IOMMU_HWPT_FAULT_ID_VALID == IOPF_K_HWPT_FAULT_ID_VALID,
 	       "uapi fault id flag");
 #define IOPF_KABI_CHECKED_AGAINST_UAPI 1
+#endif
+#if defined(IOMMU_VEVENTQ_ALLOC)
+_Static_assert(IOMMU_VEVENTQ_ALLOC == IOPF_K_VEVENTQ_ALLOC, "uapi veventq ioctl");
+_Static_assert(sizeof(struct iommu_veventq_alloc) ==
+		       sizeof(struct iopf_k_veventq_alloc), "uapi veventq alloc");
+_Static_assert(sizeof(struct iommufd_vevent_header) ==
+		       sizeof(struct iopf_k_vevent_header), "uapi vevent header");
+_Static_assert(IOMMU_VEVENTQ_FLAG_LOST_EVENTS == IOPF_K_VEVENTQ_FLAG_LOST_EVENTS,
+	       "uapi lost events flag");
+_Static_assert(sizeof(struct iommu_vevent_arm_smmuv3) ==
+		       IOPF_K_VEVENT_ARM_SMMUV3_LEN, "uapi smmuv3 event");
 #endif
 #endif
 #endif

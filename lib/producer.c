@@ -188,6 +188,8 @@ static int complete(struct iopf_ctx *ctx, struct producer *p,
 	if (trunc)
 		g->gflags |= IOPF_GROUP_TRUNCATED;
 	grp_rec(g)[n - 1] = *last;
+	/* A request carries no length: 0 (iopf_group_record_info()). */
+	memset(grp_len(g), 0, n * sizeof(uint32_t));
 	iopf__group_intake(ctx, g, iopf__tick(ctx));
 	return 1;
 }
@@ -201,8 +203,9 @@ IOPF_API int iopf_producer_submit(struct iopf_source *src,
 	struct iopf_record rec;
 	int rc;
 
+	/* Flag bits libiopf does not know are passed on to the handler
+	 * (since 1.3; counted), as on fault queues: never a refusal. */
 	if (!src || !req || src->ops->read || req->reserved ||
-	    (req->flags & ~(IOPF_F_PASID_VALID | IOPF_F_LAST_PAGE)) ||
 	    ((req->flags & IOPF_F_PASID_VALID) && req->pasid == IOPF_NO_PASID))
 		return -EINVAL;
 	ctx = src->ctx;
@@ -217,6 +220,8 @@ IOPF_API int iopf_producer_submit(struct iopf_source *src,
 				    .flags = req->flags };
 
 	pthread_mutex_lock(&ctx->lock);
+	if (req->flags & ~(IOPF_F_PASID_VALID | IOPF_F_LAST_PAGE))
+		ctx->st.unknown_flags++;
 	if (src->closed) {
 		rc = -ESHUTDOWN;
 	} else if (ctx->ngone && iopf__dev_is_gone(ctx, key.dev_id)) {

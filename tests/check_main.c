@@ -19,6 +19,8 @@ int main(void)
 	srunner_add_suite(sr, suite_once());
 	srunner_add_suite(sr, suite_sched());
 	srunner_add_suite(sr, suite_probe());
+	srunner_add_suite(sr, suite_record());
+	srunner_add_suite(sr, suite_veventq());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -10,7 +10,7 @@ static const uint64_t ALL_DEV = IOPF_PROBE_NESTED_FAULT |
 				IOPF_PROBE_PAGING_FAULT | IOPF_PROBE_PASID_ATTACH;
 
 /* Probe a fresh fake iommufd in mode m; every object made is gone. */
-static struct iopf_probe_info probe(enum fake_k_mode m, bool with_dev, int *rc)
+static struct iopf_probe_info probe(enum fake_kernel_mode m, bool with_dev, int *rc)
 {
 	IOPF_OPTS(iopf_probe_info, info);
 	int ifd;

@@ -25,6 +25,8 @@ Suite *suite_device(void);
 Suite *suite_once(void);
 Suite *suite_sched(void);
 Suite *suite_probe(void);
+Suite *suite_record(void);
+Suite *suite_veventq(void);
 
 /* A context with one fault queue on a fresh fake fault object. */
 struct tctx {

@@ -484,7 +484,8 @@ struct iopf_stats {
 				        closed with no iopf_source_detach()
 				        seen (iopf_source_close()) */
 	uint64_t vevents;          /**< vIOMMU events read */
-	uint64_t vevents_lost;     /**< lost-events headers read (overflow) */
+	uint64_t vevents_lost;     /**< overflows seen: lost-events headers
+				        read, and sequence gaps */
 	uint64_t vevents_malformed;/**< vIOMMU event reads that made no sense */
 	uint64_t dispatch_slices;  /**< bounded dispatch calls that stopped at
 				        their budget with work left */
@@ -658,7 +659,10 @@ iopf_producer_new(struct iopf_ctx *ctx, const struct iopf_producer_opts *opts);
  *         -ENOMEM: for a LAST request, the group was answered INVALID at
  *         once through respond; for a partial one (since 1.2; -ENOSPC
  *         before), it was dropped for want of memory (counted),
- *         -EINVAL (bad flags or reserved field; nothing held),
+ *         -EINVAL (reserved field set, or IOPF_F_PASID_VALID with
+ *         IOPF_NO_PASID; nothing held; flag bits libiopf does not know
+ *         are passed on to the handler since 1.3, counted in
+ *         unknown_flags, not refused),
  *         -ENODEV (the device went away, since 1.1; nothing held),
  *         -ESHUTDOWN (the source is closed, since 1.2; nothing held).
  * A group any of whose partial requests was dropped or discarded is
@@ -765,6 +769,14 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
  * The first call builds an index of outstanding groups by (device,
  * PASID, PRG index), kept from then on: callers who never answer by PRG
  * index never pay for it.
+ * Groups already ended (by a deadline, a handler's answer, a bulk answer)
+ * are never candidates: an answer for a key whose oldest group was ended
+ * goes to the next outstanding group of that key, which is how the device
+ * itself would take it (PCIe 10.4.2.2: a response names no group, only
+ * its PRG index and, if the function wants it, the PASID; an index is
+ * reused once answered). A device whose responses carry no PASID:
+ * iopf_ctx_set_device_flags() with IOPF_DEV_PRG_PASID_OPTIONAL (since
+ * 1.3).
  * @return 0, -ENOENT (no such group outstanding: a late, duplicate or
  *         unknown answer; counted), -ENODEV (the device went away, since
  *         1.1; counted), -ENOMEM (no memory for the index), -EINVAL.
@@ -789,6 +801,81 @@ IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 IOPF_API int iopf_respond_many(struct iopf_ctx *ctx,
 			       const iopf_handle_t *handles, const int *codes,
 			       size_t n, int *results);
+
+/**
+ * @brief Every field of one record, as the kernel (or the producer) gave
+ * it (since 1.3). Read with iopf_group_record_info(); declare it with
+ * IOPF_OPTS(iopf_record_info, ri). Fields may be appended in later
+ * releases (the `sz` rule of the options structs applies).
+ */
+struct iopf_record_info {
+	size_t sz;        /**< sizeof(struct iopf_record_info); set by IOPF_OPTS() */
+	uint32_t flags;   /**< the record's flags, IOPF_F_* and any bits libiopf
+			       does not know (a newer kernel's; counted in
+			       iopf_stats.unknown_flags, never refused) */
+	uint32_t dev_id;  /**< device id */
+	uint32_t pasid;   /**< PASID, or IOPF_NO_PASID without IOPF_F_PASID_VALID */
+	uint32_t prgi;    /**< Page Request Group index (the kernel's grpid) */
+	uint32_t perm;    /**< IOPF_PERM_* bits of the record */
+	/** The kernel record's `length` field, as given: 0 from every kernel
+	 *  so far (6.11 to 6.15 set it to 0). 0 for producer requests, which
+	 *  carry none. */
+	uint32_t length;
+	uint64_t addr;    /**< faulting address */
+	uint32_t cookie;  /**< the group's kernel cookie; 0 for producers */
+	uint32_t raw_perm;/**< the permission field as given, unknown bits too */
+};
+
+/**
+ * @brief Read every field of record idx of a group (since 1.3).
+ *
+ * For handlers that need what struct iopf_record (fixed for ABI 1) does
+ * not carry: the length field, the cookie, unknown flag and permission
+ * bits. Same thread-safety as iopf_group_records(): while the group is
+ * the caller's (in its handler, its batch or cancel callback).
+ * @param g the group.
+ * @param idx the record, 0 .. n-1 (n from iopf_group_records()).
+ * @param info out; info->sz must be set (IOPF_OPTS() does). A smaller
+ *        struct (an older caller) gets the fields it has; a larger one
+ *        gets 0 in the fields this release does not know.
+ * @return 0, -EINVAL (g or info NULL, or info->sz too small to hold
+ *         `flags`), -ERANGE (idx >= the number of records).
+ */
+IOPF_API int iopf_group_record_info(const struct iopf_group *g, size_t idx,
+				    struct iopf_record_info *info);
+
+/** Device flag of iopf_ctx_set_device_flags(): a guest answer without
+ *  PASID (IOPF_NO_PASID) to iopf_respond_prg() matches the oldest
+ *  outstanding group of its PRG index on the device whatever that group's
+ *  PASID, as for a function whose "PRG Response PASID Required" bit is
+ *  clear (PCIe: its responses carry no PASID). */
+#define IOPF_DEV_PRG_PASID_OPTIONAL (1u << 0)
+/** Device flag of iopf_ctx_set_device_flags(): log (at warning level) the
+ *  first guest answer of the device that matches no outstanding group;
+ *  later ones are only counted (iopf_stats.unmatched_answers). */
+#define IOPF_DEV_LOG_UNMATCHED (1u << 1)
+
+/**
+ * @brief Set how guest answers (iopf_respond_prg()) of a device are
+ * matched and reported (since 1.3).
+ *
+ * The default (flags 0) is exact: (device, PASID, PRG index), oldest
+ * first. With IOPF_DEV_PRG_PASID_OPTIONAL an answer with pasid
+ * IOPF_NO_PASID matches the oldest outstanding group of (device, PRG
+ * index) of any PASID, groups without one included; an answer naming a
+ * PASID still matches exactly (the PCIe rule, section 10.4.2.2: a
+ * response may carry the request's PASID, and a function may use it with
+ * the PRG index to match; without "PRG Response PASID Required" it
+ * carries none). Such an answer looks at every outstanding group of the
+ * context, not at an index: cost grows with the number outstanding.
+ * Setting the flags again re-arms the one IOPF_DEV_LOG_UNMATCHED message.
+ * @param ctx the context.
+ * @param dev_id device id.
+ * @param flags IOPF_DEV_* flags; 0 restores the default.
+ * @return 0, -EINVAL (ctx NULL or an unknown flag), -ENOMEM.
+ */
+IOPF_API int iopf_ctx_set_device_flags(struct iopf_ctx *ctx, uint32_t dev_id,
+				       unsigned int flags);
 /**@}*/
 
 /**
@@ -1138,6 +1225,125 @@ struct iopf_probe_info {
  */
 IOPF_API int iopf_probe(int iommufd, uint32_t dev_id,
 			struct iopf_probe_info *info);
+/**@}*/
+
+/**
+ * @name vIOMMU event queues (since 1.3)
+ *
+ * Linux 6.15 adds vIOMMU event queues (IOMMU_VEVENTQ_ALLOC): how a
+ * vIOMMU (nested ARM SMMUv3, NVIDIA Tegra241 CMDQV) hands stage-1 faults
+ * and other events to a VMM, to be put in the guest's own event queue.
+ * They are reports, not requests: nothing is answered. libiopf reads them
+ * in iopf_ctx_dispatch(), like fault queues, and calls the queue's event
+ * callback for each, with overflows made explicit: a lost-events header
+ * from the kernel becomes an event flagged IOPF_VEVENT_LOST, and a gap in
+ * the sequence numbers flags the next event IOPF_VEVENT_GAP; both say how
+ * many events were lost. iopf_source_close() closes such a source, and
+ * iopf_source_get_fd() / iopf_source_get_fault_id() give its fd and
+ * vEVENTQ id.
+ *
+ * Tested against libiopf's fake kernel only (written from the 6.15
+ * eventq.c), not yet against a real kernel.
+ */
+/**@{*/
+/** vEVENTQ type: ARM SMMUv3 (32-byte event records). Kernel ABI value. */
+#define IOPF_VEVENTQ_TYPE_ARM_SMMUV3 1u
+/** vEVENTQ type: NVIDIA Tegra241 CMDQV (16-byte error maps). */
+#define IOPF_VEVENTQ_TYPE_TEGRA241_CMDQV 2u
+
+/** Event flag: the kernel's queue overflowed (its lost-events header);
+ *  no payload (len 0, data NULL). */
+#define IOPF_VEVENT_LOST (1u << 0)
+/** Event flag: the sequence numbers skipped before this event: that many
+ *  events were lost to an overflow (lost says how many). */
+#define IOPF_VEVENT_GAP (1u << 1)
+
+/**
+ * @brief One vIOMMU event, given to an iopf_vevent_fn. Valid during the
+ * call only. Fields may be appended in later releases (libiopf fills the
+ * struct; do not copy it by size).
+ */
+struct iopf_vevent {
+	uint32_t flags;     /**< IOPF_VEVENT_* */
+	uint32_t sequence;  /**< the kernel's sequence number (wraps from
+			         INT_MAX to 0) */
+	uint32_t type;      /**< the queue's IOPF_VEVENTQ_TYPE_* */
+	uint32_t len;       /**< payload bytes (0 for IOPF_VEVENT_LOST) */
+	const void *data;   /**< the payload as the kernel gave it (for ARM
+			         SMMUv3: the 256-bit event record, little
+			         endian), or NULL */
+	/** Events lost just before this one, as the sequence numbers tell:
+	 *  with IOPF_VEVENT_LOST or IOPF_VEVENT_GAP, at least 1; else 0. On an
+	 *  adopted queue the first event has nothing to compare with. */
+	uint32_t lost;
+	uint32_t raw_flags; /**< the header's flags as given */
+};
+
+/**
+ * @brief A vIOMMU event callback.
+ *
+ * Called once per event, in queue order, from the thread in
+ * iopf_ctx_dispatch(), with no lock held. It may call iopf_source_close()
+ * (no further events of that queue are then delivered) and the answer
+ * calls, but not iopf_ctx_dispatch(), iopf_ctx_run(), iopf_ctx_drain()
+ * (-EDEADLK) nor iopf_ctx_free().
+ */
+typedef void (*iopf_vevent_fn)(const struct iopf_vevent *ev, void *userdata);
+
+/** Flag of iopf_veventq_opts: the adopted fd is the source's to close. */
+#define IOPF_VQ_CLOSE_FD (1u << 0)
+
+/** @brief Options of the vEVENTQ constructors. */
+struct iopf_veventq_opts {
+	size_t sz;                /**< set by IOPF_OPTS() */
+	unsigned int flags;       /**< IOPF_VQ_* (alloc always owns its fd) */
+	/** Payload bytes after each header; 0: the type's (32 for ARM
+	 *  SMMUv3, 16 for Tegra241 CMDQV). Required for a type libiopf does
+	 *  not know: the stream has no length field. */
+	unsigned int payload_len;
+	unsigned int read_events; /**< events a read() takes at most; 0: 64 */
+};
+
+/**
+ * @brief Allocate a vIOMMU event queue (IOMMU_VEVENTQ_ALLOC) and read it
+ * in the context's dispatch.
+ * @param ctx the context.
+ * @param iommufd the /dev/iommu fd (not taken over).
+ * @param viommu_id the vIOMMU (IOMMU_VIOMMU_ALLOC).
+ * @param type IOPF_VEVENTQ_TYPE_*, one queue per type and vIOMMU.
+ * @param depth most events the kernel holds before it loses them (> 0;
+ *        VMMs use 64 or so).
+ * @param opts options, or NULL for defaults.
+ * @param out_veventq_id receives the vEVENTQ object id, or NULL.
+ * @param fn the event callback (required).
+ * @param userdata passed to fn, last.
+ * @return the source, or NULL with errno: EINVAL (bad argument, or a type
+ *         of unknown payload size without payload_len), ENOMEM, or the
+ *         ioctl's errno: ENOTTY (a kernel before 6.15), EEXIST (the
+ *         vIOMMU has a queue of that type), EOPNOTSUPP, ENOENT.
+ */
+IOPF_API struct iopf_source *
+iopf_veventq_alloc(struct iopf_ctx *ctx, int iommufd, uint32_t viommu_id,
+		   uint32_t type, uint32_t depth,
+		   const struct iopf_veventq_opts *opts, uint32_t *out_veventq_id,
+		   iopf_vevent_fn fn, void *userdata);
+
+/**
+ * @brief Adopt a vEVENTQ fd the caller already has (e.g. a VMM's). The fd
+ * is made non-blocking. With IOPF_VQ_CLOSE_FD the source closes it.
+ * @param ctx the context.
+ * @param fd the vEVENTQ fd.
+ * @param veventq_id its object id (0 if unknown).
+ * @param type the queue's IOPF_VEVENTQ_TYPE_* (fixes the payload size).
+ * @param opts options, or NULL for defaults.
+ * @param fn the event callback (required).
+ * @param userdata passed to fn, last.
+ * @return the source, or NULL with errno: EINVAL, EBADF, ENOMEM.
+ */
+IOPF_API struct iopf_source *
+iopf_veventq_adopt(struct iopf_ctx *ctx, int fd, uint32_t veventq_id,
+		   uint32_t type, const struct iopf_veventq_opts *opts,
+		   iopf_vevent_fn fn, void *userdata);
 /**@}*/
 
 #ifdef __cplusplus

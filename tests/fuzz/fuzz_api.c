@@ -414,7 +414,8 @@ static void do_op(void)
 		q.prgi = rd_u8(&S.rd) & 3;
 		q.reserved = (dev & 0x80) ? rd_u32(&S.rd) : 0;
 		q.perm = rd_u8(&S.rd);
-		bool bad = q.reserved || (q.flags & ~3u) ||
+		/* unknown flag bits are passed on since 1.3, not refused */
+		bool bad = q.reserved ||
 			   ((q.flags & IOPF_F_PASID_VALID) && q.pasid == IOPF_NO_PASID);
 
 		if (!S.prod || S.prod_closed)

@@ -5,6 +5,7 @@
  * libiopf reads and writes from others.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,14 +46,19 @@ struct fk_fault {
 	unsigned int chaos;
 };
 
-enum { FD_NONE, FD_FAULT, FD_IOMMU };
+enum { FD_NONE, FD_FAULT, FD_IOMMU, FD_VEVENTQ };
 
 /* What became of a cookie: a refused answer is harmless only for a cookie
  * the kernel itself freed (detach) since libiopf last saw it. */
 enum ck_state { CK_NEVER = 0, CK_HELD, CK_KERNEL, CK_WRITTEN };
 
 static pthread_mutex_t fk_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct { int kind; struct fk_fault *f; } *fds;
+static struct {
+	int kind;
+	struct fk_fault *f;
+	struct fk_veventq *q;  /* FD_VEVENTQ */
+	int mode;              /* FD_IOMMU: enum fake_kernel_mode, 0: default */
+} *fds;
 static int nfds_cap;
 static uint32_t next_id = 100;
 
@@ -67,6 +73,8 @@ static void fd_register(int fd, int kind, struct fk_fault *f)
 	}
 	fds[fd].kind = kind;
 	fds[fd].f = f;
+	fds[fd].q = NULL;
+	fds[fd].mode = 0;
 }
 
 static int fd_kind(int fd, struct fk_fault **f)
@@ -82,6 +90,13 @@ static int chaos_err(struct fk_fault *f);
 static int fki_ioctl(int fd, unsigned long req, void *arg);
 static void fki_add_fault(int fd, struct fk_fault *f);
 static void fki_free(int fd);
+/* vIOMMU event queues and kernel modes: their own block, at the end. */
+static bool vq_sys_read(int fd, void *buf, size_t count, ssize_t *ret);
+static bool vq_sys_write(int fd, ssize_t *ret);
+static bool vq_sys_ioctl(int fd, unsigned long req, void *arg, int *ret);
+static bool vq_sys_close(int fd);
+static short vq_revents(int fd, short events, bool *is_vq); /* fk_lock held */
+static int mode_of(int iommufd);
 
 /* Mirror "groups waiting" into the eventfd so epoll sees POLLIN. */
 static void mirror(struct fk_fault *f)
@@ -181,7 +196,10 @@ ssize_t fk_sys_read(int fd, void *buf, size_t count)
 	struct fk_fault *f;
 	size_t done = 0;
 	int rc = 0;
+	ssize_t vr;
 
+	if (vq_sys_read(fd, buf, count, &vr))
+		return vr;
 	pthread_mutex_lock(&fk_lock);
 	if (fd_kind(fd, &f) == FD_FAULT) {
 		hook = f->read_hook;
@@ -267,7 +285,10 @@ ssize_t fk_sys_write(int fd, const void *buf, size_t count)
 	struct fk_fault *f;
 	size_t done = 0, i;
 	int rc = 0;
+	ssize_t vr;
 
+	if (vq_sys_write(fd, &vr))
+		return vr;
 	pthread_mutex_lock(&fk_lock);
 	if (fd_kind(fd, &f) != FD_FAULT) {
 		pthread_mutex_unlock(&fk_lock);
@@ -327,7 +348,14 @@ int fk_sys_poll(struct pollfd *p, nfds_t n, int timeout)
 	pthread_mutex_lock(&fk_lock);
 	for (nfds_t i = 0; i < n; i++) {
 		struct fk_fault *f;
+		bool is_vq;
+		short vr = vq_revents(p[i].fd, p[i].events, &is_vq);
 
+		if (is_vq) {
+			p[i].revents = vr;
+			ready += vr != 0;
+			continue;
+		}
 		if (fd_kind(p[i].fd, &f) != FD_FAULT) {
 			all_fake = false;
 			continue;
@@ -342,8 +370,10 @@ int fk_sys_poll(struct pollfd *p, nfds_t n, int timeout)
 
 int fk_sys_ioctl(int fd, unsigned long req, void *arg)
 {
-	int kind;
+	int kind, vr;
 
+	if (vq_sys_ioctl(fd, req, arg, &vr))
+		return vr;
 	pthread_mutex_lock(&fk_lock);
 	kind = fd_kind(fd, NULL);
 	pthread_mutex_unlock(&fk_lock);
@@ -381,6 +411,8 @@ int fk_sys_close(int fd)
 {
 	struct fk_fault *f;
 
+	if (vq_sys_close(fd))
+		return close(fd);
 	pthread_mutex_lock(&fk_lock);
 	if (fd_kind(fd, &f) == FD_FAULT) {
 		fd_register(fd, FD_NONE, NULL);
@@ -721,7 +753,7 @@ struct fk_obj {
 };
 
 struct fk_iommu {
-	enum fake_k_mode mode;
+	int fd; /* its mode: mode_of(fd) */
 	struct fk_obj *objs;
 	unsigned int n, cap;
 };
@@ -739,8 +771,10 @@ static struct fk_iommu *fki_get(int fd)
 		memset(iommus + niommus, 0, (size_t)(cap - niommus) * sizeof(*iommus));
 		niommus = cap;
 	}
-	if (!iommus[fd])
+	if (!iommus[fd]) {
 		iommus[fd] = calloc(1, sizeof(**iommus));
+		iommus[fd]->fd = fd;
+	}
 	return iommus[fd];
 }
 
@@ -782,7 +816,7 @@ static int fki_hwpt(struct fk_iommu *m, struct iopf_k_hwpt_alloc *a)
 {
 	const uint32_t known = IOPF_K_HWPT_ALLOC_NEST_PARENT |
 			       IOPF_K_HWPT_FAULT_ID_VALID | IOPF_K_HWPT_ALLOC_PASID;
-	bool new = m->mode >= FAKE_K_6_15, fid = a->flags & IOPF_K_HWPT_FAULT_ID_VALID;
+	bool new = mode_of(m->fd) & FAKE_K_6_15, fid = a->flags & IOPF_K_HWPT_FAULT_ID_VALID;
 	struct fk_obj *pt, *fault = NULL, *o;
 
 	if (a->flags & ~known)
@@ -873,7 +907,7 @@ static int fki_ioctl(int fd, unsigned long req, void *arg)
 			rc = -ENOENT;
 	} else if (req == IOPF_K_VEVENTQ_ALLOC) {
 		/* known from 6.15; no vIOMMU here, so always refused */
-		rc = m->mode >= FAKE_K_6_15 ? -EOPNOTSUPP : -ENOTTY;
+		rc = mode_of(m->fd) & FAKE_K_6_15 ? -EOPNOTSUPP : -ENOTTY;
 	} else if (req == IOPF_K_DESTROY) {
 		rc = fki_destroy(m, ((struct iopf_k_destroy *)arg)->id);
 	} else {
@@ -883,12 +917,6 @@ static int fki_ioctl(int fd, unsigned long req, void *arg)
 	return rc;
 }
 
-void fake_kernel_set_mode(int iommufd, enum fake_k_mode mode)
-{
-	pthread_mutex_lock(&fk_lock);
-	fki_get(iommufd)->mode = mode;
-	pthread_mutex_unlock(&fk_lock);
-}
 
 uint32_t fk_iommufd_add_device(int iommufd)
 {
@@ -909,4 +937,346 @@ unsigned int fk_iommufd_objects(int iommufd)
 		n += iommus[iommufd]->objs[i].kind != KO_DEV;
 	pthread_mutex_unlock(&fk_lock);
 	return n;
+}
+
+/* ==== vIOMMU event queues (Linux 6.15 eventq.c) and kernel modes ====
+ * Written from iommufd_veventq_fops_read(), iommufd_vevent_handler() and
+ * iommufd_viommu_report_event(): reads copy whole events only (a header,
+ * then the payload; a lost-events header alone) and stop at the first
+ * that does not fit, returning what was copied (0 if none); a queue at its
+ * depth loses the event and puts (or moves) the lost-events header at its
+ * tail, with a new sequence number each time; the next event queued takes
+ * it off again. Sequence numbers wrap from INT_MAX to 0. Poll: POLLIN
+ * while anything waits, never POLLOUT; write: EINVAL (no write op). */
+
+struct fk_vevent {
+	struct fk_vevent *next;
+	uint32_t seq;
+	size_t len;
+	unsigned char data[];
+};
+
+struct fk_veventq {
+	int fd;                 /* eventfd: readable while events wait */
+	uint32_t id, viommu_id, type, depth;
+	bool signaled;
+	struct fk_vevent *head, *tail;
+	unsigned int num;       /* events queued (the lost header excluded) */
+	bool lost_on_list;      /* the lost-events header, always the tail */
+	uint32_t lost_seq;
+	uint32_t sequence;      /* the next event's */
+	uint64_t reads, lost;
+	struct fk_veventq *next; /* every queue, for (viommu, type) */
+};
+
+static struct fk_veventq *vqs;
+static int default_mode = FAKE_K_6_12;
+
+/* fk_lock held */
+static void vq_mirror(struct fk_veventq *q)
+{
+	uint64_t v = 1;
+	bool any = q->head || q->lost_on_list;
+
+	if (q->fd < 0)
+		return;
+	if (any && !q->signaled) {
+		(void)!write(q->fd, &v, sizeof(v));
+		q->signaled = true;
+	} else if (!any && q->signaled) {
+		(void)!read(q->fd, &v, sizeof(v));
+		q->signaled = false;
+	}
+}
+
+static struct fk_veventq *vq_of(int fd)
+{
+	return fd_kind(fd, NULL) == FD_VEVENTQ ? fds[fd].q : NULL;
+}
+
+static int mode_of(int iommufd)
+{
+	int m = fd_kind(iommufd, NULL) == FD_IOMMU ? fds[iommufd].mode : 0;
+
+	return m ? m : default_mode;
+}
+
+void fake_kernel_set_mode(int iommufd, enum fake_kernel_mode mode)
+{
+	pthread_mutex_lock(&fk_lock);
+	if (iommufd < 0)
+		default_mode = mode;
+	else if (fd_kind(iommufd, NULL) == FD_IOMMU)
+		fds[iommufd].mode = mode;
+	pthread_mutex_unlock(&fk_lock);
+}
+
+struct fk_veventq *fk_veventq_new(uint32_t viommu_id, uint32_t type,
+				  uint32_t depth)
+{
+	struct fk_veventq *q = calloc(1, sizeof(*q));
+
+	q->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	q->viommu_id = viommu_id;
+	q->type = type;
+	q->depth = depth;
+	pthread_mutex_lock(&fk_lock);
+	q->id = next_id++;
+	fd_register(q->fd, FD_VEVENTQ, NULL);
+	fds[q->fd].q = q;
+	q->next = vqs;
+	vqs = q;
+	pthread_mutex_unlock(&fk_lock);
+	return q;
+}
+
+void fk_veventq_free(struct fk_veventq *q)
+{
+	struct fk_veventq **pp;
+	struct fk_vevent *e, *nx;
+
+	if (!q)
+		return;
+	pthread_mutex_lock(&fk_lock);
+	for (pp = &vqs; *pp; pp = &(*pp)->next)
+		if (*pp == q) {
+			*pp = q->next;
+			break;
+		}
+	if (q->fd >= 0) {
+		fd_register(q->fd, FD_NONE, NULL);
+		close(q->fd);
+	}
+	pthread_mutex_unlock(&fk_lock);
+	for (e = q->head; e; e = nx) {
+		nx = e->next;
+		free(e);
+	}
+	free(q);
+}
+
+/* Free every queue (a test's teardown; their fds may be closed). */
+void fk_veventq_free_all(void)
+{
+	while (vqs)
+		fk_veventq_free(vqs);
+}
+
+struct fk_veventq *fk_veventq_by_fd(int fd)
+{
+	struct fk_veventq *q;
+
+	pthread_mutex_lock(&fk_lock);
+	q = vq_of(fd);
+	pthread_mutex_unlock(&fk_lock);
+	return q;
+}
+
+struct fk_veventq *fk_veventq_find(uint32_t viommu_id, uint32_t type)
+{
+	struct fk_veventq *q;
+
+	pthread_mutex_lock(&fk_lock);
+	for (q = vqs; q; q = q->next)
+		if (q->viommu_id == viommu_id && q->type == type)
+			break;
+	pthread_mutex_unlock(&fk_lock);
+	return q;
+}
+
+int fk_veventq_fd(struct fk_veventq *q)
+{
+	return q->fd;
+}
+
+uint32_t fk_veventq_id(struct fk_veventq *q)
+{
+	return q->id;
+}
+
+void fk_veventq_set_sequence(struct fk_veventq *q, uint32_t seq)
+{
+	pthread_mutex_lock(&fk_lock);
+	q->sequence = seq & INT_MAX;
+	pthread_mutex_unlock(&fk_lock);
+}
+
+/* iommufd_viommu_report_event() + iommufd_vevent_handler(). */
+int fk_veventq_report(struct fk_veventq *q, const void *data, size_t len)
+{
+	struct fk_vevent *e;
+
+	if (!len || !data)
+		return -EINVAL;
+	e = calloc(1, sizeof(*e) + len);
+	memcpy(e->data, data, len);
+	e->len = len;
+	pthread_mutex_lock(&fk_lock);
+	if (q->num == q->depth) { /* lost */
+		free(e);
+		e = NULL;
+	}
+	/* The lost header leaves the tail whenever anything is queued; it
+	 * comes back (to the tail, renumbered) if this event is lost. */
+	q->lost_on_list = false;
+	if (e) {
+		e->seq = q->sequence;
+		if (q->tail)
+			q->tail->next = e;
+		else
+			q->head = e;
+		q->tail = e;
+		q->num++;
+	} else {
+		q->lost_on_list = true;
+		q->lost_seq = q->sequence;
+		q->lost++;
+	}
+	q->sequence = (q->sequence + 1) & INT_MAX;
+	vq_mirror(q);
+	pthread_mutex_unlock(&fk_lock);
+	return 0;
+}
+
+int fk_viommu_report(uint32_t viommu_id, uint32_t type, const void *data,
+		     size_t len)
+{
+	struct fk_veventq *q = fk_veventq_find(viommu_id, type);
+
+	return q ? fk_veventq_report(q, data, len) : -EOPNOTSUPP;
+}
+
+void fk_veventq_pending(struct fk_veventq *q, unsigned int *events,
+			bool *lost_header)
+{
+	pthread_mutex_lock(&fk_lock);
+	*events = q->num;
+	*lost_header = q->lost_on_list;
+	pthread_mutex_unlock(&fk_lock);
+}
+
+uint64_t fk_veventq_reads(struct fk_veventq *q)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&fk_lock);
+	v = q->reads;
+	pthread_mutex_unlock(&fk_lock);
+	return v;
+}
+
+static bool vq_sys_read(int fd, void *buf, size_t count, ssize_t *ret)
+{
+	struct iopf_k_vevent_header h;
+	struct fk_veventq *q;
+	size_t done = 0;
+
+	pthread_mutex_lock(&fk_lock);
+	if (!(q = vq_of(fd))) {
+		pthread_mutex_unlock(&fk_lock);
+		return false;
+	}
+	q->reads++;
+	while (q->head) {
+		struct fk_vevent *e = q->head;
+
+		if (done >= count || sizeof(h) + e->len > count - done)
+			break;
+		h = (struct iopf_k_vevent_header){ .flags = 0, .sequence = e->seq };
+		memcpy((char *)buf + done, &h, sizeof(h));
+		memcpy((char *)buf + done + sizeof(h), e->data, e->len);
+		done += sizeof(h) + e->len;
+		q->head = e->next;
+		if (!q->head)
+			q->tail = NULL;
+		q->num--;
+		free(e);
+	}
+	if (!q->head && q->lost_on_list && count - done >= sizeof(h)) {
+		h = (struct iopf_k_vevent_header){
+			.flags = IOPF_K_VEVENTQ_FLAG_LOST_EVENTS,
+			.sequence = q->lost_seq };
+		memcpy((char *)buf + done, &h, sizeof(h));
+		done += sizeof(h);
+		q->lost_on_list = false;
+	}
+	vq_mirror(q);
+	pthread_mutex_unlock(&fk_lock);
+	*ret = (ssize_t)done;
+	return true;
+}
+
+static bool vq_sys_write(int fd, ssize_t *ret)
+{
+	bool is;
+
+	pthread_mutex_lock(&fk_lock);
+	is = vq_of(fd) != NULL;
+	pthread_mutex_unlock(&fk_lock);
+	if (is) {
+		errno = EINVAL; /* no write op: FMODE_CAN_WRITE is clear */
+		*ret = -1;
+	}
+	return is;
+}
+
+static short vq_revents(int fd, short events, bool *is_vq)
+{
+	struct fk_veventq *q = vq_of(fd); /* fk_lock held by fk_sys_poll */
+
+	*is_vq = q != NULL;
+	return q && (q->head || q->lost_on_list) ? (short)(events & POLLIN) : 0;
+}
+
+/* IOMMU_VEVENTQ_ALLOC: ENOTTY in 6.12 mode, else iommufd_veventq_alloc()'s
+ * checks. Any non-zero viommu_id stands for a vIOMMU. */
+static bool vq_sys_ioctl(int fd, unsigned long req, void *arg, int *ret)
+{
+	struct iopf_k_veventq_alloc *cmd = arg;
+	struct fk_veventq *q;
+	int err = 0;
+
+	if (req != IOPF_K_VEVENTQ_ALLOC)
+		return false;
+	pthread_mutex_lock(&fk_lock);
+	if (fd_kind(fd, NULL) != FD_IOMMU) {
+		pthread_mutex_unlock(&fk_lock);
+		return false;
+	}
+	if (mode_of(fd) & FAKE_K_6_12)
+		err = ENOTTY;
+	else if (cmd->flags || cmd->reserved || cmd->type == 0)
+		err = EOPNOTSUPP;
+	else if (!cmd->veventq_depth)
+		err = EINVAL;
+	else if (!cmd->viommu_id)
+		err = ENOENT;
+	pthread_mutex_unlock(&fk_lock);
+	if (!err && fk_veventq_find(cmd->viommu_id, cmd->type))
+		err = EEXIST;
+	if (err) {
+		errno = err;
+		*ret = -1;
+		return true;
+	}
+	q = fk_veventq_new(cmd->viommu_id, cmd->type, cmd->veventq_depth);
+	cmd->out_veventq_id = q->id;
+	cmd->out_veventq_fd = (uint32_t)q->fd;
+	*ret = 0;
+	return true;
+}
+
+/* The object lives on after its fd is closed, as in the kernel. */
+static bool vq_sys_close(int fd)
+{
+	struct fk_veventq *q;
+
+	pthread_mutex_lock(&fk_lock);
+	q = vq_of(fd);
+	if (q) {
+		fd_register(fd, FD_NONE, NULL);
+		q->fd = -1;
+	}
+	pthread_mutex_unlock(&fk_lock);
+	return q != NULL;
 }

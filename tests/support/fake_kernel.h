@@ -122,12 +122,40 @@ uint64_t fk_writes(struct fk_fault *f);
  * - FAKE_K_6_15: also a fault id on a plain paging table (6.13), PASID
  *   tables, IOMMU_VEVENTQ_ALLOC known (an empty request: EOPNOTSUPP), and
  *   a fault id refused on a NEST_PARENT table (EOPNOTSUPP).
- * Its one IOMMU reports the selftest mock's GET_HW_INFO type. */
-enum fake_k_mode { FAKE_K_6_12 = 0, FAKE_K_6_15 };
-void fake_kernel_set_mode(int iommufd, enum fake_k_mode mode);
+ * Its one IOMMU reports the selftest mock's GET_HW_INFO type.
+ * (The mode switch is fake_kernel_set_mode(), below.) */
 /* A device bound to the fake iommufd: its device id. */
 uint32_t fk_iommufd_add_device(int iommufd);
 /* Objects alive on it (devices not counted). */
 unsigned int fk_iommufd_objects(int iommufd);
+/* ---- kernel modes and vIOMMU event queues (issue 14) ----
+ * A mode per fake iommufd (or the default for all, iommufd -1; the
+ * default default is FAKE_K_6_12): 6.12 has no IOMMU_VEVENTQ_ALLOC
+ * (ENOTTY); 6.15 has it. */
+enum fake_kernel_mode { FAKE_K_6_12 = 1u << 0, FAKE_K_6_15 = 1u << 1 };
+void fake_kernel_set_mode(int iommufd, enum fake_kernel_mode mode);
+
+struct fk_veventq;
+/* A vEVENTQ object with its fd, as IOMMU_VEVENTQ_ALLOC makes one (for
+ * adopt tests; the ioctl on a fake iommufd makes them too). */
+struct fk_veventq *fk_veventq_new(uint32_t viommu_id, uint32_t type,
+				  uint32_t depth);
+void fk_veventq_free(struct fk_veventq *q);
+void fk_veventq_free_all(void);
+struct fk_veventq *fk_veventq_by_fd(int fd);
+struct fk_veventq *fk_veventq_find(uint32_t viommu_id, uint32_t type);
+int fk_veventq_fd(struct fk_veventq *q); /* -1 once closed */
+uint32_t fk_veventq_id(struct fk_veventq *q);
+/* The sequence number the next event takes (to test the wrap). */
+void fk_veventq_set_sequence(struct fk_veventq *q, uint32_t seq);
+/* An event from the vIOMMU (iommufd_viommu_report_event()): queued, or
+ * lost at the queue's depth. 0, -EINVAL; fk_viommu_report: -EOPNOTSUPP
+ * if the vIOMMU has no queue of that type. */
+int fk_veventq_report(struct fk_veventq *q, const void *data, size_t len);
+int fk_viommu_report(uint32_t viommu_id, uint32_t type, const void *data,
+		     size_t len);
+void fk_veventq_pending(struct fk_veventq *q, unsigned int *events,
+			bool *lost_header);
+uint64_t fk_veventq_reads(struct fk_veventq *q);
 
 #endif
