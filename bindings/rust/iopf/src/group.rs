@@ -110,6 +110,11 @@ pub(crate) fn pasid_raw(p: Option<u32>) -> u32 {
 /// fn must_be_send<T: Send>() {}
 /// must_be_send::<iopf::Group>();
 /// ```
+/// (while `must_be_send::<iopf::Deferred>()` compiles:)
+/// ```
+/// fn must_be_send<T: Send>() {}
+/// must_be_send::<iopf::Deferred>();
+/// ```
 pub struct Group {
     raw: *mut sys::iopf_group,
     shared: *const Shared,
@@ -227,6 +232,12 @@ impl std::fmt::Debug for Group {
 /// fn twice(d: iopf::Deferred) {
 ///     let _ = d.respond(iopf::Code::Success);
 ///     let _ = d.respond(iopf::Code::Success); // use of moved value
+/// }
+/// ```
+/// (while one answer compiles:)
+/// ```
+/// fn once(d: iopf::Deferred) {
+///     let _ = d.respond(iopf::Code::Success);
 /// }
 /// ```
 #[derive(Debug)]

@@ -26,6 +26,19 @@
 //! handler. Handlers and respond closures must be `Send`: with workers
 //! they run on libiopf's threads.
 //!
+//! A handler that is not `Send` does not compile:
+//! ```compile_fail
+//! let ctx = iopf::Context::new().unwrap();
+//! let not_send = std::rc::Rc::new(0);
+//! ctx.set_handler(move |_| { let _ = &not_send; iopf::Answer::Success }).unwrap();
+//! ```
+//! (while the same with `Arc` does:)
+//! ```no_run
+//! let ctx = iopf::Context::new().unwrap();
+//! let shared = std::sync::Arc::new(0);
+//! ctx.set_handler(move |_| { let _ = &shared; iopf::Answer::Success }).unwrap();
+//! ```
+//!
 //! Closures are kept until the context is dropped, even when replaced:
 //! libiopf 1.2 cannot say when a replaced one stops running.
 
