@@ -8,7 +8,7 @@
 #
 # Runs `cargo test` (unit, integration and doc tests, compile_fail ones
 # included) and the vmm_forward example; cargo's target dir is
-# BUILD_DIR/rust-target. Not part of ctest.
+# BUILD_DIR/rust-target (one debug build serves both). Not part of ctest.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$top/build}" && pwd)
@@ -33,5 +33,5 @@ echo "libiopf $(pkg-config --modversion libiopf) from $tmp/prefix; $("$cargo" --
 cd "$top/bindings/rust"
 "$cargo" test --offline -j"$(nproc)" 2>&1 | tee "$tmp/test.log"
 passed=$(awk '/^test result: ok\./ { n += $4 } END { print n + 0 }' "$tmp/test.log")
-"$cargo" run --offline --release --example vmm_forward -- --groups 20000 --workers 2
+"$cargo" run --offline --example vmm_forward -- --groups 20000 --workers 2
 echo "OK: Rust bindings: $passed tests passed, vmm_forward ran"
