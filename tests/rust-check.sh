@@ -27,6 +27,7 @@ pc=$(dirname "$(find "$tmp/prefix" -name libiopf.pc | head -n1)")
 export PKG_CONFIG_PATH=$pc
 export LD_LIBRARY_PATH=$tmp/prefix/lib:$(dirname "$pc")
 export CARGO_TARGET_DIR=$build/rust-target
+export RUSTFLAGS="-D warnings" # as for C: warnings are errors
 echo "libiopf $(pkg-config --modversion libiopf) from $tmp/prefix; $("$cargo" --version); $(rustc --version)"
 
 # .cargo/config.toml there points crates-io at /usr/share/cargo/registry.

@@ -80,8 +80,14 @@ fn main() -> io::Result<()> {
     let ndev = arg(&args, "--devices", 4).max(1) as u32;
     let workers = arg(&args, "--workers", 0) as u32;
 
-    let ctx = Context::with_options(&Options { workers, ..Default::default() })?;
-    let devices = Arc::new(Devices { ledger: Mutex::default(), cv: Condvar::new() });
+    let ctx = Context::with_options(&Options {
+        workers,
+        ..Default::default()
+    })?;
+    let devices = Arc::new(Devices {
+        ledger: Mutex::default(),
+        cv: Condvar::new(),
+    });
     let d = devices.clone();
     let producer = Arc::new(ctx.producer(move |r| d.answer(r))?);
 
@@ -137,11 +143,28 @@ fn main() -> io::Result<()> {
     let lost: u32 = l.in_flight.values().sum();
     println!("groups submitted      {groups}");
     println!("forwarded to guest    {guest_seen}");
-    println!("answers to devices    {} ({} success, {} invalid)", l.answered, l.success, l.invalid);
-    println!("guest answers refused {} (duplicates the guest sent)", refused.load(Ordering::Relaxed));
-    println!("libiopf refused       {} (unmatched by PRG index: {})", st.refused_answers, st.unmatched_answers);
-    println!("latency p50 / p99     {} / {} ns", st.latency_ns(0.5), st.latency_ns(0.99));
-    println!("time                  {:.3} s ({:.0} groups/s)", elapsed.as_secs_f64(), groups as f64 / elapsed.as_secs_f64());
+    println!(
+        "answers to devices    {} ({} success, {} invalid)",
+        l.answered, l.success, l.invalid
+    );
+    println!(
+        "guest answers refused {} (duplicates the guest sent)",
+        refused.load(Ordering::Relaxed)
+    );
+    println!(
+        "libiopf refused       {} (unmatched by PRG index: {})",
+        st.refused_answers, st.unmatched_answers
+    );
+    println!(
+        "latency p50 / p99     {} / {} ns",
+        st.latency_ns(0.5),
+        st.latency_ns(0.99)
+    );
+    println!(
+        "time                  {:.3} s ({:.0} groups/s)",
+        elapsed.as_secs_f64(),
+        groups as f64 / elapsed.as_secs_f64()
+    );
     if lost != 0 || l.duplicates != 0 || l.answered != groups {
         println!("FAIL: {lost} groups unanswered, {} answered twice", l.duplicates);
         std::process::exit(1);
@@ -156,7 +179,10 @@ fn event_loop(ctx: &Context, stop: &AtomicBool) -> io::Result<()> {
     if ep < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: 0,
+    };
     if unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, ctx.as_raw_fd(), &mut ev) } < 0 {
         let e = io::Error::last_os_error();
         unsafe { libc::close(ep) };
@@ -187,11 +213,20 @@ fn event_loop(ctx: &Context, stop: &AtomicBool) -> io::Result<()> {
 
 /// Emulated PRI devices: groups of 1 to 3 requests, PRG indexes reused
 /// only once answered, as the PCIe spec asks.
-fn spawn_devices(p: Arc<iopf::Producer>, devs: Arc<Devices>, groups: u64, ndev: u32) -> thread::JoinHandle<()> {
+fn spawn_devices(
+    p: Arc<iopf::Producer>,
+    devs: Arc<Devices>,
+    groups: u64,
+    ndev: u32,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         for i in 0..groups {
             let dev_id = 1 + (i % u64::from(ndev)) as u32;
-            let pasid = if i % 8 == 0 { None } else { Some((i % 3) as u32 + 1) };
+            let pasid = if i % 8 == 0 {
+                None
+            } else {
+                Some((i % 3) as u32 + 1)
+            };
             let prgi = ((i / u64::from(ndev)) % 256) as u32;
             let key = (dev_id, pasid, prgi);
             {
@@ -219,7 +254,11 @@ fn spawn_devices(p: Arc<iopf::Producer>, devs: Arc<Devices>, groups: u64, ndev: 
 
 /// The guest: resolves each group (addresses in a bad range fail) and
 /// answers it; every 50th group it answers twice, as a buggy driver might.
-fn spawn_guest(queue: mpsc::Receiver<Entry>, r: Responder, refused: Arc<AtomicU64>) -> thread::JoinHandle<u64> {
+fn spawn_guest(
+    queue: mpsc::Receiver<Entry>,
+    r: Responder,
+    refused: Arc<AtomicU64>,
+) -> thread::JoinHandle<u64> {
     thread::spawn(move || {
         let mut seen = 0u64;
         for e in queue {

@@ -111,8 +111,9 @@ impl Context {
     pub fn with_options(o: &Options) -> io::Result<Context> {
         let deadline_ms = match o.deadline {
             None => 0,
-            Some(d) => u32::try_from(d.as_millis().max(1))
-                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+            Some(d) => {
+                u32::try_from(d.as_millis().max(1)).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?
+            }
         };
         let opts = sys::iopf_ctx_opts {
             sz: std::mem::size_of::<sys::iopf_ctx_opts>(),
@@ -120,7 +121,11 @@ impl Context {
             batch_max: o.batch_max,
             max_outstanding: o.max_outstanding,
             deadline_ms,
-            log_fn: if o.log_stderr { Some(sys::iopf_log_stderr) } else { None },
+            log_fn: if o.log_stderr {
+                Some(sys::iopf_log_stderr)
+            } else {
+                None
+            },
             log_userdata: ptr::null_mut(),
             log_level: o.log_level,
         };
@@ -182,10 +187,8 @@ impl Context {
         F: FnMut(&Group) -> Answer + Send + 'static,
     {
         let ud = self.cell(Box::new(f));
-        check(unsafe {
-            sys::iopf_ctx_set_device_handler(self.raw, dev_id, Some(handler_tramp), ud)
-        })
-        .map(|_| ())
+        check(unsafe { sys::iopf_ctx_set_device_handler(self.raw, dev_id, Some(handler_tramp), ud) })
+            .map(|_| ())
     }
 
     /// Remove the handler of one device.
@@ -341,7 +344,8 @@ impl Responder {
     /// Answer a group by handle. Errors (refused, counted, nothing sent):
     /// `EALREADY`, `ESHUTDOWN`, `ETIMEDOUT`, `ENODEV`, `ENOENT`.
     pub fn respond(&self, h: Handle, code: Code) -> io::Result<()> {
-        self.call(|c| unsafe { sys::iopf_respond(c, h.0, code.raw()) }).map(|_| ())
+        self.call(|c| unsafe { sys::iopf_respond(c, h.0, code.raw()) })
+            .map(|_| ())
     }
 
     /// Answer the oldest outstanding group of (device, PASID, PRG index):
@@ -359,9 +363,18 @@ impl Responder {
         let codes: Vec<c_int> = answers.iter().map(|a| a.1.raw() as c_int).collect();
         let mut res = vec![0 as c_int; answers.len()];
         self.call(|c| unsafe {
-            sys::iopf_respond_many(c, handles.as_ptr(), codes.as_ptr(), answers.len(), res.as_mut_ptr())
+            sys::iopf_respond_many(
+                c,
+                handles.as_ptr(),
+                codes.as_ptr(),
+                answers.len(),
+                res.as_mut_ptr(),
+            )
         })?;
-        Ok(res.into_iter().map(|r| if r < 0 { Err(err(r)) } else { Ok(()) }).collect())
+        Ok(res
+            .into_iter()
+            .map(|r| if r < 0 { Err(err(r)) } else { Ok(()) })
+            .collect())
     }
 
     /// Answer INVALID every outstanding group of a device (a guest reset).

@@ -190,7 +190,10 @@ impl Group {
     /// If called twice for one group: a group has one Deferred. (A panic in
     /// a handler answers its group INVALID.)
     pub fn defer(&self) -> Deferred {
-        assert!(!self.deferred.replace(true), "Group::defer() called twice for one group");
+        assert!(
+            !self.deferred.replace(true),
+            "Group::defer() called twice for one group"
+        );
         // SAFETY: `shared` is alive while its context runs a callback: the
         // Context (or the thread freeing it) holds a reference.
         let shared = unsafe {
@@ -264,7 +267,10 @@ impl Deferred {
 
     fn send(&self, code: Code) -> io::Result<()> {
         let h = self.handle.0;
-        match self.shared.with(|ctx| unsafe { sys::iopf_respond(ctx, h, code.raw()) }) {
+        match self
+            .shared
+            .with(|ctx| unsafe { sys::iopf_respond(ctx, h, code.raw()) })
+        {
             Some(rc) => check(rc).map(|_| ()),
             None => Err(shutdown()),
         }

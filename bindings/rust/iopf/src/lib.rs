@@ -50,7 +50,9 @@ mod stats;
 
 pub use context::{Context, Handler, Options, Pasids, Responder};
 pub use group::{Answer, Code, Deferred, Group, Handle, Record};
-pub use source::{FaultQueue, FaultQueueOptions, Producer, ProducerOptions, Request, Response, Submitted};
+pub use source::{
+    FaultQueue, FaultQueueOptions, Producer, ProducerOptions, Request, RespondFn, Response, Submitted,
+};
 pub use stats::Stats;
 
 /// The raw bindings, for what this crate does not wrap.

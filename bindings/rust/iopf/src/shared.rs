@@ -33,7 +33,7 @@ unsafe impl Sync for Shared {}
 
 thread_local! {
     /// The contexts whose callbacks this thread is running, innermost last.
-    static IN_CALLBACK: RefCell<Vec<*const Shared>> = RefCell::new(Vec::new());
+    static IN_CALLBACK: RefCell<Vec<*const Shared>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Marks the current thread as inside a callback of a context while alive.
@@ -60,7 +60,7 @@ pub(crate) fn in_any_callback() -> bool {
 }
 
 fn in_callback_of(shared: *const Shared) -> bool {
-    IN_CALLBACK.with(|v| v.borrow().iter().any(|&p| p == shared))
+    IN_CALLBACK.with(|v| v.borrow().contains(&shared))
 }
 
 pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::raw::c_void;
-use std::os::unix::io::{BorrowedFd, IntoRawFd, OwnedFd, AsRawFd, RawFd};
+use std::os::unix::io::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, TryLockError};
 
@@ -71,13 +71,18 @@ pub struct FaultQueue {
 impl FaultQueue {
     /// The fault fd (owned by the queue), or `EINVAL` once closed.
     pub fn fd(&self) -> io::Result<RawFd> {
-        self.src.call(|s| unsafe { sys::iopf_source_get_fd(s) }).map(|fd| fd as RawFd)
+        self.src
+            .call(|s| unsafe { sys::iopf_source_get_fd(s) })
+            .map(|fd| fd as RawFd)
     }
 
     /// The fault object id (0 if unknown).
     pub fn fault_id(&self) -> u32 {
         let raw = self.src.raw;
-        self.src.shared.with(|_| unsafe { sys::iopf_source_get_fault_id(raw) }).unwrap_or(0)
+        self.src
+            .shared
+            .with(|_| unsafe { sys::iopf_source_get_fault_id(raw) })
+            .unwrap_or(0)
     }
 
     /// Tell libiopf a device (and PASIDs) was detached from, or replaced
@@ -85,13 +90,16 @@ impl FaultQueue {
     /// right after the ioctl. Returns how many groups were dropped.
     pub fn detach(&self, dev_id: u32, pasids: Pasids) -> io::Result<usize> {
         let (pasid, flags) = pasids.raw();
-        self.src.call(|s| unsafe { sys::iopf_source_detach(s, dev_id, pasid, flags) })
+        self.src
+            .call(|s| unsafe { sys::iopf_source_detach(s, dev_id, pasid, flags) })
     }
 }
 
 impl std::fmt::Debug for FaultQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FaultQueue").field("fault_id", &self.fault_id()).finish()
+        f.debug_struct("FaultQueue")
+            .field("fault_id", &self.fault_id())
+            .finish()
     }
 }
 
@@ -110,7 +118,15 @@ impl Context {
         if raw.is_null() {
             return Err(io::Error::last_os_error());
         }
-        Ok((FaultQueue { src: Source { shared: self.shared().clone(), raw } }, id))
+        Ok((
+            FaultQueue {
+                src: Source {
+                    shared: self.shared().clone(),
+                    raw,
+                },
+            },
+            id,
+        ))
     }
 
     /// Adopt a fault fd you have (a VMM's); the queue owns it from now on
@@ -130,7 +146,12 @@ impl Context {
             unsafe { libc::close(fd) };
             return Err(e);
         }
-        Ok(FaultQueue { src: Source { shared: self.shared().clone(), raw } })
+        Ok(FaultQueue {
+            src: Source {
+                shared: self.shared().clone(),
+                raw,
+            },
+        })
     }
 
     /// A producer of page requests seen one at a time (an emulated PRI
@@ -167,7 +188,12 @@ impl Context {
         if raw.is_null() {
             return Err(io::Error::last_os_error());
         }
-        Ok(Producer { src: Source { shared: shared.clone(), raw } })
+        Ok(Producer {
+            src: Source {
+                shared: shared.clone(),
+                raw,
+            },
+        })
     }
 }
 
@@ -246,7 +272,13 @@ impl Producer {
         };
         self.src
             .call(|s| unsafe { sys::iopf_producer_submit(s, &req) })
-            .map(|n| if n == 0 { Submitted::Held } else { Submitted::Queued })
+            .map(|n| {
+                if n == 0 {
+                    Submitted::Held
+                } else {
+                    Submitted::Queued
+                }
+            })
     }
 
     /// Discard held partial requests of a device (None: of every device);
@@ -256,14 +288,16 @@ impl Producer {
             Some(d) => (d, 0),
             None => (0, sys::IOPF_ALL_DEVICES),
         };
-        self.src.call(|s| unsafe { sys::iopf_producer_discard_partial(s, dev, flags) })
+        self.src
+            .call(|s| unsafe { sys::iopf_producer_discard_partial(s, dev, flags) })
     }
 
     /// Discard a PASID's partial requests and answer INVALID its
     /// outstanding groups (through respond); returns how many groups.
     pub fn flush_pasid(&self, dev_id: u32, pasid: Option<u32>) -> io::Result<usize> {
         let p = pasid.unwrap_or(sys::IOPF_NO_PASID);
-        self.src.call(|s| unsafe { sys::iopf_producer_flush_pasid(s, dev_id, p) })
+        self.src
+            .call(|s| unsafe { sys::iopf_producer_flush_pasid(s, dev_id, p) })
     }
 }
 
@@ -273,6 +307,9 @@ impl std::fmt::Debug for Producer {
     }
 }
 
+/// A producer's respond closure.
+pub type RespondFn = Box<dyn FnMut(&Response) + Send>;
+
 /// A respond closure as libiopf's userdata. libiopf may call it from
 /// several threads at once, and again from inside itself (a closure that
 /// answers another group); answers are queued, and whichever thread holds
@@ -281,7 +318,7 @@ impl std::fmt::Debug for Producer {
 struct RespondCell {
     shared: *const Shared,
     queue: Mutex<VecDeque<Response>>,
-    f: Mutex<Box<dyn FnMut(&Response) + Send>>,
+    f: Mutex<RespondFn>,
 }
 
 // SAFETY: `shared` is only dereferenced inside callbacks, while alive.
@@ -323,4 +360,3 @@ unsafe extern "C" fn respond_tramp(r: *const sys::iopf_response, ud: *mut c_void
         }
     }
 }
-

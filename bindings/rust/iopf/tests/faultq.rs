@@ -9,7 +9,14 @@ use iopf::{Answer, Code, Context, FaultQueueOptions, Pasids};
 
 fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
-    let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
     assert_eq!(rc, 0, "socketpair: {}", std::io::Error::last_os_error());
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
@@ -25,7 +32,14 @@ fn send_group(k: &OwnedFd, dev: u32, pasid: Option<u32>, grpid: u32, cookie: u32
         if i + 1 == addrs.len() {
             flags |= 2;
         }
-        for w in [flags, dev, pasid.unwrap_or(0), grpid, iopf::PERM_READ | iopf::PERM_WRITE, 0] {
+        for w in [
+            flags,
+            dev,
+            pasid.unwrap_or(0),
+            grpid,
+            iopf::PERM_READ | iopf::PERM_WRITE,
+            0,
+        ] {
             buf.extend_from_slice(&w.to_ne_bytes());
         }
         buf.extend_from_slice(&a.to_ne_bytes());
@@ -42,7 +56,14 @@ fn read_answers(k: &OwnedFd) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
     loop {
         let mut buf = [0u8; 8 * 1024];
-        let n = unsafe { libc::recv(k.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        let n = unsafe {
+            libc::recv(
+                k.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
         if n <= 0 {
             return out;
         }
@@ -57,7 +78,9 @@ fn read_answers(k: &OwnedFd) -> Vec<(u32, u32)> {
 fn adopted_fault_fd_each_cookie_answered_once() {
     let (lib_end, kernel) = seqpacket_pair();
     let ctx = Context::new().unwrap();
-    let fq = ctx.fault_queue_adopt(lib_end, 42, &FaultQueueOptions::default()).unwrap();
+    let fq = ctx
+        .fault_queue_adopt(lib_end, 42, &FaultQueueOptions::default())
+        .unwrap();
     assert_eq!(fq.fault_id(), 42);
     assert!(fq.fd().unwrap() >= 0);
     ctx.set_handler(|g| {
@@ -73,21 +96,37 @@ fn adopted_fault_fd_each_cookie_answered_once() {
     .unwrap();
     const N: u32 = 100;
     for i in 0..N {
-        let addrs: Vec<u64> = (0..=u64::from(i % 3)).map(|j| (u64::from(i) << 12) + (j << 24)).collect();
-        send_group(&kernel, 5, if i % 4 == 0 { None } else { Some(3) }, i, 1000 + i, &addrs);
+        let addrs: Vec<u64> = (0..=u64::from(i % 3))
+            .map(|j| (u64::from(i) << 12) + (j << 24))
+            .collect();
+        send_group(
+            &kernel,
+            5,
+            if i % 4 == 0 { None } else { Some(3) },
+            i,
+            1000 + i,
+            &addrs,
+        );
     }
     let mut answers = Vec::new();
     let t0 = Instant::now();
     while answers.len() < N as usize {
         ctx.dispatch().unwrap();
         answers.extend(read_answers(&kernel));
-        assert!(t0.elapsed() < Duration::from_secs(10), "{} answers", answers.len());
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{} answers",
+            answers.len()
+        );
     }
     answers.sort_unstable();
     let want: Vec<(u32, u32)> = (0..N).map(|i| (1000 + i, i % 2)).collect();
     assert_eq!(answers, want);
     let st = ctx.stats().unwrap();
-    assert_eq!((st.groups, st.records), (u64::from(N), (0..N).map(|i| u64::from(i % 3 + 1)).sum()));
+    assert_eq!(
+        (st.groups, st.records),
+        (u64::from(N), (0..N).map(|i| u64::from(i % 3 + 1)).sum())
+    );
     assert_eq!(st.answers_success, u64::from(N / 2));
 }
 
@@ -95,7 +134,9 @@ fn adopted_fault_fd_each_cookie_answered_once() {
 fn closing_the_queue_answers_deferred_groups_and_detach_does_not() {
     let (lib_end, kernel) = seqpacket_pair();
     let ctx = Context::new().unwrap();
-    let fq = ctx.fault_queue_adopt(lib_end, 0, &FaultQueueOptions::default()).unwrap();
+    let fq = ctx
+        .fault_queue_adopt(lib_end, 0, &FaultQueueOptions::default())
+        .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     ctx.set_handler(move |g| {
         tx.send(g.defer()).unwrap();
@@ -115,9 +156,15 @@ fn closing_the_queue_answers_deferred_groups_and_detach_does_not() {
     assert_eq!(fq.detach(1, Pasids::All).unwrap(), 1);
     let d2 = held.pop().unwrap();
     let d1 = held.pop().unwrap();
-    assert_eq!(d1.respond(Code::Success).unwrap_err().raw_os_error(), Some(libc::ESHUTDOWN));
+    assert_eq!(
+        d1.respond(Code::Success).unwrap_err().raw_os_error(),
+        Some(libc::ESHUTDOWN)
+    );
     drop(fq); // device 2's group answered INVALID on close
     assert_eq!(read_answers(&kernel), vec![(8, 1)]);
-    assert_eq!(d2.respond(Code::Success).unwrap_err().raw_os_error(), Some(libc::ESHUTDOWN));
+    assert_eq!(
+        d2.respond(Code::Success).unwrap_err().raw_os_error(),
+        Some(libc::ESHUTDOWN)
+    );
     assert_eq!(ctx.stats().unwrap().kernel_answered, 1);
 }

@@ -22,7 +22,13 @@ fn recording_producer(ctx: &Context) -> (Producer, Answers) {
     let answers: Answers = Arc::default();
     let a = answers.clone();
     let p = ctx
-        .producer(move |r: &Response| a.lock().unwrap().entry((r.dev_id, r.pasid, r.prgi)).or_default().push(r.code))
+        .producer(move |r: &Response| {
+            a.lock()
+                .unwrap()
+                .entry((r.dev_id, r.pasid, r.prgi))
+                .or_default()
+                .push(r.code)
+        })
         .unwrap();
     (p, answers)
 }
@@ -46,7 +52,11 @@ fn submit_group(p: &Producer, i: u32) {
             addr: (u64::from(i) << 20) + u64::from(j) * 4096,
             last: j + 1 == n,
         };
-        let want = if r.last { Submitted::Queued } else { Submitted::Held };
+        let want = if r.last {
+            Submitted::Queued
+        } else {
+            Submitted::Held
+        };
         assert_eq!(p.submit(&r).unwrap(), want);
     }
 }
@@ -64,7 +74,11 @@ fn dispatch_until(ctx: &Context, a: &Answers, n: usize) {
             Err(e) if errno(&e) == libc::EBUSY => {}
             Err(e) => panic!("dispatch: {e}"),
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "answers: {} of {n}", total(a));
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "answers: {} of {n}",
+            total(a)
+        );
         thread::yield_now();
     }
 }
@@ -77,7 +91,10 @@ fn expected(i: u32) -> Code {
 }
 
 /// Answer now (SUCCESS or INVALID) or defer to a "guest" thread.
-fn mixed_handler(tx: mpsc::Sender<Deferred>, seen: Arc<AtomicUsize>) -> impl FnMut(&iopf::Group) -> Answer + Send {
+fn mixed_handler(
+    tx: mpsc::Sender<Deferred>,
+    seen: Arc<AtomicUsize>,
+) -> impl FnMut(&iopf::Group) -> Answer + Send {
     move |g| {
         seen.fetch_add(1, Ordering::Relaxed);
         let n = g.records().len() as u32;
@@ -110,7 +127,11 @@ fn check_once(a: &Answers, groups: u32) {
     let a = a.lock().unwrap();
     assert_eq!(a.len(), groups as usize);
     for i in 0..groups {
-        assert_eq!(a.get(&key_of(i)).map(Vec::as_slice), Some(&[expected(i)][..]), "group {i}");
+        assert_eq!(
+            a.get(&key_of(i)).map(Vec::as_slice),
+            Some(&[expected(i)][..]),
+            "group {i}"
+        );
     }
 }
 
@@ -150,12 +171,17 @@ impl DivCeil for u32 {
 #[test]
 fn workers_and_device_handlers_answer_exactly_once() {
     const N: u32 = 4000;
-    let ctx = Context::with_options(&Options { workers: 3, ..Default::default() }).unwrap();
+    let ctx = Context::with_options(&Options {
+        workers: 3,
+        ..Default::default()
+    })
+    .unwrap();
     let (p, answers) = recording_producer(&ctx);
     let (tx, rx) = mpsc::channel();
     let seen = Arc::new(AtomicUsize::new(0));
     for dev in 1..=4 {
-        ctx.set_device_handler(dev, mixed_handler(tx.clone(), seen.clone())).unwrap();
+        ctx.set_device_handler(dev, mixed_handler(tx.clone(), seen.clone()))
+            .unwrap();
     }
     drop(tx);
     let g = guest(rx);
@@ -223,7 +249,10 @@ fn second_answers_are_refused_and_counted() {
     let r = ctx.responder();
     assert_eq!(errno(&r.respond(h, Code::Invalid).unwrap_err()), libc::EALREADY);
     let (dev, pasid, prgi) = key_of(7);
-    assert_eq!(errno(&r.respond_prg(dev, pasid, prgi, Code::Invalid).unwrap_err()), libc::ENOENT);
+    assert_eq!(
+        errno(&r.respond_prg(dev, pasid, prgi, Code::Invalid).unwrap_err()),
+        libc::ENOENT
+    );
     assert_eq!(answers.lock().unwrap()[&key_of(7)], vec![Code::Success]);
     let st = ctx.stats().unwrap();
     assert_eq!(st.refused_answers, 2, "both refusals counted");
@@ -287,8 +316,17 @@ fn dropping_the_context_answers_what_is_outstanding() {
     for d in held {
         assert_eq!(errno(&d.respond(Code::Success).unwrap_err()), libc::ESHUTDOWN);
     }
-    assert_eq!(errno(&r.respond_prg(1, None, 0, Code::Success).unwrap_err()), libc::ESHUTDOWN);
-    let e = p.submit(&Request { dev_id: 1, last: true, ..Default::default() }).unwrap_err();
+    assert_eq!(
+        errno(&r.respond_prg(1, None, 0, Code::Success).unwrap_err()),
+        libc::ESHUTDOWN
+    );
+    let e = p
+        .submit(&Request {
+            dev_id: 1,
+            last: true,
+            ..Default::default()
+        })
+        .unwrap_err();
     assert_eq!(errno(&e), libc::ESHUTDOWN);
     drop(p); // its source went with the context: not closed twice
     assert_eq!(total(&answers), 11);
@@ -319,7 +357,11 @@ fn closures_live_until_the_context_is_dropped() {
     assert_eq!(dropped.load(Ordering::SeqCst), 0, "replaced closures are kept");
     submit_group(&p, 1);
     dispatch_until(&ctx, &answers, 1);
-    assert_eq!(answers.lock().unwrap()[&key_of(1)], vec![Code::Success], "the last one set runs");
+    assert_eq!(
+        answers.lock().unwrap()[&key_of(1)],
+        vec![Code::Success],
+        "the last one set runs"
+    );
     drop(ctx);
     assert_eq!(dropped.load(Ordering::SeqCst), 3);
 }
@@ -361,7 +403,11 @@ fn respond_closure_may_answer_other_groups() {
         .producer(move |r| {
             let now = d2.fetch_add(1, Ordering::SeqCst) + 1;
             m2.fetch_max(now, Ordering::SeqCst);
-            a.lock().unwrap().entry((r.dev_id, r.pasid, r.prgi)).or_default().push(r.code);
+            a.lock()
+                .unwrap()
+                .entry((r.dev_id, r.pasid, r.prgi))
+                .or_default()
+                .push(r.code);
             let next = h.lock().unwrap().pop();
             if let Some(d) = next {
                 d.respond(Code::Success).unwrap();
@@ -377,7 +423,14 @@ fn respond_closure_may_answer_other_groups() {
     .unwrap();
     for i in 0..N {
         let (dev_id, pasid, prgi) = key_of(i);
-        p.submit(&Request { dev_id, pasid, prgi, last: true, ..Default::default() }).unwrap();
+        p.submit(&Request {
+            dev_id,
+            pasid,
+            prgi,
+            last: true,
+            ..Default::default()
+        })
+        .unwrap();
     }
     dispatch_until_handled(&ctx, u64::from(N));
     let first = held.lock().unwrap().pop().unwrap();
@@ -389,7 +442,11 @@ fn respond_closure_may_answer_other_groups() {
 
 #[test]
 fn reset_and_deadline_end_groups_with_their_errors() {
-    let ctx = Context::with_options(&Options { deadline: Some(Duration::from_millis(50)), ..Default::default() }).unwrap();
+    let ctx = Context::with_options(&Options {
+        deadline: Some(Duration::from_millis(50)),
+        ..Default::default()
+    })
+    .unwrap();
     let (p, answers) = recording_producer(&ctx);
     let (tx, rx) = mpsc::channel();
     ctx.set_handler(move |g| {
@@ -415,4 +472,50 @@ fn reset_and_deadline_end_groups_with_their_errors() {
     assert_eq!(errno(&d2.respond(Code::Success).unwrap_err()), libc::ESHUTDOWN);
     let st = ctx.stats().unwrap();
     assert_eq!((st.deadline_expired, st.answers_invalid), (1, 2));
+}
+
+#[test]
+fn last_context_reference_dropped_in_a_handler() {
+    // libiopf refuses iopf_ctx_free() from a callback: the binding frees
+    // the context from a thread of its own once the handler returned.
+    let ctx = Arc::new(
+        Context::with_options(&Options {
+            workers: 1,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let (p, answers) = recording_producer(&ctx);
+    let slot: Arc<Mutex<Option<Arc<Context>>>> = Arc::new(Mutex::new(Some(ctx.clone())));
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    let s = slot.clone();
+    ctx.set_handler(move |_| {
+        go_rx.lock().unwrap().recv().unwrap();
+        drop(s.lock().unwrap().take()); // the last Arc<Context>
+        Answer::Success
+    })
+    .unwrap();
+    submit_group(&p, 3);
+    ctx.dispatch().unwrap(); // handed to the worker, which waits for go
+    drop(ctx);
+    go_tx.send(()).unwrap();
+    let t0 = Instant::now();
+    while total(&answers) < 1 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no answer");
+        thread::sleep(Duration::from_millis(1));
+    }
+    // Freed: the producer's calls now get ESHUTDOWN.
+    while p
+        .submit(&Request {
+            dev_id: 1,
+            last: true,
+            ..Default::default()
+        })
+        .is_ok()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "context not freed");
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(answers.lock().unwrap()[&key_of(3)].len(), 1, "one answer");
 }
