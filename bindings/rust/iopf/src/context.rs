@@ -273,6 +273,21 @@ impl Context {
         check(unsafe { sys::iopf_ctx_device_gone(self.raw, dev_id) })
     }
 
+    /// Tie an iommufd device id to its sysfs device (a path under /sys,
+    /// a DEVPATH or a device name) and watch for its removal (uevents,
+    /// read inside [`dispatch`](Context::dispatch)). Errors: `ENOENT`,
+    /// `EOPNOTSUPP` (libiopf built without libnl-3), the socket's errno.
+    pub fn watch_device(&self, dev_id: u32, sysdev: &str) -> io::Result<()> {
+        let c = std::ffi::CString::new(sysdev).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        check(unsafe { sys::iopf_ctx_watch_device(self.raw, dev_id, c.as_ptr()) }).map(|_| ())
+    }
+
+    /// Forget a device id: no longer watched, no longer gone. Errors:
+    /// `ENOENT`.
+    pub fn unwatch_device(&self, dev_id: u32) -> io::Result<()> {
+        check(unsafe { sys::iopf_ctx_unwatch_device(self.raw, dev_id) }).map(|_| ())
+    }
+
     /// A copy of the counters.
     pub fn stats(&self) -> io::Result<Stats> {
         let mut st = sys::iopf_stats {

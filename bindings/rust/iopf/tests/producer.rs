@@ -519,3 +519,29 @@ fn last_context_reference_dropped_in_a_handler() {
     }
     assert_eq!(answers.lock().unwrap()[&key_of(3)].len(), 1, "one answer");
 }
+
+#[test]
+fn a_device_gone_refuses_its_answers() {
+    let ctx = Context::new().unwrap();
+    let (p, answers) = recording_producer(&ctx);
+    let (tx, rx) = mpsc::channel();
+    ctx.set_handler(move |g| {
+        tx.send(g.defer()).unwrap();
+        Answer::Defer
+    })
+    .unwrap();
+    submit_group(&p, 1); // device 2
+    dispatch_until_handled(&ctx, 1);
+    assert_eq!(ctx.device_gone(2).unwrap(), 1);
+    // A producer's group has no kernel behind it: answered INVALID.
+    assert_eq!(answers.lock().unwrap()[&key_of(1)], vec![Code::Invalid]);
+    let d = rx.recv().unwrap();
+    assert_eq!(errno(&d.respond(Code::Success).unwrap_err()), libc::ENODEV);
+    let e = p.submit(&Request { dev_id: 2, last: true, ..Default::default() }).unwrap_err();
+    assert_eq!(errno(&e), libc::ENODEV);
+    // ENOENT; without libnl-3 EOPNOTSUPP; where uevent sockets are not
+    // allowed, the socket's errno.
+    let e = errno(&ctx.watch_device(2, "/sys/no/such/device").unwrap_err());
+    assert!([libc::ENOENT, libc::EOPNOTSUPP, libc::EPERM, libc::EPROTONOSUPPORT].contains(&e), "{e}");
+    assert_eq!(errno(&ctx.unwatch_device(77).unwrap_err()), libc::ENOENT);
+}
