@@ -14,7 +14,9 @@
 #     corpus, then 30 s of new input (scripts/fuzz.sh --smoke);
 #  6. the Debian packages: built, linted, unpacked, a consumer built and
 #     run against them (tests/debian-check.sh);
-#  7. the docs, with zero Doxygen warnings.
+#  7. the Rust bindings: cargo test and the vmm_forward example against
+#     libiopf installed from build/, offline (tests/rust-check.sh);
+#  8. the docs, with zero Doxygen warnings.
 # Ends with one line per tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +50,9 @@ stage "fuzz smoke (4 targets)" "$(grep -c ' ok$' build/fuzz.log) of 4 targets ok
 
 tests/debian-check.sh | tee build/debian.log
 stage "Debian packages" "built, lintian clean, consumer ran"
+
+tests/rust-check.sh build | tee build/rust.log
+stage "Rust bindings" "$(grep -m1 '^OK: Rust bindings' build/rust.log | sed 's/^OK: Rust bindings: //')"
 
 cmake --build build --target doc
 stage "docs" "Doxygen, no warnings"

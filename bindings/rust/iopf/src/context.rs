@@ -1,0 +1,400 @@
+//! The context: handlers as closures, dispatch, answers, statistics.
+
+use std::io;
+use std::os::raw::{c_int, c_void};
+use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use iopf_sys as sys;
+
+use crate::group::{pasid_raw, Answer, Code, Group, Handle};
+use crate::shared::{check, err, in_any_callback, lock, shutdown, CallbackGuard, Shared};
+use crate::stats::Stats;
+
+/// Options of [`Context::with_options`]; `Default` gives libiopf's defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Worker threads calling handlers in parallel; 0: handlers run in the
+    /// thread that dispatches. (One closure is never run by two threads at
+    /// once: give devices handlers of their own to use the workers.)
+    pub workers: u32,
+    /// Most answers per write() to a fault fd; 0: 1024.
+    pub batch_max: u32,
+    /// Most groups outstanding; 0: no cap.
+    pub max_outstanding: u32,
+    /// Answer INVALID any group outstanding longer than this.
+    pub deadline: Option<Duration>,
+    /// Log to stderr ("libiopf: ...") at `log_level` and below.
+    pub log_stderr: bool,
+    /// Most verbose syslog level logged (0: 4, warning).
+    pub log_level: i32,
+}
+
+/// Which PASIDs of a device a reset, drain or detach covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pasids {
+    /// The device's groups without PASID.
+    NoPasid,
+    /// One PASID.
+    One(u32),
+    /// Every PASID, and the groups without one.
+    All,
+}
+
+impl Pasids {
+    pub(crate) fn raw(self) -> (u32, u32) {
+        match self {
+            Pasids::NoPasid => (sys::IOPF_NO_PASID, 0),
+            Pasids::One(p) => (p, 0),
+            Pasids::All => (sys::IOPF_NO_PASID, sys::IOPF_ALL_PASIDS),
+        }
+    }
+}
+
+/// A handler closure, called once per group.
+pub type Handler = Box<dyn FnMut(&Group) -> Answer + Send>;
+
+/// A handler closure as libiopf's userdata. The mutex keeps an FnMut from
+/// running on two worker threads at once.
+struct HandlerCell {
+    shared: *const Shared,
+    f: Mutex<Handler>,
+}
+
+// SAFETY: `shared` is only dereferenced inside callbacks, while alive.
+unsafe impl Send for HandlerCell {}
+unsafe impl Sync for HandlerCell {}
+
+unsafe extern "C" fn handler_tramp(g: *mut sys::iopf_group, ud: *mut c_void) -> c_int {
+    let cell = &*(ud as *const HandlerCell);
+    let _cb = CallbackGuard::enter(cell.shared);
+    let group = Group::new(g, cell.shared);
+    // Unwinding into C is undefined: a panic answers INVALID instead.
+    match panic::catch_unwind(AssertUnwindSafe(|| (lock(&cell.f))(&group))) {
+        Ok(a) => a.raw(),
+        Err(_) => {
+            crate::warn("a handler panicked: its group is answered INVALID");
+            Answer::Invalid.raw()
+        }
+    }
+}
+
+/// A libiopf context: handlers, sources, outstanding groups, one pollable
+/// fd. `Send + Sync`: calls may come from any thread, except that one
+/// thread at a time dispatches (others get `EBUSY`).
+///
+/// Dropping it stops its workers, answers every outstanding group INVALID
+/// (deferred ones included: their [`Deferred`](crate::Deferred) then gets
+/// `ESHUTDOWN`), closes its sources and frees its closures.
+pub struct Context {
+    shared: Arc<Shared>,
+    raw: *mut sys::iopf_ctx,
+}
+
+// SAFETY: libiopf contexts may be used from any thread (iopf.h); the
+// pointer stays valid until Drop, which has the Context to itself.
+unsafe impl Send for Context {}
+unsafe impl Sync for Context {}
+
+impl Context {
+    /// A context with default options.
+    pub fn new() -> io::Result<Context> {
+        Context::with_options(&Options::default())
+    }
+
+    /// A context with the given options. Errors: `EINVAL`, `ENOMEM`, or
+    /// those of epoll_create1(), eventfd(), timerfd_create(),
+    /// pthread_create().
+    pub fn with_options(o: &Options) -> io::Result<Context> {
+        let deadline_ms = match o.deadline {
+            None => 0,
+            Some(d) => {
+                u32::try_from(d.as_millis().max(1)).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?
+            }
+        };
+        let opts = sys::iopf_ctx_opts {
+            sz: std::mem::size_of::<sys::iopf_ctx_opts>(),
+            workers: o.workers,
+            batch_max: o.batch_max,
+            max_outstanding: o.max_outstanding,
+            deadline_ms,
+            log_fn: if o.log_stderr {
+                Some(sys::iopf_log_stderr)
+            } else {
+                None
+            },
+            log_userdata: ptr::null_mut(),
+            log_level: o.log_level,
+        };
+        let raw = unsafe { sys::iopf_ctx_new(&opts) };
+        if raw.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Context {
+            shared: Arc::new(Shared::new(raw)),
+            raw,
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn raw(&self) -> *mut sys::iopf_ctx {
+        self.raw
+    }
+
+    /// A handle for answering this context's groups from other threads.
+    pub fn responder(&self) -> Responder {
+        Responder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    fn cell(&self, f: Handler) -> *mut c_void {
+        let cell = Box::new(HandlerCell {
+            shared: Arc::as_ptr(&self.shared),
+            f: Mutex::new(f),
+        });
+        // TODO(1.3): use iopf_ctx_set_handler_full() and friends (destroy
+        // callbacks) once they are in iopf.h, to free a replaced closure
+        // as soon as libiopf lets it go; until then it is kept until the
+        // context is freed, as a worker may still be running it.
+        self.shared.keep(cell) as *mut c_void
+    }
+
+    /// Set the default handler: for groups no device or PASID handler
+    /// takes. Without any handler, groups are answered INVALID.
+    pub fn set_handler<F>(&self, f: F) -> io::Result<()>
+    where
+        F: FnMut(&Group) -> Answer + Send + 'static,
+    {
+        let ud = self.cell(Box::new(f));
+        check(unsafe { sys::iopf_ctx_set_handler(self.raw, Some(handler_tramp), ud) }).map(|_| ())
+    }
+
+    /// Remove the default handler.
+    pub fn clear_handler(&self) -> io::Result<()> {
+        check(unsafe { sys::iopf_ctx_set_handler(self.raw, None, ptr::null_mut()) }).map(|_| ())
+    }
+
+    /// Set the handler of one device (all its PASIDs). Errors: `ENOMEM`.
+    pub fn set_device_handler<F>(&self, dev_id: u32, f: F) -> io::Result<()>
+    where
+        F: FnMut(&Group) -> Answer + Send + 'static,
+    {
+        let ud = self.cell(Box::new(f));
+        check(unsafe { sys::iopf_ctx_set_device_handler(self.raw, dev_id, Some(handler_tramp), ud) })
+            .map(|_| ())
+    }
+
+    /// Remove the handler of one device.
+    pub fn clear_device_handler(&self, dev_id: u32) -> io::Result<()> {
+        check(unsafe { sys::iopf_ctx_set_device_handler(self.raw, dev_id, None, ptr::null_mut()) })
+            .map(|_| ())
+    }
+
+    /// Set the handler of one device and PASID (None: its groups without
+    /// PASID); it takes precedence over the device handler.
+    pub fn set_pasid_handler<F>(&self, dev_id: u32, pasid: Option<u32>, f: F) -> io::Result<()>
+    where
+        F: FnMut(&Group) -> Answer + Send + 'static,
+    {
+        let ud = self.cell(Box::new(f));
+        check(unsafe {
+            sys::iopf_ctx_set_pasid_handler(self.raw, dev_id, pasid_raw(pasid), Some(handler_tramp), ud)
+        })
+        .map(|_| ())
+    }
+
+    /// Remove the handler of one device and PASID.
+    pub fn clear_pasid_handler(&self, dev_id: u32, pasid: Option<u32>) -> io::Result<()> {
+        check(unsafe {
+            sys::iopf_ctx_set_pasid_handler(self.raw, dev_id, pasid_raw(pasid), None, ptr::null_mut())
+        })
+        .map(|_| ())
+    }
+
+    /// Do all pending work without blocking; returns the number of groups
+    /// handed to handlers. Errors: `EBUSY` (another thread dispatches),
+    /// `EIO` (a fault fd failed; the others were served).
+    pub fn dispatch(&self) -> io::Result<usize> {
+        check(unsafe { sys::iopf_ctx_dispatch(self.raw) })
+    }
+
+    /// Dispatch until [`stop`](Context::stop), blocking while idle.
+    pub fn run(&self) -> io::Result<()> {
+        check(unsafe { sys::iopf_ctx_run(self.raw) }).map(|_| ())
+    }
+
+    /// Make [`run`](Context::run) return (any thread).
+    pub fn stop(&self) -> io::Result<()> {
+        check(unsafe { sys::iopf_ctx_stop(self.raw) }).map(|_| ())
+    }
+
+    /// Write every answer gathered so far.
+    pub fn flush(&self) -> io::Result<()> {
+        check(unsafe { sys::iopf_ctx_flush(self.raw) }).map(|_| ())
+    }
+
+    /// Wait until every outstanding group of a device (and PASIDs) is
+    /// answered and written; None: no time limit. Errors: `ETIMEDOUT`,
+    /// `EMSGSIZE`.
+    pub fn drain(&self, dev_id: u32, pasids: Pasids, timeout: Option<Duration>) -> io::Result<()> {
+        let (pasid, flags) = pasids.raw();
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as c_int);
+        check(unsafe { sys::iopf_ctx_drain(self.raw, dev_id, pasid, flags, ms) }).map(|_| ())
+    }
+
+    /// Answer by handle; see [`Responder::respond`].
+    pub fn respond(&self, h: Handle, code: Code) -> io::Result<()> {
+        check(unsafe { sys::iopf_respond(self.raw, h.0, code.raw()) }).map(|_| ())
+    }
+
+    /// Answer by (device, PASID, PRG index); see [`Responder::respond_prg`].
+    pub fn respond_prg(&self, dev_id: u32, pasid: Option<u32>, prgi: u32, code: Code) -> io::Result<()> {
+        check(unsafe { sys::iopf_respond_prg(self.raw, dev_id, pasid_raw(pasid), prgi, code.raw()) })
+            .map(|_| ())
+    }
+
+    /// Answer INVALID every outstanding group of a device (a guest reset);
+    /// returns how many.
+    pub fn answer_invalid(&self, dev_id: u32, pasids: Pasids) -> io::Result<usize> {
+        let (pasid, flags) = pasids.raw();
+        check(unsafe { sys::iopf_ctx_answer_invalid(self.raw, dev_id, pasid, flags) })
+    }
+
+    /// Mark a device gone (unplugged): its groups are dropped without a
+    /// write, later answers get `ENODEV`. Returns how many were dropped.
+    pub fn device_gone(&self, dev_id: u32) -> io::Result<usize> {
+        check(unsafe { sys::iopf_ctx_device_gone(self.raw, dev_id) })
+    }
+
+    /// Tie an iommufd device id to its sysfs device (a path under /sys,
+    /// a DEVPATH or a device name) and watch for its removal (uevents,
+    /// read inside [`dispatch`](Context::dispatch)). Errors: `ENOENT`,
+    /// `EOPNOTSUPP` (libiopf built without libnl-3), the socket's errno.
+    pub fn watch_device(&self, dev_id: u32, sysdev: &str) -> io::Result<()> {
+        let c = std::ffi::CString::new(sysdev).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        check(unsafe { sys::iopf_ctx_watch_device(self.raw, dev_id, c.as_ptr()) }).map(|_| ())
+    }
+
+    /// Forget a device id: no longer watched, no longer gone. Errors:
+    /// `ENOENT`.
+    pub fn unwatch_device(&self, dev_id: u32) -> io::Result<()> {
+        check(unsafe { sys::iopf_ctx_unwatch_device(self.raw, dev_id) }).map(|_| ())
+    }
+
+    /// A copy of the counters.
+    pub fn stats(&self) -> io::Result<Stats> {
+        let mut st = sys::iopf_stats {
+            sz: std::mem::size_of::<sys::iopf_stats>(),
+            ..Default::default()
+        };
+        check(unsafe { sys::iopf_ctx_get_stats(self.raw, &mut st) })?;
+        Ok(Stats(st))
+    }
+}
+
+impl AsRawFd for Context {
+    /// The context's pollable fd (owned by the context): readable when
+    /// [`dispatch`](Context::dispatch) has work.
+    fn as_raw_fd(&self) -> RawFd {
+        unsafe { sys::iopf_ctx_get_fd(self.raw) }
+    }
+}
+
+impl AsFd for Context {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the fd lives as long as the context, which outlives &self.
+        unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) }
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        if !in_any_callback() {
+            self.shared.free();
+            return;
+        }
+        // Dropped inside a callback (the last Arc<Context> let go in a
+        // handler): libiopf refuses to free a context there, so a thread
+        // of its own does it once the callback has returned.
+        let shared = self.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("iopf-ctx-free".into())
+            .spawn(move || shared.free());
+        if spawned.is_err() {
+            crate::warn("no thread to free a context dropped in a callback: leaked");
+            std::mem::forget(self.shared.clone());
+        }
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("fd", &self.as_raw_fd()).finish()
+    }
+}
+
+/// Answers groups of one context from any thread (a guest's vCPU or queue
+/// thread): cheap to clone, `Send + Sync`. Once the context is dropped,
+/// every call gets `ESHUTDOWN`.
+#[derive(Clone, Debug)]
+pub struct Responder {
+    shared: Arc<Shared>,
+}
+
+impl Responder {
+    fn call(&self, f: impl FnOnce(*mut sys::iopf_ctx) -> c_int) -> io::Result<usize> {
+        match self.shared.with(f) {
+            Some(rc) => check(rc),
+            None => Err(shutdown()),
+        }
+    }
+
+    /// Answer a group by handle. Errors (refused, counted, nothing sent):
+    /// `EALREADY`, `ESHUTDOWN`, `ETIMEDOUT`, `ENODEV`, `ENOENT`.
+    pub fn respond(&self, h: Handle, code: Code) -> io::Result<()> {
+        self.call(|c| unsafe { sys::iopf_respond(c, h.0, code.raw()) })
+            .map(|_| ())
+    }
+
+    /// Answer the oldest outstanding group of (device, PASID, PRG index):
+    /// a guest's page group response. Errors: `ENOENT` (none outstanding: a
+    /// late or duplicate answer; counted), `ENODEV`, `ENOMEM`.
+    pub fn respond_prg(&self, dev_id: u32, pasid: Option<u32>, prgi: u32, code: Code) -> io::Result<()> {
+        self.call(|c| unsafe { sys::iopf_respond_prg(c, dev_id, pasid_raw(pasid), prgi, code.raw()) })
+            .map(|_| ())
+    }
+
+    /// Answer many groups by handle under one take of the lock; returns
+    /// what [`respond`](Responder::respond) would have returned for each.
+    pub fn respond_many(&self, answers: &[(Handle, Code)]) -> io::Result<Vec<io::Result<()>>> {
+        let handles: Vec<u64> = answers.iter().map(|a| a.0 .0).collect();
+        let codes: Vec<c_int> = answers.iter().map(|a| a.1.raw() as c_int).collect();
+        let mut res = vec![0 as c_int; answers.len()];
+        self.call(|c| unsafe {
+            sys::iopf_respond_many(
+                c,
+                handles.as_ptr(),
+                codes.as_ptr(),
+                answers.len(),
+                res.as_mut_ptr(),
+            )
+        })?;
+        Ok(res
+            .into_iter()
+            .map(|r| if r < 0 { Err(err(r)) } else { Ok(()) })
+            .collect())
+    }
+
+    /// Answer INVALID every outstanding group of a device (a guest reset).
+    pub fn answer_invalid(&self, dev_id: u32, pasids: Pasids) -> io::Result<usize> {
+        let (pasid, flags) = pasids.raw();
+        self.call(|c| unsafe { sys::iopf_ctx_answer_invalid(c, dev_id, pasid, flags) })
+    }
+}

@@ -1,0 +1,109 @@
+//! Safe Rust API for libiopf: I/O page faults from iommufd fault objects
+//! (or from an emulated device, through a producer) handled in user space,
+//! every Page Request Group answered exactly once.
+//!
+//! ```no_run
+//! use iopf::{Answer, Context};
+//!
+//! let ctx = Context::new()?;
+//! ctx.set_handler(|g| {
+//!     for r in g.records() {
+//!         // make r.addr resident ...
+//!         let _ = r;
+//!     }
+//!     Answer::Success // or let d = g.defer(); ...; Answer::Defer
+//! })?;
+//! // poll ctx.as_raw_fd() in your event loop, then:
+//! ctx.dispatch()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Errors are `std::io::Error`s made from libiopf's negative errno
+//! (`e.raw_os_error()` gives it); see `iopf.h` for each call's.
+//!
+//! Threads: [`Context`], [`Responder`], [`Producer`] and [`FaultQueue`] are
+//! `Send + Sync`; a [`Deferred`] is `Send`; a [`Group`] stays in its
+//! handler. Handlers and respond closures must be `Send`: with workers
+//! they run on libiopf's threads.
+//!
+//! A handler that is not `Send` does not compile:
+//! ```compile_fail
+//! let ctx = iopf::Context::new().unwrap();
+//! let not_send = std::rc::Rc::new(0);
+//! ctx.set_handler(move |_| { let _ = &not_send; iopf::Answer::Success }).unwrap();
+//! ```
+//! (while the same with `Arc` does:)
+//! ```no_run
+//! let ctx = iopf::Context::new().unwrap();
+//! let shared = std::sync::Arc::new(0);
+//! ctx.set_handler(move |_| { let _ = &shared; iopf::Answer::Success }).unwrap();
+//! ```
+//!
+//! Closures are kept until the context is dropped, even when replaced:
+//! libiopf 1.2 cannot say when a replaced one stops running.
+
+mod context;
+mod group;
+mod shared;
+mod source;
+mod stats;
+
+pub use context::{Context, Handler, Options, Pasids, Responder};
+pub use group::{Answer, Code, Deferred, Group, Handle, Record};
+pub use source::{
+    FaultQueue, FaultQueueOptions, Producer, ProducerOptions, Request, RespondFn, Response, Submitted,
+};
+pub use stats::Stats;
+
+/// The raw bindings, for what this crate does not wrap.
+pub use iopf_sys as sys;
+
+/// Record flag: the PASID field is valid.
+pub const F_PASID_VALID: u32 = sys::IOPF_F_PASID_VALID;
+/// Record flag: the last request of its group.
+pub const F_LAST_PAGE: u32 = sys::IOPF_F_LAST_PAGE;
+/// Record permission: read.
+pub const PERM_READ: u32 = sys::IOPF_PERM_READ;
+/// Record permission: write.
+pub const PERM_WRITE: u32 = sys::IOPF_PERM_WRITE;
+/// Record permission: execute.
+pub const PERM_EXEC: u32 = sys::IOPF_PERM_EXEC;
+/// Record permission: privileged.
+pub const PERM_PRIV: u32 = sys::IOPF_PERM_PRIV;
+/// Group flag: some partial requests of the group were dropped.
+pub const GROUP_TRUNCATED: u32 = sys::IOPF_GROUP_TRUNCATED;
+
+/// The library's version ("MAJOR.MINOR.PATCH") as loaded at run time.
+pub fn version() -> &'static str {
+    // SAFETY: a static NUL-terminated ASCII string.
+    let s = unsafe { std::ffi::CStr::from_ptr(sys::iopf_version()) };
+    s.to_str().unwrap_or("?")
+}
+
+/// Said on stderr where nothing can be returned (a closure panicked).
+pub(crate) fn warn(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "iopf: {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+
+    #[test]
+    fn bounds() {
+        send::<Context>();
+        sync::<Context>();
+        send::<Responder>();
+        sync::<Responder>();
+        send::<Producer>();
+        sync::<Producer>();
+        send::<FaultQueue>();
+        sync::<FaultQueue>();
+        send::<Deferred>();
+        send::<Handler>();
+    }
+}
