@@ -52,7 +52,7 @@ extern "C" {
 /** @name Version */
 /**@{*/
 #define IOPF_VERSION_MAJOR 1 /**< major version: the SONAME's number */
-#define IOPF_VERSION_MINOR 2 /**< minor version: new symbols */
+#define IOPF_VERSION_MINOR 3 /**< minor version: new symbols */
 #define IOPF_VERSION_PATCH 0 /**< patch level */
 
 /**
@@ -205,6 +205,9 @@ typedef int (*iopf_handler_fn)(struct iopf_group *group, void *userdata);
  * with no lock held, from a thread that answered or dispatched on the
  * group's context. It must not block for long and may call
  * iopf_producer_submit() and iopf_respond().
+ * Several threads may call it at once (each delivering answers it made),
+ * and it may be called again from within itself (an iopf_respond() it
+ * makes delivers that answer before returning): make it reentrant.
  */
 typedef void (*iopf_respond_fn)(const struct iopf_response *resp,
 				void *userdata);
@@ -451,7 +454,8 @@ struct iopf_stats {
 	uint64_t alloc_failures;   /**< groups answered INVALID for ENOMEM */
 	uint64_t kernel_answered;  /**< groups the kernel answered (detach) */
 	uint64_t refused_answers;  /**< stale, duplicate or late answers */
-	uint64_t unmatched_answers;/**< iopf_respond_prg() with no match */
+	uint64_t unmatched_answers;/**< iopf_respond_prg() with no match (also
+				        counted in refused_answers) */
 	uint64_t read_calls;       /**< read() calls on fault fds */
 	uint64_t write_calls;      /**< write() calls on fault fds */
 	uint64_t write_errors;     /**< answers the kernel refused (dropped) */
@@ -544,7 +548,8 @@ iopf_fault_queue_alloc(struct iopf_ctx *ctx, int iommufd,
 
 /**
  * @brief Adopt a fault fd the caller already has (e.g. a VMM's).
- * The fd is made non-blocking. With IOPF_FQ_CLOSE_FD the source closes it.
+ * The fd is made non-blocking. With IOPF_FQ_CLOSE_FD the source closes it
+ * once it is closed; if this call fails, the fd stays the caller's.
  * @param ctx the context.
  * @param fault_fd the fault fd.
  * @param fault_id its fault object id (0 if unknown).
