@@ -315,24 +315,19 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 		}
 		if (max_groups && max_groups - (unsigned int)handled < (unsigned int)most)
 			most = (int)(max_groups - (unsigned int)handled);
+		if ((uint64_t)most > left)
+			most = (int)left;
 		pthread_mutex_lock(&ctx->lock);
-		while (n < most && left) {
-			struct iopf_group *g = iopf__sched_pop(ctx);
-
-			if (!g) {
-				left = 0;
-				break;
-			}
-			left--;
-			handled++;
-			if (ctx->nthreads)
-				iopf__workers_push(ctx, g);
-			else
-				batch[n++] = g;
-		}
+		n = (int)iopf__sched_pop_n(ctx, batch, (unsigned int)most);
 		pthread_mutex_unlock(&ctx->lock);
-		if (n)
+		left = n < most ? 0 : left - (uint64_t)n;
+		handled += n;
+		if (ctx->nthreads) {
+			for (int i = 0; i < n; i++)
+				iopf__workers_push(ctx, batch[i]);
+		} else if (n) {
 			iopf__handle_batch(ctx, batch, n);
+		}
 	}
 
 	pthread_mutex_lock(&ctx->lock);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sched-inl.h"
 
 /* Groups come from slabs of SLAB_GROUPS: one malloc per slab, not per
  * group (the allocator's header would be 16 bytes a group), and no
@@ -136,7 +137,7 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g)
 {
 	struct iopf_source *src = g->src;
 
-	iopf__sched_put(ctx, g);
+	sched_put(ctx, g);
 	g->src = NULL;
 	if (++g->gen == 0) /* handles never carry generation 0 */
 		g->gen = 1;
@@ -273,7 +274,7 @@ void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now
 	ctx->st.groups++;
 	ctx->st.records += g->nrec;
 	gst_set(g, GS_QUEUED);
-	iopf__sched_intake(ctx, g);
+	sched_intake(ctx, g);
 	if (ctx->prg_on && prg_insert(ctx, g)) {
 		ctx->st.alloc_failures++;
 		iopf__log(ctx, LOG_E,
@@ -321,7 +322,7 @@ static int group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 	if (!gst_live(st))
 		return iopf__end_error(g->end);
 	/* counted once, by device: the context's totals are their sums */
-	iopf__sched_end(ctx, g, code, why, auto_answer, lat);
+	sched_end(ctx, g, code, why, auto_answer, lat);
 	out_remove(ctx, g);
 	if (g->indexed)
 		prg_remove(ctx, g);

@@ -29,13 +29,9 @@ static struct binding *binding_new(enum bkind kind, void (*fn)(void),
 	return b;
 }
 
-/* ctx->lock held. A running call holds it: the binding is retired. */
-void iopf__binding_put(struct iopf_ctx *ctx, struct binding *b)
+/* The last reference went (iopf__binding_put()): retired, to destroy. */
+void iopf__binding_free(struct iopf_ctx *ctx, struct binding *b)
 {
-	if (!b)
-		return;
-	if (--b->refs)
-		return;
 	if (b->retired) {
 		ctx->retired_busy--;
 		pthread_cond_broadcast(&ctx->quiesced);
@@ -61,21 +57,12 @@ static void replace(struct iopf_ctx *ctx, struct binding **slot,
 	}
 }
 
-struct binding *iopf__handler_get(struct iopf_ctx *ctx, const struct prg_key *k)
+struct binding *iopf__handler_keyed(struct iopf_ctx *ctx, const struct prg_key *k)
 {
-	struct binding *b = NULL;
+	struct binding *b = tbl_get(&ctx->handlers, key_hi(k), 0);
 
-	if (ctx->handlers.n) {
-		b = tbl_get(&ctx->handlers, key_hi(k), 0);
-		if (!b)
-			b = tbl_get(&ctx->handlers,
-				    (uint64_t)k->dev_id << 32 | DEVICE_ANY, 0);
-	}
-	if (!b)
-		b = ctx->batch_b ? ctx->batch_b : ctx->def_b;
-	if (b)
-		b->refs++;
-	return b;
+	return b ? b : tbl_get(&ctx->handlers,
+			       (uint64_t)k->dev_id << 32 | DEVICE_ANY, 0);
 }
 
 struct binding *iopf__cancel_get(struct iopf_ctx *ctx)

@@ -488,25 +488,39 @@ void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list);
 /* sched.c (ctx->lock held) */
 int iopf__sched_init(struct iopf_ctx *ctx);
 void iopf__sched_free(struct iopf_ctx *ctx);
-/* Into its flow's ready FIFO (pinned by it), counted. */
-void iopf__sched_intake(struct iopf_ctx *ctx, struct iopf_group *g);
-/* The next ready group in turn, or NULL; the caller has its pin. */
+/* The next ready group in turn, or NULL (out of line: sched-inl.h inlines it). */
 struct iopf_group *iopf__sched_pop(struct iopf_ctx *ctx);
-/* A group's life ended: count it. auto: libiopf's own INVALID. */
-void iopf__sched_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
-		     enum gend why, bool auto_answer, uint64_t latency);
-/* Its slot is free again: its flow may be let go. */
-void iopf__sched_put(struct iopf_ctx *ctx, struct iopf_group *g);
-void iopf__latency_add(uint64_t *hist, uint64_t ns);
+/* Up to n ready groups in turn into gs; how many. */
+unsigned int iopf__sched_pop_n(struct iopf_ctx *ctx, struct iopf_group **gs,
+			       unsigned int n);
 /* Add the per-device counts to the context's (answers, latency). */
 void iopf__sched_totals(struct iopf_ctx *ctx, struct iopf_stats *st);
 
 /* handlers.c */
-/* The binding that handles a group now, referenced (ctx->lock held). */
-struct binding *iopf__handler_get(struct iopf_ctx *ctx, const struct prg_key *k);
+struct binding *iopf__handler_keyed(struct iopf_ctx *ctx, const struct prg_key *k);
 struct binding *iopf__cancel_get(struct iopf_ctx *ctx);
+void iopf__binding_free(struct iopf_ctx *ctx, struct binding *b);
+
+/* The binding that handles a group now, referenced (ctx->lock held):
+ * its (device, PASID)'s, its device's, the batch or the default one. */
+static inline struct binding *iopf__handler_get(struct iopf_ctx *ctx,
+						const struct prg_key *k)
+{
+	struct binding *b = ctx->handlers.n ? iopf__handler_keyed(ctx, k) : NULL;
+
+	if (!b)
+		b = ctx->batch_b ? ctx->batch_b : ctx->def_b;
+	if (b)
+		b->refs++;
+	return b;
+}
+
 /* Drop a reference (ctx->lock held); its destroy runs at iopf__reap(). */
-void iopf__binding_put(struct iopf_ctx *ctx, struct binding *b);
+static inline void iopf__binding_put(struct iopf_ctx *ctx, struct binding *b)
+{
+	if (b && --b->refs == 0)
+		iopf__binding_free(ctx, b);
+}
 /* Call the destroy callbacks due. No lock held. */
 void iopf__reap(struct iopf_ctx *ctx);
 void iopf__handlers_free(struct iopf_ctx *ctx);

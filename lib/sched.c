@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sched-inl.h"
 
 #define FLOWS_KEPT 1024u /* flows kept when no group names them */
 
@@ -74,12 +75,6 @@ static struct dsched *dev_get(struct iopf_ctx *ctx, uint32_t dev)
 	return d;
 }
 
-static inline unsigned int fcache_slot(uint64_t key)
-{
-	/* consecutive device ids (one PASID) get consecutive slots; a
-	 * device's PASIDs are spread by a multiplicative hash */
-	return ((uint32_t)(key >> 32) ^ ((uint32_t)key * 0x9e3779b1u) >> 16) & 63;
-}
 
 /* A flow struct: reused, or new with an index. NULL without memory. */
 static struct flow *flow_alloc(struct iopf_ctx *ctx)
@@ -145,161 +140,27 @@ static struct flow *flow_new(struct iopf_ctx *ctx, uint64_t key)
 	return f;
 }
 
-static struct flow *flow_of(struct iopf_ctx *ctx, uint64_t key)
+/* The flow of key, made if new (the fallback without memory): the slow
+ * path of sched_flow() in sched-inl.h. */
+struct flow *iopf__flow_lookup(struct iopf_ctx *ctx, uint64_t key)
 {
 	struct sched *s = &ctx->sched;
-	struct flow **c = &s->fcache[fcache_slot(key)], *f = *c;
+	struct flow *f = tbl_get(&s->by_key, key, 0);
 
-	if (!f || f->key != key) {
-		if (!(f = tbl_get(&s->by_key, key, 0)))
-			f = flow_new(ctx, key);
-		if (f != &s->fallback)
-			*c = f;
-	}
+	if (!f)
+		f = flow_new(ctx, key);
+	if (f != &s->fallback)
+		s->fcache[fcache_slot(key)] = f;
 	return f;
 }
 
-static inline void dev_enqueue(struct sched *s, struct dsched *d)
-{
-	int q = !d->prio;
 
-	d->anext = NULL;
-	if (s->act_tail[q])
-		s->act_tail[q]->anext = d;
-	else
-		s->act_head[q] = d;
-	s->act_tail[q] = d;
-}
 
-static inline void flow_enqueue(struct dsched *d, struct flow *f)
-{
-	f->anext = NULL;
-	if (d->ftail)
-		d->ftail->anext = f;
-	else
-		d->fhead = f;
-	d->ftail = f;
-}
 
-void iopf__sched_intake(struct iopf_ctx *ctx, struct iopf_group *g)
-{
-	struct sched *s = &ctx->sched;
-	struct flow *f = flow_of(ctx, key_hi(&g->key));
-	struct dsched *d = f->dev;
 
-	g->flow = f->idx;
-	f->refs++;
-	d->cnt.groups++;
-	d->cnt.records += g->nrec;
-	d->cnt.outstanding++;
-	d->cnt.ready++;
-	if (f->cnt) {
-		f->cnt->groups++;
-		f->cnt->records += g->nrec;
-		f->cnt->outstanding++;
-		f->cnt->ready++;
-	}
-	g->pins++; /* the ready queue's */
-	g->qnext = NULL;
-	if (f->tail)
-		f->tail->qnext = g;
-	else
-		f->head = g;
-	f->tail = g;
-	s->nready++;
-	if (!f->active) {
-		f->active = true;
-		flow_enqueue(d, f);
-		if (!d->active) {
-			d->active = true;
-			d->credit = d->weight;
-			dev_enqueue(s, d);
-		}
-	}
-}
 
-struct iopf_group *iopf__sched_pop(struct iopf_ctx *ctx)
-{
-	struct sched *s = &ctx->sched;
-	int q = s->act_head[0] ? 0 : 1;
-	struct dsched *d = s->act_head[q];
-	struct flow *f;
-	struct iopf_group *g;
 
-	if (!d)
-		return NULL;
-	f = d->fhead;
-	g = f->head;
-	if (!(f->head = g->qnext))
-		f->tail = NULL;
-	g->qnext = NULL;
-	s->nready--;
-	d->cnt.ready--;
-	if (f->cnt)
-		f->cnt->ready--;
-	/* the flow's turn is over: to the back of its device's, or out */
-	if (!(d->fhead = f->anext))
-		d->ftail = NULL;
-	if (f->head)
-		flow_enqueue(d, f);
-	else
-		f->active = false;
-	/* the device's turn: over when empty or its weight is used */
-	if (!d->fhead || --d->credit == 0) {
-		if (!(s->act_head[q] = d->anext))
-			s->act_tail[q] = NULL;
-		d->credit = d->weight;
-		if (d->fhead)
-			dev_enqueue(s, d);
-		else
-			d->active = false;
-	}
-	return g;
-}
 
-void iopf__latency_add(uint64_t *hist, uint64_t ns)
-{
-	unsigned int b = ns ? 63 - (unsigned int)__builtin_clzll(ns) : 0;
-
-	hist[b < IOPF_LAT_BUCKETS ? b : IOPF_LAT_BUCKETS - 1]++;
-}
-
-static void count_end(struct sched_count *c, int code, enum gend why,
-		      bool auto_answer, uint64_t latency)
-{
-	c->outstanding--;
-	if (code == NO_ANSWER) {
-		c->kernel++;
-	} else {
-		iopf__latency_add(c->hist, latency);
-		if (code == IOPF_CODE_SUCCESS)
-			c->success++;
-		else
-			c->invalid++;
-	}
-	if (auto_answer)
-		c->auto_answers++;
-	if (why == END_DEADLINE)
-		c->deadline++;
-	else if (why == END_GONE)
-		c->gone++;
-}
-
-void iopf__sched_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
-		     enum gend why, bool auto_answer, uint64_t latency)
-{
-	struct flow *f = ctx->sched.flows[g->flow];
-
-	count_end(&f->dev->cnt, code, why, auto_answer, latency);
-	if (f->cnt)
-		count_end(f->cnt, code, why, auto_answer, latency);
-}
-
-void iopf__sched_put(struct iopf_ctx *ctx, struct iopf_group *g)
-{
-	/* a flow no group names stays cached until flow_alloc() reuses it */
-	ctx->sched.flows[g->flow]->refs--;
-}
 
 static void add_count(struct iopf_stats *st, const struct sched_count *c)
 {
@@ -316,6 +177,21 @@ void iopf__sched_totals(struct iopf_ctx *ctx, struct iopf_stats *st)
 	for (uint32_t i = 0; i < ctx->sched.devs.cap; i++)
 		if (ctx->sched.devs.e[i].v)
 			add_count(st, &((struct dsched *)ctx->sched.devs.e[i].v)->cnt);
+}
+
+struct iopf_group *iopf__sched_pop(struct iopf_ctx *ctx)
+{
+	return sched_pop(ctx);
+}
+
+unsigned int iopf__sched_pop_n(struct iopf_ctx *ctx, struct iopf_group **gs,
+			       unsigned int n)
+{
+	unsigned int k = 0;
+
+	while (k < n && (gs[k] = sched_pop(ctx)))
+		k++;
+	return k;
 }
 
 /* ---- public ---- */

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sched-inl.h - the per-group steps of sched.c, inline: taking a group in,
+ * handing the next one out, counting its end. ctx->lock held.
+ */
+#ifndef IOPF_SCHED_INL_H
+#define IOPF_SCHED_INL_H
+
+#include "internal.h"
+
+struct flow *iopf__flow_lookup(struct iopf_ctx *ctx, uint64_t key);
+
+static inline unsigned int fcache_slot(uint64_t key)
+{
+	/* consecutive device ids (one PASID) get consecutive slots; a
+	 * device's PASIDs are spread by a multiplicative hash */
+	return ((uint32_t)(key >> 32) ^ ((uint32_t)key * 0x9e3779b1u) >> 16) & 63;
+}
+
+static inline void dev_enqueue(struct sched *s, struct dsched *d)
+{
+	int q = !d->prio;
+
+	d->anext = NULL;
+	if (s->act_tail[q])
+		s->act_tail[q]->anext = d;
+	else
+		s->act_head[q] = d;
+	s->act_tail[q] = d;
+}
+
+static inline void flow_enqueue(struct dsched *d, struct flow *f)
+{
+	f->anext = NULL;
+	if (d->ftail)
+		d->ftail->anext = f;
+	else
+		d->fhead = f;
+	d->ftail = f;
+}
+
+/* The flow of a key: the cache, else the table. */
+static inline struct flow *sched_flow(struct iopf_ctx *ctx, uint64_t key)
+{
+	struct flow *f = ctx->sched.fcache[fcache_slot(key)];
+
+	return f && f->key == key ? f : iopf__flow_lookup(ctx, key);
+}
+
+/* Into its flow's ready FIFO (pinned by it), counted. */
+static inline void sched_intake(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	struct sched *s = &ctx->sched;
+	struct flow *f = sched_flow(ctx, key_hi(&g->key));
+	struct dsched *d = f->dev;
+
+	g->flow = f->idx;
+	f->refs++;
+	d->cnt.groups++;
+	d->cnt.records += g->nrec;
+	d->cnt.outstanding++;
+	d->cnt.ready++;
+	if (f->cnt) {
+		f->cnt->groups++;
+		f->cnt->records += g->nrec;
+		f->cnt->outstanding++;
+		f->cnt->ready++;
+	}
+	g->pins++; /* the ready queue's */
+	g->qnext = NULL;
+	if (f->tail)
+		f->tail->qnext = g;
+	else
+		f->head = g;
+	f->tail = g;
+	s->nready++;
+	if (!f->active) {
+		f->active = true;
+		flow_enqueue(d, f);
+		if (!d->active) {
+			d->active = true;
+			d->credit = d->weight;
+			dev_enqueue(s, d);
+		}
+	}
+}
+
+/* The next ready group in turn, or NULL; the caller has its pin. */
+static inline struct iopf_group *sched_pop(struct iopf_ctx *ctx)
+{
+	struct sched *s = &ctx->sched;
+	int q = s->act_head[0] ? 0 : 1;
+	struct dsched *d = s->act_head[q];
+	struct flow *f;
+	struct iopf_group *g;
+
+	if (!d)
+		return NULL;
+	f = d->fhead;
+	g = f->head;
+	if (!(f->head = g->qnext))
+		f->tail = NULL;
+	g->qnext = NULL;
+	s->nready--;
+	d->cnt.ready--;
+	if (f->cnt)
+		f->cnt->ready--;
+	/* the flow's turn is over: to the back of its device's, or out */
+	if (!(d->fhead = f->anext))
+		d->ftail = NULL;
+	if (f->head)
+		flow_enqueue(d, f);
+	else
+		f->active = false;
+	/* the device's turn: over when empty or its weight is used */
+	if (!d->fhead || --d->credit == 0) {
+		if (!(s->act_head[q] = d->anext))
+			s->act_tail[q] = NULL;
+		d->credit = d->weight;
+		if (d->fhead)
+			dev_enqueue(s, d);
+		else
+			d->active = false;
+	}
+	return g;
+}
+
+static inline void latency_add(uint64_t *hist, uint64_t ns)
+{
+	unsigned int b = ns ? 63 - (unsigned int)__builtin_clzll(ns) : 0;
+
+	hist[b < IOPF_LAT_BUCKETS ? b : IOPF_LAT_BUCKETS - 1]++;
+}
+
+static inline void count_end(struct sched_count *c, int code, enum gend why,
+		      bool auto_answer, uint64_t latency)
+{
+	c->outstanding--;
+	if (code == NO_ANSWER) {
+		c->kernel++;
+	} else {
+		latency_add(c->hist, latency);
+		if (code == IOPF_CODE_SUCCESS)
+			c->success++;
+		else
+			c->invalid++;
+	}
+	if (auto_answer)
+		c->auto_answers++;
+	if (why == END_DEADLINE)
+		c->deadline++;
+	else if (why == END_GONE)
+		c->gone++;
+}
+
+/* A group's life ended: count it by device. auto: libiopf's own INVALID. */
+static inline void sched_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
+		     enum gend why, bool auto_answer, uint64_t latency)
+{
+	struct flow *f = ctx->sched.flows[g->flow];
+
+	count_end(&f->dev->cnt, code, why, auto_answer, latency);
+	if (f->cnt)
+		count_end(f->cnt, code, why, auto_answer, latency);
+}
+
+/* Its slot is free again: its flow no longer named by it. */
+static inline void sched_put(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	/* a flow no group names stays cached until flow_alloc() reuses it */
+	ctx->sched.flows[g->flow]->refs--;
+}
+
+#endif
