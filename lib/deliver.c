@@ -106,12 +106,13 @@ void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list)
 	fn = ctx->cancel_fn;
 	ud = ctx->cancel_ud;
 	pthread_mutex_unlock(&ctx->lock);
-	if (fn) {
-		iopf__in_callback++;
-		for (g = list; g; g = g->qnext)
+	iopf__in_callback++;
+	for (g = list; g; g = g->qnext) {
+		IOPF_TRACE_CANCEL(g);
+		if (fn)
 			fn(g, ud);
-		iopf__in_callback--;
 	}
+	iopf__in_callback--;
 	pthread_mutex_lock(&ctx->lock);
 	for (g = list; g; g = nx) {
 		nx = g->qnext;

@@ -176,17 +176,21 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 			continue;
 		if (fn[i] == batch_mark && bfn) { /* one call for them all */
 			bg[nb] = gs[i];
+			IOPF_TRACE_HANDLER_START(gs[i]);
 			bcode[nb] = IOPF_CODE_INVALID;
 			bi[nb++] = i;
 			continue;
 		}
+		IOPF_TRACE_HANDLER_START(gs[i]);
 		rc[i] = fn[i](gs[i], ud[i]);
+		IOPF_TRACE_HANDLER_END(gs[i], rc[i]);
 		returned(gs[i], rc[i]);
 	}
 	if (nb) {
 		bfn(bg, bcode, (size_t)nb, ud[bi[0]]);
 		for (int j = 0; j < nb; j++) {
 			rc[bi[j]] = bcode[j];
+			IOPF_TRACE_HANDLER_END(bg[j], bcode[j]);
 			returned(bg[j], bcode[j]);
 		}
 	}

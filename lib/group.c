@@ -224,6 +224,7 @@ void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now
 	ctx->outstanding++;
 	ctx->st.groups++;
 	ctx->st.records += g->nrec;
+	IOPF_TRACE_GROUP(g);
 	gst_set(g, GS_QUEUED);
 	iopf__ready_push(ctx, g);
 	if (ctx->prg_on && prg_insert(ctx, g)) {
@@ -280,6 +281,7 @@ int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 
 	if (!gst_live(st))
 		return iopf__end_error(g->end);
+	IOPF_TRACE_ANSWER(g, code, why);
 	out_remove(ctx, g);
 	if (g->indexed)
 		prg_remove(ctx, g);
