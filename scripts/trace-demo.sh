@@ -67,4 +67,7 @@ for p in read group_complete handler_start handler_end answer write cancel; do
 	grep -q "^@fired\[$p\]: [1-9]" "$out" || missing+=" $p"
 done
 [ -z "$missing" ] || die "probes that never fired:$missing"
+# answer fires once per group (and for raw INVALID answers, why 0)
+fired() { sed -n "s/^@fired\[$1\]: //p" "$out"; }
+echo "groups taken in: $(fired group_complete), answers: $(fired answer)"
 echo "OK: all 7 probes fired"
