@@ -224,7 +224,7 @@ void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now
 	ctx->outstanding++;
 	ctx->st.groups++;
 	ctx->st.records += g->nrec;
-	IOPF_TRACE_GROUP(g);
+	IOPF_TRACE_GROUP_COMPLETE(g);
 	gst_set(g, GS_QUEUED);
 	iopf__ready_push(ctx, g);
 	if (ctx->prg_on && prg_insert(ctx, g)) {

@@ -4,8 +4,9 @@
  *
  * Built with <sys/sdt.h> (IOPF_HAVE_SDT, CMake's IOPF_WITH_SDT) each probe
  * is one nop and an ELF note; nothing runs until a tracer (bpftrace, perf,
- * SystemTap) attaches. Arguments are asm operands that may stay in memory,
- * so a group's fields are not even loaded when nobody listens. Without
+ * SystemTap) attaches. Arguments are asm operands that may stay in memory
+ * (the compiler decides), so a group's fields need not be loaded for a
+ * probe nobody listens to (scripts/sdt-cost.sh measures it). Without
  * sdt.h every macro expands to nothing and its arguments are not
  * evaluated: never put a side effect in one.
  *
@@ -25,9 +26,9 @@
 		    (uint32_t)(asked))
 
 /* A complete group taken in (before any handler sees it). */
-#define IOPF_TRACE_GROUP(g)                                                  \
-	STAP_PROBE5(libiopf, group_complete, (g)->key.dev_id, (g)->key.pasid,\
-		    (g)->key.prgi, (g)->cookie, (g)->nrec)
+#define IOPF_TRACE_GROUP_COMPLETE(g)                                         \
+	STAP_PROBE5(libiopf, group_complete, (g)->key.dev_id,                \
+		    (g)->key.pasid, (g)->key.prgi, (g)->cookie, (g)->nrec)
 
 /* A handler (or the batch handler, once per group) is about to run. */
 #define IOPF_TRACE_HANDLER_START(g)                                          \
@@ -66,7 +67,7 @@
 #else /* no sys/sdt.h: nothing at all */
 
 #define IOPF_TRACE_READ(fault_id, result, asked) ((void)0)
-#define IOPF_TRACE_GROUP(g) ((void)0)
+#define IOPF_TRACE_GROUP_COMPLETE(g) ((void)0)
 #define IOPF_TRACE_HANDLER_START(g) ((void)0)
 #define IOPF_TRACE_HANDLER_END(g, rc) ((void)0)
 #define IOPF_TRACE_ANSWER(g, code, why) ((void)0)
