@@ -48,6 +48,7 @@ unsigned int iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src)
 		ssize_t r = sys_write(src->fd, w + off, want);
 
 		ctx->st.write_calls++;
+		IOPF_TRACE_WRITE(src->fault_id, n - off, r < 0 ? -errno : r);
 		if (r < 0) {
 			int err = errno;
 

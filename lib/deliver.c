@@ -104,12 +104,13 @@ void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list)
 	pthread_mutex_lock(&ctx->lock);
 	b = iopf__cancel_get(ctx);
 	pthread_mutex_unlock(&ctx->lock);
-	if (b) {
-		iopf__in_callback++;
-		for (g = list; g; g = g->qnext)
+	iopf__in_callback++;
+	for (g = list; g; g = g->qnext) {
+		IOPF_TRACE_CANCEL(g);
+		if (b)
 			b->cancel(g, b->ud);
-		iopf__in_callback--;
 	}
+	iopf__in_callback--;
 	pthread_mutex_lock(&ctx->lock);
 	for (g = list; g; g = nx) {
 		nx = g->qnext;

@@ -142,17 +142,21 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 		if (b[i]->kind == B_BATCH) { /* one call for them all */
 			batch = b[i]; /* one lock hold resolved them: one */
 			bg[nb] = gs[i];
+			IOPF_TRACE_HANDLER_START(gs[i]);
 			bcode[nb] = IOPF_CODE_INVALID;
 			bi[nb++] = i;
 			continue;
 		}
+		IOPF_TRACE_HANDLER_START(gs[i]);
 		rc[i] = b[i]->fn(gs[i], b[i]->ud);
+		IOPF_TRACE_HANDLER_END(gs[i], rc[i]);
 		returned(gs[i], rc[i]);
 	}
 	if (nb) {
 		batch->batch(bg, bcode, (size_t)nb, batch->ud);
 		for (int j = 0; j < nb; j++) {
 			rc[bi[j]] = bcode[j];
+			IOPF_TRACE_HANDLER_END(bg[j], bcode[j]);
 			returned(bg[j], bcode[j]);
 		}
 	}

@@ -49,13 +49,16 @@ static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 static void answer_raw(struct iopf_ctx *ctx, struct faultq *fq,
 		       const struct iopf_k_pgfault *r)
 {
+	uint32_t pasid = (r->flags & IOPF_K_PGFAULT_FLAGS_PASID_VALID) ?
+				 r->pasid : IOPF_NO_PASID;
+
 	ctx->st.answers_invalid++;
 	ctx->st.auto_answers++;
+	IOPF_TRACE_ANSWER_RAW(r->dev_id, pasid, r->grpid, r->cookie,
+			      IOPF_CODE_INVALID);
 	iopf__batch_add(ctx, fq, &(struct batch_ent){
 		.cookie = r->cookie, .code = IOPF_CODE_INVALID,
-		.dev_id = r->dev_id,
-		.pasid = (r->flags & IOPF_K_PGFAULT_FLAGS_PASID_VALID) ?
-				 r->pasid : IOPF_NO_PASID });
+		.dev_id = r->dev_id, .pasid = pasid });
 }
 
 /* ---- reading ---- */
@@ -232,6 +235,7 @@ static int read_once(struct iopf_ctx *ctx, struct faultq *fq,
 		ssize_t r = sys_read(fq->s.fd, b, (size_t)count * sizeof(*b));
 
 		ctx->st.read_calls++;
+		IOPF_TRACE_READ(fq->s.fault_id, r < 0 ? -errno : r, count);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;

@@ -273,6 +273,7 @@ void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now
 	ctx->outstanding++;
 	ctx->st.groups++;
 	ctx->st.records += g->nrec;
+	IOPF_TRACE_GROUP_COMPLETE(g);
 	gst_set(g, GS_QUEUED);
 	sched_intake(ctx, g);
 	if (ctx->prg_on && prg_insert(ctx, g)) {
@@ -323,6 +324,7 @@ static int group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 		return iopf__end_error(g->end);
 	/* counted once, by device: the context's totals are their sums */
 	sched_end(ctx, g, code, why, auto_answer, lat);
+	IOPF_TRACE_ANSWER(g, code, why);
 	out_remove(ctx, g);
 	if (g->indexed)
 		prg_remove(ctx, g);

@@ -30,6 +30,7 @@
 #include "kabi.h"
 #include "sys.h"
 #include "table.h"
+#include "trace.h"
 
 /* ---- groups ---- */
 
