@@ -1107,12 +1107,14 @@ static void fair_resp(const struct iopf_response *r, void *ud)
 
 static double quantile(double *v, unsigned int n, double q)
 {
-	unsigned int i;
+	unsigned int i = (unsigned int)(q * n);
 
 	if (!n)
 		return 0;
 	qsort(v, n, sizeof(*v), cmp_d);
-	i = (unsigned int)ceil(q * n) - 1;
+	if ((double)i < q * n) /* the rank is ceil(q n), without libm */
+		i++;
+	i = i ? i - 1 : 0;
 	return v[i < n ? i : n - 1];
 }
 

@@ -6,7 +6,9 @@
  * fd one after the other (a helper restarted): every group answered once.
  *
  * monitor-check --table MONITOR: the per-device view instead. The monitor
- * runs for 1.2 s with --pasids --refresh 200 --exit-after 1200, stdout a
+ * runs for 1.2 s with --pasids --refresh 200 --exit-after 1200 and two
+ * workers (PASIDs noted from two threads while the table is drawn from a
+ * third), stdout a
  * pipe (so plain lines, no terminal codes); the check reads its tables:
  * several, the last at exit with each device's and PASID's counts,
  * devices slowest first.
@@ -155,7 +157,8 @@ static bool parse_row(const char *line, struct trow *r)
 static int check_table(const char *mon)
 {
 	struct simfault *sf = simfault_new(on_answer, NULL);
-	char *extra[] = { "--pasids", "--refresh", "200", "--exit-after", "1200", NULL };
+	char *extra[] = { "--pasids", "--refresh", "200", "--exit-after", "1200",
+			  "--workers", "2", NULL };
 	char *out, *last, *line;
 	int st = -1, tables, devs = 0, pasid_rows = 0;
 	double prev_p99 = -1;
