@@ -393,6 +393,7 @@ int main(int argc, char **argv)
 	if (!src) {
 		fprintf(stderr, "iopf-monitor: fd %d: %s\n", fd, strerror(errno));
 		iopf_ctx_free(m.ctx);
+		devtable_free(m.table);
 		return 1;
 	}
 	iopf_ctx_set_handler(m.ctx, on_group, &m);
@@ -402,6 +403,7 @@ int main(int argc, char **argv)
 	if ((table || m.exit_after_ms) && (c = timer_start(&m))) {
 		fprintf(stderr, "iopf-monitor: thread: %s\n", strerror(c));
 		iopf_ctx_free(m.ctx);
+		devtable_free(m.table);
 		return 1;
 	}
 	timer = table || m.exit_after_ms;
