@@ -13,7 +13,7 @@
 #
 # The JSON: one flat object, one "key": number a line, dotted keys (the
 # part first: kernel.*, memory.*, fake.*, producer.*, growth.*, latency.*,
-# host.*); doc/performance.md lists the headline keys. Each part writes
+# fairness.*, host.*); doc/performance.md lists the headline keys. Each part writes
 # such an object (the kernel part on stdout, lines prefixed "json: ", as
 # the VM's file system is read-only) and this script concatenates them.
 #

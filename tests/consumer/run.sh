@@ -49,7 +49,7 @@ ex=$src/examples
 inc=(-I"$ex")
 cc_pc -o "$tmp/iopf-sim" "$ex/iopf-sim.c" "$ex/common/simfault.c" "${inc[@]}"
 cc_pc -o "$tmp/iopf-vmm-forward" "$ex/iopf-vmm-forward.c" "$ex/common/simfault.c" "${inc[@]}"
-cc_pc -o "$tmp/iopf-monitor" "$ex/iopf-monitor.c"
+cc_pc -o "$tmp/iopf-monitor" "$ex/iopf-monitor.c" "$ex/common/devtable.c" "${inc[@]}"
 cc_pc -o "$tmp/iopf-mapper" "$ex/iopf-mapper.c" "$ex/common/mockdev.c" "${inc[@]}"
 cc -O2 -o "$tmp/monitor-check" "$src/tests/examples/monitor-check.c" \
 	"$ex/common/simfault.c" "${inc[@]}"

@@ -4,6 +4,14 @@
  * a simulated fault object, as a VMM would, raise groups, and check what
  * the "devices" got back and what it printed. Two monitors take the same
  * fd one after the other (a helper restarted): every group answered once.
+ *
+ * monitor-check --table MONITOR: the per-device view instead. The monitor
+ * runs for 1.2 s with --pasids --refresh 200 --exit-after 1200 and two
+ * workers (PASIDs noted from two threads while the table is drawn from a
+ * third), stdout a
+ * pipe (so plain lines, no terminal codes); the check reads its tables:
+ * several, the last at exit with each device's and PASID's counts,
+ * devices slowest first.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -50,19 +58,22 @@ static void raise_groups(struct simfault *sf, unsigned int tag0, unsigned int n)
 	}
 }
 
-/* Run the monitor on the fault fd until it exits; returns its output. */
-static char *run_monitor(const char *mon, struct simfault *sf, const char *policy,
-			 const char *count, int *status)
+/* Run the monitor on the fault fd until it exits, with `extra` options
+ * after --fd (NULL-terminated); returns its output. */
+static char *run_monitor_argv(const char *mon, struct simfault *sf,
+			      char *const *extra, int *status)
 {
-	static char out[16384];
+	static char out[65536];
 	char fdarg[16];
 	int pipefd[2];
-	size_t len = 0;
+	size_t len = 0, na = 3;
 	pid_t pid;
 	posix_spawn_file_actions_t fa;
-	char *argv[] = { (char *)mon, "--fd", fdarg, "--policy", (char *)policy,
-			 "--count", (char *)count, NULL };
+	char *argv[16] = { (char *)mon, "--fd", fdarg };
 
+	for (; *extra && na < 15; extra++)
+		argv[na++] = *extra;
+	argv[na] = NULL;
 	snprintf(fdarg, sizeof(fdarg), "%d", simfault_fd(sf));
 	fcntl(simfault_fd(sf), F_SETFD, 0); /* inherited, as a VMM hands it over */
 	if (pipe(pipefd))
@@ -99,6 +110,14 @@ static char *run_monitor(const char *mon, struct simfault *sf, const char *polic
 	return out;
 }
 
+static char *run_monitor(const char *mon, struct simfault *sf, const char *policy,
+			 const char *count, int *status)
+{
+	char *extra[] = { "--policy", (char *)policy, "--count", (char *)count, NULL };
+
+	return run_monitor_argv(mon, sf, extra, status);
+}
+
 static int count_lines(const char *s, const char *needle)
 {
 	int n = 0;
@@ -108,6 +127,91 @@ static int count_lines(const char *s, const char *needle)
 	return n;
 }
 
+/* A latency cell back to ns: "-", 512ns, 65.5us, 2.1ms, 1.07s. */
+static double cell_ns(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (*s == '-')
+		return 0;
+	return !strcmp(end, "ns") ? v : !strcmp(end, "us") ? v * 1e3 :
+	       !strcmp(end, "ms") ? v * 1e6 : v * 1e9;
+}
+
+struct trow {
+	unsigned int dev;
+	char pasid[16], p50[16], p99[16];
+	unsigned long long groups, records, success, invalid, autoa, outst, ready;
+};
+
+static bool parse_row(const char *line, struct trow *r)
+{
+	return sscanf(line, "%u %15s %llu %llu %llu %llu %llu %llu %llu %15s %15s", &r->dev,
+		      r->pasid, &r->groups, &r->records, &r->success, &r->invalid,
+		      &r->autoa, &r->outst, &r->ready, r->p50, r->p99) == 11;
+}
+
+/* The per-device view: 12 groups, 6 from device 1 (no PASID, 12 records),
+ * 6 from device 2 (PASID 7, 12 records), all answered SUCCESS. */
+static int check_table(const char *mon)
+{
+	struct simfault *sf = simfault_new(on_answer, NULL);
+	char *extra[] = { "--pasids", "--refresh", "200", "--exit-after", "1200",
+			  "--workers", "2", NULL };
+	char *out, *last, *line;
+	int st = -1, tables, devs = 0, pasid_rows = 0;
+	double prev_p99 = -1;
+
+	if (!sf)
+		return 1;
+	raise_groups(sf, 0, 12);
+	out = run_monitor_argv(mon, sf, extra, &st);
+	fputs(out, stdout);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "table monitor exit %d", st);
+	CHECK(!strchr(out, '\033'), "terminal codes written to a pipe");
+	CHECK(!strstr(out, "-> SUCCESS"), "a line per group beside the table");
+	tables = count_lines(out, "\n  DEVICE PASID ");
+	CHECK(tables >= 3, "%d tables (refresh every 200 ms for 1.2 s, and at exit)", tables);
+	last = strstr(out, ", at exit\n");
+	CHECK(last != NULL, "no table at exit");
+	for (line = last ? strchr(last, '\n') : NULL; line && line[1]; line = strchr(line + 1, '\n')) {
+		struct trow r;
+
+		if (!parse_row(line + 1, &r))
+			continue;
+		if (!strcmp(r.pasid, "all")) {
+			devs++;
+			CHECK(r.dev == 1 || r.dev == 2, "device %u in the table", r.dev);
+			CHECK(r.groups == 6 && r.records == 12 && r.success == 6 && r.invalid == 0 &&
+			      r.outst == 0 && r.ready == 0,
+			      "device %u: %llu groups %llu records %llu SUCCESS %llu INVALID"
+			      " %llu outstanding", r.dev, r.groups, r.records, r.success,
+			      r.invalid, r.outst);
+			CHECK(strcmp(r.p99, "-") && cell_ns(r.p99) >= cell_ns(r.p50),
+			      "device %u latency %s %s", r.dev, r.p50, r.p99);
+			/* slowest first */
+			CHECK(prev_p99 < 0 || cell_ns(r.p99) <= prev_p99, "device %u p99 %s after a"
+			      " faster device", r.dev, r.p99);
+			prev_p99 = cell_ns(r.p99);
+		} else {
+			pasid_rows++;
+			CHECK(!strcmp(r.pasid, r.dev == 1 ? "-" : "0x7"), "device %u PASID row %s",
+			      r.dev, r.pasid);
+			CHECK(r.groups == 6 && r.success == 6, "device %u PASID %s: %llu groups",
+			      r.dev, r.pasid, r.groups);
+		}
+	}
+	CHECK(devs == 2 && pasid_rows == 2, "%d device rows, %d PASID rows at exit", devs,
+	      pasid_rows);
+	for (unsigned int t = 0; t < 12; t++)
+		CHECK(answers[t] == 1 && codes[t] == 0, "group %u: %u answers, code %u", t,
+		      answers[t], codes[t]);
+	simfault_free(sf);
+	printf("%s\n", failures ? "FAIL" : "OK: the monitor's per-device table showed each device and PASID");
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct simfault *sf = simfault_new(on_answer, NULL);
@@ -115,6 +219,10 @@ int main(int argc, char **argv)
 	char *out;
 	int st = -1;
 
+	if (argc > 2 && !strcmp(argv[1], "--table")) {
+		simfault_free(sf);
+		return check_table(argv[2]);
+	}
 	if (!sf)
 		return 1;
 	/* First monitor: 6 groups, all answered INVALID. */

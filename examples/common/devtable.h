@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * devtable.h - libiopf's per-device counters (since 1.3) as a text table,
+ * slowest devices first (p99 read-to-answer latency, then outstanding
+ * groups), optionally with a row per PASID under each device.
+ *
+ * libiopf has no call listing a device's PASIDs, so the PASID rows are
+ * those the caller noted (devtable_note(), e.g. from its handler): a
+ * PASID whose groups never reached a handler has no row yet.
+ */
+#ifndef IOPF_EXAMPLES_DEVTABLE_H
+#define IOPF_EXAMPLES_DEVTABLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <iopf/iopf.h>
+
+struct devtable;
+
+/* pasids: PASID rows too (the context needs IOPF_CTX_PASID_STATS).
+ * NULL without memory. */
+struct devtable *devtable_new(struct iopf_ctx *ctx, bool pasids);
+void devtable_free(struct devtable *t);
+/* Note a (device, PASID) for its row. Any thread; cheap when known. */
+void devtable_note(struct devtable *t, uint32_t dev_id, uint32_t pasid);
+/*
+ * Write the table to f, headed by `title`. tty: redraw in place (cursor
+ * home, each line cleared to its end, the rest of the screen cleared);
+ * else a block of plain lines ending in an empty one. Rows:
+ *   DEVICE PASID GROUPS RECORDS SUCCESS INVALID AUTO OUTST READY P50 P99
+ * PASID is "all" on a device's totals, "-" for its groups without PASID.
+ * Returns the number of devices, or -1 if f could not be written.
+ * Any thread.
+ */
+int devtable_render(struct devtable *t, FILE *f, bool tty, const char *title);
+
+#endif
