@@ -151,7 +151,6 @@ static int on_group(struct iopf_group *g, void *ud)
 	default: code = ask(m, g); break;
 	}
 	atomic_fetch_add(code == IOPF_CODE_SUCCESS ? &m->success : &m->invalid, 1);
-	devtable_note(m->table, iopf_group_dev_id(g), iopf_group_pasid(g));
 	if (!m->quiet) {
 		pthread_mutex_lock(&m->out);
 		if (iopf_group_pasid(g) == IOPF_NO_PASID)

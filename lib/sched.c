@@ -310,6 +310,30 @@ IOPF_API int iopf_ctx_list_devices(struct iopf_ctx *ctx, uint32_t *ids,
 	return k > INT32_MAX ? INT32_MAX : (int)k;
 }
 
+IOPF_API int iopf_ctx_list_pasids(struct iopf_ctx *ctx, uint32_t dev_id,
+				  uint32_t *pasids, size_t n)
+{
+	size_t k = 0;
+
+	if (!ctx || (n && !pasids))
+		return -EINVAL;
+	if (!(ctx->flags & IOPF_CTX_PASID_STATS))
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&ctx->lock);
+	/* with PASID counters, a flow is kept for good once made */
+	for (uint32_t i = 1; i < ctx->sched.nflows; i++) {
+		const struct flow *f = ctx->sched.flows[i];
+
+		if (!f->cnt || (uint32_t)(f->key >> 32) != dev_id)
+			continue;
+		if (k < n)
+			pasids[k] = (uint32_t)f->key;
+		k++;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return k > INT32_MAX ? INT32_MAX : (int)k;
+}
+
 IOPF_API uint64_t iopf_device_stats_latency_ns(const struct iopf_device_stats *st,
 					       double q)
 {

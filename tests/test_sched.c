@@ -217,6 +217,7 @@ START_TEST(many_pasids_flows_recycled)
 	ck_assert_uint_eq(ds.ready, 0);
 	/* without IOPF_CTX_PASID_STATS there are no PASID counters */
 	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 4, 0, 0, &ds), -EOPNOTSUPP);
+	ck_assert_int_eq(iopf_ctx_list_pasids(t.ctx, 4, NULL, 0), -EOPNOTSUPP);
 	assert_each_answered_once(t.f);
 	tctx_fini(&t);
 }
@@ -263,6 +264,17 @@ START_TEST(device_and_pasid_stats)
 	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 6, 0, IOPF_ALL_PASIDS, &ds), 0);
 	ck_assert_uint_eq(ds.groups, 1);
 	ck_assert_uint_eq(ds.auto_answers, 0);
+	{
+		uint32_t ps[4];
+		int np = iopf_ctx_list_pasids(t.ctx, 5, ps, 4);
+
+		ck_assert_int_eq(np, 2);
+		ck_assert_uint_eq(ps[0] + ps[1], 3); /* PASIDs 1 and 2 */
+		ck_assert_int_eq(iopf_ctx_list_pasids(t.ctx, 6, ps, 4), 1);
+		ck_assert_uint_eq(ps[0], IOPF_NO_PASID);
+		ck_assert_int_eq(iopf_ctx_list_pasids(t.ctx, 7, NULL, 0), 0);
+		ck_assert_int_eq(iopf_ctx_list_pasids(t.ctx, 5, NULL, 1), -EINVAL);
+	}
 	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 7, 0, IOPF_ALL_PASIDS, &ds), -ENOENT);
 	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 5, 9, 0, &ds), -ENOENT);
 	ds.sz = 0;

@@ -2,21 +2,14 @@
 /*
  * devtable.c - see devtable.h. Uses libiopf's public API only.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "devtable.h"
 
-/* PASID rows remembered, all devices together: a table for a person. */
-#define PAIRS_MAX 4096
-
 struct devtable {
 	struct iopf_ctx *ctx;
 	bool pasids;
-	pthread_mutex_t lock; /* pairs: handlers on workers note at once */
-	uint64_t *pairs;      /* dev << 32 | pasid, sorted */
-	size_t npairs, cap;
 };
 
 struct row {
@@ -32,60 +25,12 @@ struct devtable *devtable_new(struct iopf_ctx *ctx, bool pasids)
 		return NULL;
 	t->ctx = ctx;
 	t->pasids = pasids;
-	pthread_mutex_init(&t->lock, NULL);
 	return t;
 }
 
 void devtable_free(struct devtable *t)
 {
-	if (!t)
-		return;
-	pthread_mutex_destroy(&t->lock);
-	free(t->pairs);
 	free(t);
-}
-
-/* Index of k in the sorted pairs, or where it would go. */
-static size_t pair_find(const struct devtable *t, uint64_t k)
-{
-	size_t lo = 0, hi = t->npairs;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (t->pairs[mid] < k)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-void devtable_note(struct devtable *t, uint32_t dev_id, uint32_t pasid)
-{
-	uint64_t k = (uint64_t)dev_id << 32 | pasid;
-	size_t at;
-
-	if (!t || !t->pasids)
-		return;
-	pthread_mutex_lock(&t->lock);
-	at = pair_find(t, k);
-	if ((at < t->npairs && t->pairs[at] == k) || t->npairs == PAIRS_MAX)
-		goto out;
-	if (t->npairs == t->cap) {
-		size_t nc = t->cap ? t->cap * 2 : 16;
-		uint64_t *np = realloc(t->pairs, nc * sizeof(*np));
-
-		if (!np)
-			goto out; /* a row less, not an error */
-		t->pairs = np;
-		t->cap = nc;
-	}
-	memmove(t->pairs + at + 1, t->pairs + at, (t->npairs - at) * sizeof(*t->pairs));
-	t->pairs[at] = k;
-	t->npairs++;
-out:
-	pthread_mutex_unlock(&t->lock);
 }
 
 /* Slowest first: p99, then outstanding; then by id, so rows stay put. */
@@ -152,30 +97,27 @@ static void put_row(FILE *f, const struct row *r, bool total, const char *eol)
 		fmt_ns(r->p50, p50, sizeof(p50)), fmt_ns(r->p99, p99, sizeof(p99)), eol);
 }
 
-/* The PASID rows noted for one device, slowest first. */
+/* The PASID rows of one device, slowest first. */
 static void put_pasids(struct devtable *t, FILE *f, uint32_t dev, const char *eol)
 {
-	uint64_t *keys = NULL;
+	uint32_t *ps = NULL;
 	struct row *rs = NULL;
-	size_t nk = 0, n = 0, at;
+	size_t n = 0;
+	int k = iopf_ctx_list_pasids(t->ctx, dev, NULL, 0);
 
-	pthread_mutex_lock(&t->lock);
-	at = pair_find(t, (uint64_t)dev << 32);
-	while (at + nk < t->npairs && (uint32_t)(t->pairs[at + nk] >> 32) == dev)
-		nk++;
-	if (nk && (keys = malloc(nk * sizeof(*keys))))
-		memcpy(keys, t->pairs + at, nk * sizeof(*keys));
-	pthread_mutex_unlock(&t->lock);
-	if (!keys || !(rs = calloc(nk, sizeof(*rs))))
-		goto out;
-	for (size_t i = 0; i < nk; i++)
-		n += row_get(t, &rs[n], dev, (uint32_t)keys[i], false);
-	qsort(rs, n, sizeof(*rs), row_cmp);
-	for (size_t i = 0; i < n; i++)
-		put_row(f, &rs[i], false, eol);
-out:
+	/* a few more in case PASIDs appear meanwhile */
+	if (k <= 0 || !(ps = malloc(((size_t)k + 16) * sizeof(*ps))))
+		return;
+	k = iopf_ctx_list_pasids(t->ctx, dev, ps, (size_t)k + 16);
+	if (k > 0 && (rs = calloc((size_t)k, sizeof(*rs)))) {
+		for (int i = 0; i < k; i++)
+			n += row_get(t, &rs[n], dev, ps[i], false);
+		qsort(rs, n, sizeof(*rs), row_cmp);
+		for (size_t i = 0; i < n; i++)
+			put_row(f, &rs[i], false, eol);
+	}
 	free(rs);
-	free(keys);
+	free(ps);
 }
 
 /* The device ids, however many there are by the time we ask. */

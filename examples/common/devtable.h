@@ -3,10 +3,8 @@
  * devtable.h - libiopf's per-device counters (since 1.3) as a text table,
  * slowest devices first (p99 read-to-answer latency, then outstanding
  * groups), optionally with a row per PASID under each device.
- *
- * libiopf has no call listing a device's PASIDs, so the PASID rows are
- * those the caller noted (devtable_note(), e.g. from its handler): a
- * PASID whose groups never reached a handler has no row yet.
+ * PASID rows need a context made with IOPF_CTX_PASID_STATS; they are
+ * the PASIDs iopf_ctx_list_pasids() names, waiting groups' included.
  */
 #ifndef IOPF_EXAMPLES_DEVTABLE_H
 #define IOPF_EXAMPLES_DEVTABLE_H
@@ -23,8 +21,6 @@ struct devtable;
  * NULL without memory. */
 struct devtable *devtable_new(struct iopf_ctx *ctx, bool pasids);
 void devtable_free(struct devtable *t);
-/* Note a (device, PASID) for its row. Any thread; cheap when known. */
-void devtable_note(struct devtable *t, uint32_t dev_id, uint32_t pasid);
 /*
  * Write the table to f, headed by `title`. tty: redraw in place (cursor
  * home, each line cleared to its end, the rest of the screen cleared);

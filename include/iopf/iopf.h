@@ -1157,6 +1157,20 @@ IOPF_API int iopf_ctx_list_devices(struct iopf_ctx *ctx, uint32_t *ids,
 				   size_t n);
 
 /**
+ * @brief The PASIDs of a device that have counters (needs the
+ * IOPF_CTX_PASID_STATS context flag), in no particular order; its groups
+ * without a PASID count as IOPF_NO_PASID.
+ * @param ctx the context.
+ * @param dev_id the device.
+ * @param pasids out: up to n PASIDs; may be NULL if n is 0.
+ * @param n room in pasids.
+ * @return how many there are (may exceed n), -EINVAL, or -EOPNOTSUPP
+ *         without IOPF_CTX_PASID_STATS. Thread safety: any thread.
+ */
+IOPF_API int iopf_ctx_list_pasids(struct iopf_ctx *ctx, uint32_t dev_id,
+				  uint32_t *pasids, size_t n);
+
+/**
  * @brief Latency quantile of a device's histogram, as
  * iopf_stats_latency_ns().
  * @param st the counters.
