@@ -168,8 +168,8 @@ static void submit(unsigned int sel, uint32_t flags, uint32_t dev,
 				  .perm = IOPF_PERM_READ, .addr = 0x1000ull * prgi,
 				  .reserved = reserved ? 1 : 0 };
 	bool pv = flags & IOPF_F_PASID_VALID, last = flags & IOPF_F_LAST_PAGE;
-	bool bad = reserved || (flags & ~(IOPF_F_PASID_VALID | IOPF_F_LAST_PAGE)) ||
-		   (pv && q.pasid == IOPF_NO_PASID);
+	/* flag bits libiopf does not know are passed on since 1.3 */
+	bool bad = reserved || (pv && q.pasid == IOPF_NO_PASID);
 	int inst, k = key_of(dev, pv ? q.pasid : IOPF_NO_PASID, prgi), rc;
 	struct inst *in = pick(sel, &inst);
 	bool pushed = false;
