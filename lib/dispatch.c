@@ -96,9 +96,10 @@ static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
 		iopf__log(ctx, LOG_W,
 			  "handler returned %d for dev %u prgi %u: answered INVALID",
 			  rc, g->key.dev_id, g->key.prgi);
-		rc = IOPF_CODE_INVALID;
-		if (live)
-			ctx->st.auto_answers++;
+		if (live) { /* INVALID from libiopf: counted as such */
+			iopf__group_end_auto(ctx, g, END_ANSWERED);
+			return;
+		}
 	}
 	if (live) {
 		iopf__group_end(ctx, g, rc, END_ANSWERED);

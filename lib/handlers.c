@@ -48,6 +48,10 @@ static void replace(struct iopf_ctx *ctx, struct binding **slot,
 	struct binding *old = *slot;
 
 	*slot = nb;
+	/* The same userdata set again with the same destroy: the new binding
+	 * owns it now, the old one must not destroy it. */
+	if (old && nb && old->ud == nb->ud && old->destroy == nb->destroy)
+		old->destroy = NULL;
 	if (old) {
 		if (old->refs > 1) { /* running somewhere: quiesce waits */
 			old->retired = true;
@@ -151,8 +155,11 @@ static int set_keyed(struct iopf_ctx *ctx, uint32_t dev, uint32_t pasid,
 		tbl_del(&ctx->handlers, key, 0);
 	else if (tbl_put(&ctx->handlers, key, 0, b))
 		rc = -ENOMEM;
-	if (!rc)
+	if (!rc) {
+		if (old && b && old->ud == b->ud && old->destroy == b->destroy)
+			old->destroy = NULL; /* as in replace() */
 		replace(ctx, &old, NULL);
+	}
 	pthread_mutex_unlock(&ctx->lock);
 	if (rc)
 		free(b);

@@ -22,6 +22,7 @@ IOPF_API int iopf_group_record_info(const struct iopf_group *g, size_t idx,
 
 	if (!g || !info || info->sz < offsetofend(struct iopf_record_info, flags))
 		return -EINVAL;
+	grp_checked(g);
 	if (idx >= g->nrec)
 		return -ERANGE;
 	r = &grp_rec(gg)[idx];

@@ -66,9 +66,10 @@ int iopf__groups_end_matching(struct iopf_ctx *ctx, struct iopf_source *src,
 			g->qnext = *cancel; /* off every queue now */
 			*cancel = g;
 		}
-		iopf__group_end(ctx, g, code, why);
-		if (code != NO_ANSWER)
-			ctx->st.auto_answers++;
+		if (code == NO_ANSWER)
+			iopf__group_end(ctx, g, NO_ANSWER, why);
+		else /* INVALID from libiopf: counted by device too */
+			iopf__group_end_auto(ctx, g, why);
 		n++;
 	}
 	return n;

@@ -298,6 +298,11 @@ IOPF_API int iopf_ctx_get_fd(const struct iopf_ctx *ctx);
  * @brief Do all pending work without blocking: read every readable source,
  * call handlers (or hand groups to workers), expire deadlines, write
  * answers.
+ *
+ * Hands out the groups ready when it begins (since 1.3 in turns over
+ * devices and PASIDs; groups submitted meanwhile wait for the next call),
+ * within the context's dispatch_max_groups and dispatch_max_us options if
+ * set; see iopf_ctx_dispatch_bounded().
  * @param ctx the context.
  * @return the number of groups handed to handlers (>= 0), or -EDEADLK
  *         (called from a handler), -EINVAL, -EBUSY (another thread is
@@ -360,7 +365,8 @@ IOPF_API int iopf_ctx_drain(struct iopf_ctx *ctx, uint32_t dev_id,
  * @param fn handler, or NULL to remove.
  * @param ctx the context.
  * @param userdata passed to fn, last.
- * @return 0, or -EINVAL.
+ * @return 0, -EINVAL, or (since 1.3) -ENOMEM: no memory for the
+ *         callback's binding; nothing changed.
  */
 IOPF_API int iopf_ctx_set_handler(struct iopf_ctx *ctx, iopf_handler_fn fn,
 				  void *userdata);
@@ -384,7 +390,8 @@ IOPF_API int iopf_ctx_set_device_handler(struct iopf_ctx *ctx, uint32_t dev_id,
  * @param pasid PASID, or IOPF_NO_PASID for groups without one.
  * @param fn the callback, or NULL to remove it.
  * @param userdata passed to fn, last.
- * @return 0, -EINVAL, -ENOMEM.
+ * @return 0, -ENOMEM, or -EINVAL (also for pasid 0xfffffffe, which
+ *         stands for the device handler).
  */
 IOPF_API int iopf_ctx_set_pasid_handler(struct iopf_ctx *ctx, uint32_t dev_id,
 					uint32_t pasid, iopf_handler_fn fn,
@@ -395,7 +402,7 @@ IOPF_API int iopf_ctx_set_pasid_handler(struct iopf_ctx *ctx, uint32_t dev_id,
  *
  * For callers that resolve faults in batches (as GPU drivers do, 256 at a
  * time): called with up to 64 groups of one dispatch round (one at a time
- * with workers), it sets codes[i] for groups[i] to IOPF_CODE_SUCCESS,
+ * with workers, or with a dispatch time budget), it sets codes[i] for groups[i] to IOPF_CODE_SUCCESS,
  * IOPF_CODE_INVALID or IOPF_DEFER (codes arrive as IOPF_CODE_INVALID).
  * Group pointers are valid until it returns; the rest is as for
  * iopf_handler_fn.
@@ -410,7 +417,8 @@ typedef void (*iopf_batch_handler_fn)(struct iopf_group *const *groups,
  * @param ctx the context.
  * @param fn the callback, or NULL.
  * @param userdata passed to fn, last.
- * @return 0, or -EINVAL.
+ * @return 0, -EINVAL, or (since 1.3) -ENOMEM: no memory for the
+ *         callback's binding; nothing changed.
  */
 IOPF_API int iopf_ctx_set_batch_handler(struct iopf_ctx *ctx,
 					iopf_batch_handler_fn fn,
@@ -928,7 +936,8 @@ typedef void (*iopf_cancel_fn)(struct iopf_group *group, void *userdata);
  * @param ctx the context.
  * @param fn the callback.
  * @param userdata passed to fn, last.
- * @return 0, or -EINVAL.
+ * @return 0, -EINVAL, or (since 1.3) -ENOMEM: no memory for the
+ *         callback's binding; nothing changed.
  */
 IOPF_API int iopf_ctx_set_cancel_handler(struct iopf_ctx *ctx,
 					 iopf_cancel_fn fn, void *userdata);
@@ -1040,9 +1049,14 @@ typedef void (*iopf_destroy_fn)(void *userdata);
  * yet handed out; a call of the old one already running (on a worker, or
  * a deferred batch) finishes. destroy(userdata) is called exactly once,
  * when the callback has been replaced (or removed, or the context freed)
- * and its last running call has returned: on the thread that ran that
- * last call, or the setter's thread if none ran, with no lock held. It
- * may call libiopf except iopf_ctx_free().
+ * and its last running call has returned, with no lock held: usually on
+ * the thread that ran that last call, or the setter's thread if none ran
+ * (any thread entering libiopf on the context may run a destroy that is
+ * due; iopf_ctx_free() runs the rest). It runs as a callback: it may call
+ * libiopf, but iopf_ctx_dispatch(), run, drain and quiesce return
+ * -EDEADLK and iopf_ctx_free() is refused. Setting the same userdata
+ * again with the same destroy hands it to the new binding: it is not
+ * destroyed then.
  * @param ctx the context.
  * @param fn the callback, or NULL to remove it (destroy is then called
  *        for the old userdata only; the new destroy is ignored).
@@ -1116,7 +1130,8 @@ struct iopf_device_stats {
 	uint64_t answers_invalid;  /**< INVALID answers sent (any cause) */
 	uint64_t auto_answers;     /**< INVALID sent by libiopf itself */
 	uint64_t deadline_expired; /**< answered INVALID past the deadline */
-	uint64_t kernel_answered;  /**< answered by the kernel (detach) */
+	uint64_t kernel_answered;  /**< ended with no answer written (detach,
+				        device gone, a failed fault fd) */
 	uint64_t cancelled;        /**< dropped: the device went away */
 	uint64_t outstanding;      /**< awaiting an answer now */
 	uint64_t ready;            /**< of which not yet handed out */
@@ -1128,7 +1143,8 @@ struct iopf_device_stats {
  * @brief Copy one device's counters (flags IOPF_ALL_PASIDS), or one
  * (device, PASID)'s (needs the IOPF_CTX_PASID_STATS context flag).
  *
- * Counting starts with a device's first group. iopf_stats_latency_ns()
+ * Counting starts with a device's first group (or its
+ * iopf_ctx_set_device_sched()). iopf_stats_latency_ns()
  * reads the histogram through a struct iopf_stats it is copied into; or
  * use iopf_device_stats_latency_ns().
  * @param ctx the context.
@@ -1179,6 +1195,7 @@ IOPF_API int iopf_ctx_list_pasids(struct iopf_ctx *ctx, uint32_t dev_id,
  */
 IOPF_API uint64_t iopf_device_stats_latency_ns(const struct iopf_device_stats *st,
 					       double q);
+/**@}*/
 
 /**
  * @name Kernel capabilities (since 1.3)
