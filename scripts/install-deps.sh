@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config check libnl-3-dev doxygen mandoc
       qemu-system-x86 clang libfuzzer-14-dev libclang-rt-14-dev
-      abigail-tools debhelper dpkg-dev lintian)
+      abigail-tools debhelper dpkg-dev lintian
+      libglib2.0-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
