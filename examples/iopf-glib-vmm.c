@@ -133,6 +133,7 @@ static int slow_handler(struct iopf_group *g, void *ud)
 {
 	struct vmm *v = ud;
 
+	(void)g;
 	g_usleep((gulong)v->handler_us);
 	return IOPF_CODE_SUCCESS;
 }
