@@ -209,7 +209,7 @@ static gboolean parse(struct vmm *v, int *argc, char ***argv)
 		  "period of the heartbeat (default 5)", "MS" },
 		{ "unbounded", 'u', 0, G_OPTION_ARG_NONE, &v->unbounded,
 		  "dispatch every ready group at once (to compare)", NULL },
-		{ NULL },
+		G_OPTION_ENTRY_NULL,
 	};
 	GOptionContext *oc = g_option_context_new(NULL);
 	GError *err = NULL;
