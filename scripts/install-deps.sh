@@ -6,6 +6,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config check libnl-3-dev doxygen mandoc
       qemu-system-x86 clang libfuzzer-14-dev libclang-rt-14-dev
       abigail-tools debhelper dpkg-dev lintian systemtap-sdt-dev
+      # the optional GLib adapter (glib/)
+      libglib2.0-dev
       # Rust bindings (tests/rust-check.sh): Debian's toolchain and crates,
       # libclang for bindgen
       cargo librust-bindgen-dev librust-libc-dev librust-pkg-config-dev libclang-dev)
