@@ -584,13 +584,7 @@ iopf_fault_queue_alloc(struct iopf_ctx *ctx, int iommufd,
 		return NULL; /* errno from the kernel */
 	src = fq_new(ctx, (int)cmd.out_fault_fd, cmd.out_fault_id, &o, true);
 	if (!src) {
-		int err = errno;
-		struct iopf_k_destroy d = { .size = sizeof(d),
-					    .id = cmd.out_fault_id };
-
-		sys_close((int)cmd.out_fault_fd);
-		sys_ioctl(iommufd, IOPF_K_DESTROY, &d);
-		errno = err;
+		iopf__kobj_drop(iommufd, (int)cmd.out_fault_fd, cmd.out_fault_id);
 		return NULL;
 	}
 	if (out_fault_id)

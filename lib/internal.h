@@ -258,6 +258,7 @@ int iopf__groups_end_matching(struct iopf_ctx *ctx, struct iopf_source *src,
 			      struct iopf_group **cancel);
 void iopf__source_close_locked(struct iopf_ctx *ctx, struct iopf_source *src);
 int iopf__poll_set(struct iopf_ctx *ctx, struct iopf_source *src, bool in);
+void iopf__kobj_drop(int iommufd, int fd, uint32_t id);
 
 /* ---- devices ---- */
 

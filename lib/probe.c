@@ -19,10 +19,7 @@ static int k_ioctl(int fd, unsigned long req, void *arg)
 
 static void destroy(int fd, uint32_t id)
 {
-	struct iopf_k_destroy d = { .size = sizeof(d), .id = id };
-
-	if (id)
-		(void)sys_ioctl(fd, IOPF_K_DESTROY, &d);
+	iopf__kobj_drop(fd, -1, id);
 }
 
 /* IOMMU_HWPT_ALLOC; 0 (and *out) or -errno. */

@@ -189,3 +189,17 @@ IOPF_API uint32_t iopf_source_get_fault_id(const struct iopf_source *src)
 {
 	return src ? src->fault_id : 0;
 }
+
+/* A kernel object we made and will not use after all (a source that could
+ * not be set up): its fd closed, then the object destroyed. errno kept. */
+void iopf__kobj_drop(int iommufd, int fd, uint32_t id)
+{
+	struct iopf_k_destroy d = { .size = sizeof(d), .id = id };
+	int err = errno;
+
+	if (fd >= 0)
+		sys_close(fd);
+	if (id)
+		(void)sys_ioctl(iommufd, IOPF_K_DESTROY, &d);
+	errno = err;
+}

@@ -391,13 +391,7 @@ iopf_veventq_alloc(struct iopf_ctx *ctx, int iommufd, uint32_t viommu_id,
 	src = vq_new(ctx, (int)cmd.out_veventq_fd, cmd.out_veventq_id, type, &o,
 		     true, fn, userdata);
 	if (!src) {
-		int err = errno;
-		struct iopf_k_destroy d = { .size = sizeof(d),
-					    .id = cmd.out_veventq_id };
-
-		sys_close((int)cmd.out_veventq_fd);
-		sys_ioctl(iommufd, IOPF_K_DESTROY, &d);
-		errno = err;
+		iopf__kobj_drop(iommufd, (int)cmd.out_veventq_fd, cmd.out_veventq_id);
 		return NULL;
 	}
 	if (out_veventq_id)
