@@ -127,7 +127,8 @@ awk '/^ *"/ { sub(/,[ \t]*$/, ""); l[n++] = $0 }
 if command -v python3 >/dev/null; then
 	python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$out/bench.json"
 fi
-[ -z "$json" ] || cp "$out/bench.json" "$json"
+# the same file named twice (e.g. --json bench/results/bench.json): nothing to copy
+[ -z "$json" ] || [ "$out/bench.json" -ef "$json" ] || cp "$out/bench.json" "$json"
 echo
 echo "JSON: $out/bench.json${json:+ and $json} ($(grep -c '^ *"' "$out/bench.json") keys)"
 if [ -z "$quick" ]; then
