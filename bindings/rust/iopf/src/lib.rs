@@ -39,21 +39,29 @@
 //! ctx.set_handler(move |_| { let _ = &shared; iopf::Answer::Success }).unwrap();
 //! ```
 //!
-//! Closures are kept until the context is dropped, even when replaced:
-//! libiopf 1.2 cannot say when a replaced one stops running.
+//! A handler, batch handler or cancel closure that is replaced or removed
+//! is dropped exactly once, when no thread can run it any more: at once if
+//! none runs it, else after its last running call returns
+//! ([`Context::quiesce`] waits for that). Producers' respond closures are
+//! kept until the context is dropped.
 
 mod context;
 mod group;
+mod handlers;
+mod probe;
+mod serial;
 mod shared;
 mod source;
 mod stats;
 
-pub use context::{Context, Handler, Options, Pasids, Responder};
-pub use group::{Answer, Code, Deferred, Group, Handle, Record};
+pub use context::{Context, Options, Pasids, Responder};
+pub use group::{Answer, Cancelled, Code, Deferred, Group, Handle, Record, RecordInfo};
+pub use handlers::{BatchHandler, CancelFn, Handler};
+pub use probe::{probe, ProbeInfo};
 pub use source::{
     FaultQueue, FaultQueueOptions, Producer, ProducerOptions, Request, RespondFn, Response, Submitted,
 };
-pub use stats::Stats;
+pub use stats::{DeviceStats, Stats};
 
 /// The raw bindings, for what this crate does not wrap.
 pub use iopf_sys as sys;
@@ -105,5 +113,8 @@ mod tests {
         sync::<FaultQueue>();
         send::<Deferred>();
         send::<Handler>();
+        send::<BatchHandler>();
+        send::<CancelFn>();
+        send::<Cancelled>();
     }
 }

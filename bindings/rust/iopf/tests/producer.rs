@@ -332,40 +332,6 @@ fn dropping_the_context_answers_what_is_outstanding() {
     assert_eq!(total(&answers), 11);
 }
 
-struct Counted(Arc<AtomicUsize>);
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-#[test]
-fn closures_live_until_the_context_is_dropped() {
-    let dropped = Arc::new(AtomicUsize::new(0));
-    let ctx = Context::new().unwrap();
-    let (p, answers) = recording_producer(&ctx);
-    for code in [Answer::Invalid, Answer::Invalid, Answer::Success] {
-        let c = Counted(dropped.clone());
-        ctx.set_handler(move |_| {
-            let _ = &c;
-            code
-        })
-        .unwrap();
-    }
-    ctx.set_device_handler(9, |_| Answer::Invalid).unwrap();
-    ctx.clear_device_handler(9).unwrap();
-    assert_eq!(dropped.load(Ordering::SeqCst), 0, "replaced closures are kept");
-    submit_group(&p, 1);
-    dispatch_until(&ctx, &answers, 1);
-    assert_eq!(
-        answers.lock().unwrap()[&key_of(1)],
-        vec![Code::Success],
-        "the last one set runs"
-    );
-    drop(ctx);
-    assert_eq!(dropped.load(Ordering::SeqCst), 3);
-}
-
 #[test]
 fn a_panicking_handler_answers_invalid() {
     let ctx = Context::new().unwrap();
