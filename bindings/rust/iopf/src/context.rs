@@ -49,7 +49,9 @@ pub struct Options {
 pub(crate) fn micros(d: Option<Duration>) -> io::Result<u32> {
     match d {
         None => Ok(0),
-        Some(d) => u32::try_from(d.as_micros().max(1)).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL)),
+        Some(d) => {
+            u32::try_from(d.as_micros().max(1)).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+        }
     }
 }
 
@@ -122,8 +124,11 @@ impl Context {
             log_level: o.log_level,
             dispatch_max_groups: o.dispatch_max_groups,
             dispatch_max_us: micros(o.dispatch_max_time)?,
-            flags: if o.pasid_stats { sys::IOPF_CTX_PASID_STATS } else { 0 }
-                | if o.poison { sys::IOPF_CTX_POISON } else { 0 },
+            flags: if o.pasid_stats {
+                sys::IOPF_CTX_PASID_STATS
+            } else {
+                0
+            } | if o.poison { sys::IOPF_CTX_POISON } else { 0 },
         };
         let raw = unsafe { sys::iopf_ctx_new(&opts) };
         if raw.is_null() {

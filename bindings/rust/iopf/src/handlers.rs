@@ -218,8 +218,10 @@ impl Context {
 
     /// Remove the handler of one device.
     pub fn clear_device_handler(&self, dev_id: u32) -> io::Result<()> {
-        check(unsafe { sys::iopf_ctx_set_device_handler_full(self.raw(), dev_id, None, ptr::null_mut(), None) })
-            .map(|_| ())
+        check(unsafe {
+            sys::iopf_ctx_set_device_handler_full(self.raw(), dev_id, None, ptr::null_mut(), None)
+        })
+        .map(|_| ())
     }
 
     /// Set the handler of one device and PASID (None: its groups without
@@ -237,7 +239,14 @@ impl Context {
     /// Remove the handler of one device and PASID.
     pub fn clear_pasid_handler(&self, dev_id: u32, pasid: Option<u32>) -> io::Result<()> {
         check(unsafe {
-            sys::iopf_ctx_set_pasid_handler_full(self.raw(), dev_id, pasid_raw(pasid), None, ptr::null_mut(), None)
+            sys::iopf_ctx_set_pasid_handler_full(
+                self.raw(),
+                dev_id,
+                pasid_raw(pasid),
+                None,
+                ptr::null_mut(),
+                None,
+            )
         })
         .map(|_| ())
     }

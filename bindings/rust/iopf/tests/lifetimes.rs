@@ -75,17 +75,27 @@ fn replaced_closures_are_dropped_at_once_and_once() {
         let _ = &h;
     })
     .unwrap();
-    assert_eq!((count(&g_drops), count(&h_drops)), (1, 0), "cancel closure replaced");
+    assert_eq!(
+        (count(&g_drops), count(&h_drops)),
+        (1, 0),
+        "cancel closure replaced"
+    );
 
     submit(&p, (1, None, 1), 1);
     dispatch_until(&ctx, &answers, 1);
-    assert_eq!(answers.lock().unwrap()[&(1, None, 1)], vec![Code::Success], "the last one set runs");
+    assert_eq!(
+        answers.lock().unwrap()[&(1, None, 1)],
+        vec![Code::Success],
+        "the last one set runs"
+    );
     ctx.quiesce().unwrap(); // nothing to wait for
     assert_eq!(count(&b_drops), 0, "installed: kept");
     drop(ctx);
-    for (n, c) in [&a_drops, &b_drops, &c_drops, &d_drops, &e_drops, &f_drops, &g_drops, &h_drops]
-        .iter()
-        .enumerate()
+    for (n, c) in [
+        &a_drops, &b_drops, &c_drops, &d_drops, &e_drops, &f_drops, &g_drops, &h_drops,
+    ]
+    .iter()
+    .enumerate()
     {
         assert_eq!(count(c), 1, "closure {n} dropped once");
     }
@@ -126,17 +136,32 @@ fn a_closure_running_on_a_worker_is_dropped_after_its_last_call() {
     });
     let t0 = Instant::now();
     ctx.quiesce().unwrap();
-    assert!(t0.elapsed() >= Duration::from_millis(50), "quiesce waited for the call");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(50),
+        "quiesce waited for the call"
+    );
     assert_eq!(count(&a_drops), 1, "dropped once its call returned");
     let worker = worker.lock().unwrap().unwrap();
-    assert_eq!(*a_threads.lock().unwrap(), vec![worker], "by the thread that ran it");
+    assert_eq!(
+        *a_threads.lock().unwrap(),
+        vec![worker],
+        "by the thread that ran it"
+    );
     release.join().unwrap();
 
     dispatch_until(&ctx, &answers, 1);
-    assert_eq!(answers.lock().unwrap()[&(1, None, 1)], vec![Code::Success], "its answer stands");
+    assert_eq!(
+        answers.lock().unwrap()[&(1, None, 1)],
+        vec![Code::Success],
+        "its answer stands"
+    );
     submit(&p, (1, None, 2), 1);
     dispatch_until(&ctx, &answers, 2);
-    assert_eq!(answers.lock().unwrap()[&(1, None, 2)], vec![Code::Invalid], "the new one runs");
+    assert_eq!(
+        answers.lock().unwrap()[&(1, None, 2)],
+        vec![Code::Invalid],
+        "the new one runs"
+    );
     drop(ctx);
     assert_eq!(count(&a_drops), 1);
 }
@@ -167,10 +192,18 @@ fn a_handler_replacing_itself_goes_when_it_returns() {
     dispatch_until(&ctx, &answers, 2);
     assert_eq!(*seen.lock().unwrap(), vec![0, libc::EDEADLK as usize]);
     assert_eq!(count(&a_drops), 1);
-    assert_eq!(*a_threads.lock().unwrap(), vec![thread::current().id()], "the dispatching thread");
+    assert_eq!(
+        *a_threads.lock().unwrap(),
+        vec![thread::current().id()],
+        "the dispatching thread"
+    );
     let a = answers.lock().unwrap();
     assert_eq!(a[&(1, None, 1)], vec![Code::Success]);
-    assert_eq!(a[&(1, None, 2)], vec![Code::Invalid], "the next group had the new one");
+    assert_eq!(
+        a[&(1, None, 2)],
+        vec![Code::Invalid],
+        "the next group had the new one"
+    );
 }
 
 #[test]

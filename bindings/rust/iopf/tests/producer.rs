@@ -503,11 +503,20 @@ fn a_device_gone_refuses_its_answers() {
     assert_eq!(answers.lock().unwrap()[&key_of(1)], vec![Code::Invalid]);
     let d = rx.recv().unwrap();
     assert_eq!(errno(&d.respond(Code::Success).unwrap_err()), libc::ENODEV);
-    let e = p.submit(&Request { dev_id: 2, last: true, ..Default::default() }).unwrap_err();
+    let e = p
+        .submit(&Request {
+            dev_id: 2,
+            last: true,
+            ..Default::default()
+        })
+        .unwrap_err();
     assert_eq!(errno(&e), libc::ENODEV);
     // ENOENT; without libnl-3 EOPNOTSUPP; where uevent sockets are not
     // allowed, the socket's errno.
     let e = errno(&ctx.watch_device(2, "/sys/no/such/device").unwrap_err());
-    assert!([libc::ENOENT, libc::EOPNOTSUPP, libc::EPERM, libc::EPROTONOSUPPORT].contains(&e), "{e}");
+    assert!(
+        [libc::ENOENT, libc::EOPNOTSUPP, libc::EPERM, libc::EPROTONOSUPPORT].contains(&e),
+        "{e}"
+    );
     assert_eq!(errno(&ctx.unwatch_device(77).unwrap_err()), libc::ENOENT);
 }

@@ -62,7 +62,11 @@ pub fn dispatch_until(ctx: &Context, a: &Answers, n: usize) {
             Err(e) if errno(&e) == libc::EBUSY => {}
             Err(e) => panic!("dispatch: {e}"),
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "answers: {} of {n}", total(a));
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "answers: {} of {n}",
+            total(a)
+        );
         thread::yield_now();
     }
 }
