@@ -141,12 +141,11 @@ fn a_closure_running_on_a_worker_is_dropped_after_its_last_call() {
         "quiesce waited for the call"
     );
     assert_eq!(count(&a_drops), 1, "dropped once its call returned");
+    // By the worker once its call returned, or by quiesce() itself if it
+    // got there first (libiopf reaps on whichever thread comes).
     let worker = worker.lock().unwrap().unwrap();
-    assert_eq!(
-        *a_threads.lock().unwrap(),
-        vec![worker],
-        "by the thread that ran it"
-    );
+    let by = a_threads.lock().unwrap()[0];
+    assert!(by == worker || by == thread::current().id(), "dropped on {by:?}");
     release.join().unwrap();
 
     dispatch_until(&ctx, &answers, 1);
