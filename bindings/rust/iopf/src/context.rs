@@ -182,6 +182,14 @@ impl Context {
         check(unsafe { sys::iopf_ctx_set_device_sched(self.raw, dev_id, weight, flags) }).map(|_| ())
     }
 
+    /// Set how guest answers by PRG index ([`respond_prg`](Responder::respond_prg))
+    /// of a device are matched and reported: `DEV_*` flags, 0 for the
+    /// default (exact (device, PASID, PRG index), oldest first). Errors:
+    /// `EINVAL` (an unknown flag), `ENOMEM`. Since 1.3.
+    pub fn set_device_flags(&self, dev_id: u32, flags: u32) -> io::Result<()> {
+        check(unsafe { sys::iopf_ctx_set_device_flags(self.raw, dev_id, flags) }).map(|_| ())
+    }
+
     /// Dispatch until [`stop`](Context::stop), blocking while idle.
     pub fn run(&self) -> io::Result<()> {
         check(unsafe { sys::iopf_ctx_run(self.raw) }).map(|_| ())

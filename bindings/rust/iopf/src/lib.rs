@@ -81,6 +81,14 @@ pub const PERM_PRIV: u32 = sys::IOPF_PERM_PRIV;
 /// Group flag: some partial requests of the group were dropped.
 pub const GROUP_TRUNCATED: u32 = sys::IOPF_GROUP_TRUNCATED;
 
+/// Device flag ([`Context::set_device_flags`]): a guest answer without
+/// PASID matches the oldest outstanding group of its PRG index whatever
+/// that group's PASID (a function whose responses carry none).
+pub const DEV_PRG_PASID_OPTIONAL: u32 = sys::IOPF_DEV_PRG_PASID_OPTIONAL;
+/// Device flag ([`Context::set_device_flags`]): log the first guest answer
+/// of the device that matches no outstanding group.
+pub const DEV_LOG_UNMATCHED: u32 = sys::IOPF_DEV_LOG_UNMATCHED;
+
 /// The library's version ("MAJOR.MINOR.PATCH") as loaded at run time.
 pub fn version() -> &'static str {
     // SAFETY: a static NUL-terminated ASCII string.

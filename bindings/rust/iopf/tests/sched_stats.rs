@@ -232,3 +232,24 @@ fn probe_refuses_what_is_not_an_iommufd() {
         assert!(!info.nested_fault() && !info.paging_fault() && !info.pasid_attach());
     }
 }
+
+#[test]
+fn a_device_whose_answers_carry_no_pasid() {
+    let ctx = Context::new().unwrap();
+    let (p, answers) = recording_producer(&ctx);
+    ctx.set_handler(|_| Answer::Defer).unwrap(); // answered by PRG index
+    submit(&p, (1, Some(5), 7), 1);
+    submit(&p, (1, Some(6), 7), 1);
+    dispatch_until_handled(&ctx, 2);
+    let r = ctx.responder();
+    let e = r.respond_prg(1, None, 7, Code::Success).unwrap_err();
+    assert_eq!(errno(&e), libc::ENOENT, "exact by default");
+    ctx.set_device_flags(1, iopf::DEV_PRG_PASID_OPTIONAL).unwrap();
+    r.respond_prg(1, None, 7, Code::Success).unwrap();
+    r.respond_prg(1, None, 7, Code::Invalid).unwrap();
+    ctx.flush().unwrap();
+    let a = answers.lock().unwrap();
+    assert_eq!(a[&(1, Some(5), 7)], vec![Code::Success], "the oldest first");
+    assert_eq!(a[&(1, Some(6), 7)], vec![Code::Invalid]);
+    assert_eq!(errno(&ctx.set_device_flags(1, 1 << 30).unwrap_err()), libc::EINVAL);
+}
