@@ -251,5 +251,8 @@ fn a_device_whose_answers_carry_no_pasid() {
     let a = answers.lock().unwrap();
     assert_eq!(a[&(1, Some(5), 7)], vec![Code::Success], "the oldest first");
     assert_eq!(a[&(1, Some(6), 7)], vec![Code::Invalid]);
-    assert_eq!(errno(&ctx.set_device_flags(1, 1 << 30).unwrap_err()), libc::EINVAL);
+    assert_eq!(
+        errno(&ctx.set_device_flags(1, 1 << 30).unwrap_err()),
+        libc::EINVAL
+    );
 }
