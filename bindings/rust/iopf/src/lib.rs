@@ -39,6 +39,18 @@
 //! ctx.set_handler(move |_| { let _ = &shared; iopf::Answer::Success }).unwrap();
 //! ```
 //!
+//! The same holds for the batch handler and the cancel closure:
+//! ```compile_fail
+//! let ctx = iopf::Context::new().unwrap();
+//! let not_send = std::rc::Rc::new(0);
+//! ctx.set_cancel_handler(move |_| { let _ = &not_send; }).unwrap();
+//! ```
+//! ```compile_fail
+//! let ctx = iopf::Context::new().unwrap();
+//! let not_send = std::rc::Rc::new(0);
+//! ctx.set_batch_handler(move |_, _| { let _ = &not_send; }).unwrap();
+//! ```
+//!
 //! A handler, batch handler or cancel closure that is replaced or removed
 //! is dropped exactly once, when no thread can run it any more: at once if
 //! none runs it, else after its last running call returns
