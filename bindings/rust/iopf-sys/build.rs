@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
-    // 1.2 is the oldest release whose header has everything bound here.
+    // 1.3 is the oldest release whose header has everything bound here.
     let lib = pkg_config::Config::new()
-        .atleast_version("1.2")
+        .atleast_version("1.3")
         .probe("libiopf")
         .unwrap_or_else(|e| {
             panic!("libiopf not found by pkg-config (set PKG_CONFIG_PATH to its lib/pkgconfig): {e}")

@@ -1,17 +1,16 @@
 //! The context: handlers as closures, dispatch, answers, statistics.
 
 use std::io;
-use std::os::raw::{c_int, c_void};
+use std::os::raw::c_int;
 use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use iopf_sys as sys;
 
-use crate::group::{pasid_raw, Answer, Code, Group, Handle};
-use crate::shared::{check, err, in_any_callback, lock, shutdown, CallbackGuard, Shared};
+use crate::group::{pasid_raw, Code, Handle};
+use crate::shared::{check, err, in_any_callback, shutdown, Shared};
 use crate::stats::Stats;
 
 /// Options of [`Context::with_options`]; `Default` gives libiopf's defaults.
@@ -31,6 +30,29 @@ pub struct Options {
     pub log_stderr: bool,
     /// Most verbose syslog level logged (0: 4, warning).
     pub log_level: i32,
+    /// Most groups one [`dispatch`](Context::dispatch) hands out (the rest
+    /// stay ready, the fd readable); 0: no limit. Since 1.3.
+    pub dispatch_max_groups: u32,
+    /// Time budget of one dispatch: no handler is started once it is
+    /// spent (to the microsecond, at least 1). None: no limit. Since 1.3.
+    pub dispatch_max_time: Option<Duration>,
+    /// Keep counters per (device, PASID) too, for
+    /// [`pasid_stats`](Context::pasid_stats). Since 1.3.
+    pub pasid_stats: bool,
+    /// Debug mode (`IOPF_CTX_POISON`): ended groups are poisoned, their
+    /// slots reused late. For tests; costs speed. Since 1.3.
+    pub poison: bool,
+}
+
+/// A duration in whole microseconds for libiopf: 0 stays 0 only for None
+/// (0 means "no limit" or "the default" there); `EINVAL` past u32.
+pub(crate) fn micros(d: Option<Duration>) -> io::Result<u32> {
+    match d {
+        None => Ok(0),
+        Some(d) => {
+            u32::try_from(d.as_micros().max(1)).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+        }
+    }
 }
 
 /// Which PASIDs of a device a reset, drain or detach covers.
@@ -50,34 +72,6 @@ impl Pasids {
             Pasids::NoPasid => (sys::IOPF_NO_PASID, 0),
             Pasids::One(p) => (p, 0),
             Pasids::All => (sys::IOPF_NO_PASID, sys::IOPF_ALL_PASIDS),
-        }
-    }
-}
-
-/// A handler closure, called once per group.
-pub type Handler = Box<dyn FnMut(&Group) -> Answer + Send>;
-
-/// A handler closure as libiopf's userdata. The mutex keeps an FnMut from
-/// running on two worker threads at once.
-struct HandlerCell {
-    shared: *const Shared,
-    f: Mutex<Handler>,
-}
-
-// SAFETY: `shared` is only dereferenced inside callbacks, while alive.
-unsafe impl Send for HandlerCell {}
-unsafe impl Sync for HandlerCell {}
-
-unsafe extern "C" fn handler_tramp(g: *mut sys::iopf_group, ud: *mut c_void) -> c_int {
-    let cell = &*(ud as *const HandlerCell);
-    let _cb = CallbackGuard::enter(cell.shared);
-    let group = Group::new(g, cell.shared);
-    // Unwinding into C is undefined: a panic answers INVALID instead.
-    match panic::catch_unwind(AssertUnwindSafe(|| (lock(&cell.f))(&group))) {
-        Ok(a) => a.raw(),
-        Err(_) => {
-            crate::warn("a handler panicked: its group is answered INVALID");
-            Answer::Invalid.raw()
         }
     }
 }
@@ -128,6 +122,13 @@ impl Context {
             },
             log_userdata: ptr::null_mut(),
             log_level: o.log_level,
+            dispatch_max_groups: o.dispatch_max_groups,
+            dispatch_max_us: micros(o.dispatch_max_time)?,
+            flags: if o.pasid_stats {
+                sys::IOPF_CTX_PASID_STATS
+            } else {
+                0
+            } | if o.poison { sys::IOPF_CTX_POISON } else { 0 },
         };
         let raw = unsafe { sys::iopf_ctx_new(&opts) };
         if raw.is_null() {
@@ -154,75 +155,39 @@ impl Context {
         }
     }
 
-    fn cell(&self, f: Handler) -> *mut c_void {
-        let cell = Box::new(HandlerCell {
-            shared: Arc::as_ptr(&self.shared),
-            f: Mutex::new(f),
-        });
-        // TODO(1.3): use iopf_ctx_set_handler_full() and friends (destroy
-        // callbacks) once they are in iopf.h, to free a replaced closure
-        // as soon as libiopf lets it go; until then it is kept until the
-        // context is freed, as a worker may still be running it.
-        self.shared.keep(cell) as *mut c_void
-    }
-
-    /// Set the default handler: for groups no device or PASID handler
-    /// takes. Without any handler, groups are answered INVALID.
-    pub fn set_handler<F>(&self, f: F) -> io::Result<()>
-    where
-        F: FnMut(&Group) -> Answer + Send + 'static,
-    {
-        let ud = self.cell(Box::new(f));
-        check(unsafe { sys::iopf_ctx_set_handler(self.raw, Some(handler_tramp), ud) }).map(|_| ())
-    }
-
-    /// Remove the default handler.
-    pub fn clear_handler(&self) -> io::Result<()> {
-        check(unsafe { sys::iopf_ctx_set_handler(self.raw, None, ptr::null_mut()) }).map(|_| ())
-    }
-
-    /// Set the handler of one device (all its PASIDs). Errors: `ENOMEM`.
-    pub fn set_device_handler<F>(&self, dev_id: u32, f: F) -> io::Result<()>
-    where
-        F: FnMut(&Group) -> Answer + Send + 'static,
-    {
-        let ud = self.cell(Box::new(f));
-        check(unsafe { sys::iopf_ctx_set_device_handler(self.raw, dev_id, Some(handler_tramp), ud) })
-            .map(|_| ())
-    }
-
-    /// Remove the handler of one device.
-    pub fn clear_device_handler(&self, dev_id: u32) -> io::Result<()> {
-        check(unsafe { sys::iopf_ctx_set_device_handler(self.raw, dev_id, None, ptr::null_mut()) })
-            .map(|_| ())
-    }
-
-    /// Set the handler of one device and PASID (None: its groups without
-    /// PASID); it takes precedence over the device handler.
-    pub fn set_pasid_handler<F>(&self, dev_id: u32, pasid: Option<u32>, f: F) -> io::Result<()>
-    where
-        F: FnMut(&Group) -> Answer + Send + 'static,
-    {
-        let ud = self.cell(Box::new(f));
-        check(unsafe {
-            sys::iopf_ctx_set_pasid_handler(self.raw, dev_id, pasid_raw(pasid), Some(handler_tramp), ud)
-        })
-        .map(|_| ())
-    }
-
-    /// Remove the handler of one device and PASID.
-    pub fn clear_pasid_handler(&self, dev_id: u32, pasid: Option<u32>) -> io::Result<()> {
-        check(unsafe {
-            sys::iopf_ctx_set_pasid_handler(self.raw, dev_id, pasid_raw(pasid), None, ptr::null_mut())
-        })
-        .map(|_| ())
-    }
-
     /// Do all pending work without blocking; returns the number of groups
     /// handed to handlers. Errors: `EBUSY` (another thread dispatches),
     /// `EIO` (a fault fd failed; the others were served).
     pub fn dispatch(&self) -> io::Result<usize> {
         check(unsafe { sys::iopf_ctx_dispatch(self.raw) })
+    }
+
+    /// [`dispatch`](Context::dispatch) within a budget: hand out at most
+    /// `max_groups` groups and start no handler once `max_time` has passed
+    /// (a running one is not interrupted). What is left stays ready and
+    /// the fd readable; this call's answers are written before it returns.
+    /// `max_groups` 0 and `max_time` None take the context's options
+    /// (`dispatch_max_groups`, `dispatch_max_time`; unset there: no
+    /// limit). Errors: as `dispatch`, and `EINVAL` for a time past u32
+    /// microseconds.
+    pub fn dispatch_bounded(&self, max_groups: u32, max_time: Option<Duration>) -> io::Result<usize> {
+        check(unsafe { sys::iopf_ctx_dispatch_bounded(self.raw, max_groups, micros(max_time)?) })
+    }
+
+    /// Set a device's share of dispatch: `weight` groups a turn (1 to
+    /// 65536; 0: 1, the default), and `priority` to serve it before every
+    /// device without. Errors: `EINVAL`, `ENOMEM`.
+    pub fn set_device_sched(&self, dev_id: u32, weight: u32, priority: bool) -> io::Result<()> {
+        let flags = if priority { sys::IOPF_SCHED_PRIORITY } else { 0 };
+        check(unsafe { sys::iopf_ctx_set_device_sched(self.raw, dev_id, weight, flags) }).map(|_| ())
+    }
+
+    /// Set how guest answers by PRG index ([`respond_prg`](Responder::respond_prg))
+    /// of a device are matched and reported: `DEV_*` flags, 0 for the
+    /// default (exact (device, PASID, PRG index), oldest first). Errors:
+    /// `EINVAL` (an unknown flag), `ENOMEM`. Since 1.3.
+    pub fn set_device_flags(&self, dev_id: u32, flags: u32) -> io::Result<()> {
+        check(unsafe { sys::iopf_ctx_set_device_flags(self.raw, dev_id, flags) }).map(|_| ())
     }
 
     /// Dispatch until [`stop`](Context::stop), blocking while idle.

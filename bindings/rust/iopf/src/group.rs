@@ -100,6 +100,67 @@ pub(crate) fn pasid_raw(p: Option<u32>) -> u32 {
     p.unwrap_or(sys::IOPF_NO_PASID)
 }
 
+/// Every field of one record ([`Group::record_info`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RecordInfo {
+    /// The record's flags: `F_*` and any bits libiopf does not know.
+    pub flags: u32,
+    /// Device id.
+    pub dev_id: u32,
+    /// PASID, or None without [`F_PASID_VALID`](crate::F_PASID_VALID).
+    pub pasid: Option<u32>,
+    /// Page Request Group index (the kernel's grpid).
+    pub prgi: u32,
+    /// `PERM_*` bits.
+    pub perm: u32,
+    /// The kernel record's `length` field as given (0 from every kernel so
+    /// far, 0 for producer requests).
+    pub length: u32,
+    /// Faulting address.
+    pub addr: u64,
+    /// The group's kernel cookie; 0 for producers.
+    pub cookie: u32,
+    /// The permission field as given, unknown bits too.
+    pub raw_perm: u32,
+}
+
+/// A copy of a group dropped in a handler's hands because its device went
+/// away, given to the cancel closure
+/// ([`Context::set_cancel_handler`](crate::Context::set_cancel_handler)).
+/// A copy, not a [`Group`]: the closure may run after libiopf let the
+/// group go. Answering its handle gets `ENODEV`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cancelled {
+    /// The handle the group had (a [`Deferred`] holds the same).
+    pub handle: Handle,
+    /// Device id.
+    pub dev_id: u32,
+    /// PASID, or None.
+    pub pasid: Option<u32>,
+    /// Page Request Group index.
+    pub prgi: u32,
+    /// `GROUP_*` flags.
+    pub flags: u32,
+    /// The kernel cookie; 0 for producer groups.
+    pub cookie: u32,
+    /// Its records.
+    pub records: Vec<Record>,
+}
+
+impl Cancelled {
+    pub(crate) fn of(g: &Group) -> Cancelled {
+        Cancelled {
+            handle: g.handle(),
+            dev_id: g.dev_id(),
+            pasid: g.pasid(),
+            prgi: g.prgi(),
+            flags: g.flags(),
+            cookie: g.cookie(),
+            records: g.records().to_vec(),
+        }
+    }
+}
+
 /// A Page Request Group, lent to a handler for the length of its call.
 ///
 /// Neither `Send` nor `Sync`, and only ever seen through `&Group`: the C
@@ -180,6 +241,29 @@ impl Group {
         // SAFETY: libiopf gives n records valid until the handler returns,
         // which &self cannot outlive; Record has their layout.
         unsafe { std::slice::from_raw_parts(p as *const Record, n) }
+    }
+
+    /// Every field of record `idx` as the kernel (or the producer) gave
+    /// it, what [`Record`] does not carry included: the `length` field, the
+    /// cookie, unknown flag and permission bits. Errors: `ERANGE` (no such
+    /// record). Since 1.3.
+    pub fn record_info(&self, idx: usize) -> io::Result<RecordInfo> {
+        let mut ri = sys::iopf_record_info {
+            sz: std::mem::size_of::<sys::iopf_record_info>(),
+            ..Default::default()
+        };
+        check(unsafe { sys::iopf_group_record_info(self.raw, idx, &mut ri) })?;
+        Ok(RecordInfo {
+            flags: ri.flags,
+            dev_id: ri.dev_id,
+            pasid: pasid_opt(ri.pasid),
+            prgi: ri.prgi,
+            perm: ri.perm,
+            length: ri.length,
+            addr: ri.addr,
+            cookie: ri.cookie,
+            raw_perm: ri.raw_perm,
+        })
     }
 
     /// Take the right to answer this group later, from any thread. The

@@ -39,21 +39,41 @@
 //! ctx.set_handler(move |_| { let _ = &shared; iopf::Answer::Success }).unwrap();
 //! ```
 //!
-//! Closures are kept until the context is dropped, even when replaced:
-//! libiopf 1.2 cannot say when a replaced one stops running.
+//! The same holds for the batch handler and the cancel closure:
+//! ```compile_fail
+//! let ctx = iopf::Context::new().unwrap();
+//! let not_send = std::rc::Rc::new(0);
+//! ctx.set_cancel_handler(move |_| { let _ = &not_send; }).unwrap();
+//! ```
+//! ```compile_fail
+//! let ctx = iopf::Context::new().unwrap();
+//! let not_send = std::rc::Rc::new(0);
+//! ctx.set_batch_handler(move |_, _| { let _ = &not_send; }).unwrap();
+//! ```
+//!
+//! A handler, batch handler or cancel closure that is replaced or removed
+//! is dropped exactly once, when no thread can run it any more: at once if
+//! none runs it, else after its last running call returns
+//! ([`Context::quiesce`] waits for that). Producers' respond closures are
+//! kept until the context is dropped.
 
 mod context;
 mod group;
+mod handlers;
+mod probe;
+mod serial;
 mod shared;
 mod source;
 mod stats;
 
-pub use context::{Context, Handler, Options, Pasids, Responder};
-pub use group::{Answer, Code, Deferred, Group, Handle, Record};
+pub use context::{Context, Options, Pasids, Responder};
+pub use group::{Answer, Cancelled, Code, Deferred, Group, Handle, Record, RecordInfo};
+pub use handlers::{BatchHandler, CancelFn, Handler};
+pub use probe::{probe, ProbeInfo};
 pub use source::{
     FaultQueue, FaultQueueOptions, Producer, ProducerOptions, Request, RespondFn, Response, Submitted,
 };
-pub use stats::Stats;
+pub use stats::{DeviceStats, Stats};
 
 /// The raw bindings, for what this crate does not wrap.
 pub use iopf_sys as sys;
@@ -72,6 +92,14 @@ pub const PERM_EXEC: u32 = sys::IOPF_PERM_EXEC;
 pub const PERM_PRIV: u32 = sys::IOPF_PERM_PRIV;
 /// Group flag: some partial requests of the group were dropped.
 pub const GROUP_TRUNCATED: u32 = sys::IOPF_GROUP_TRUNCATED;
+
+/// Device flag ([`Context::set_device_flags`]): a guest answer without
+/// PASID matches the oldest outstanding group of its PRG index whatever
+/// that group's PASID (a function whose responses carry none).
+pub const DEV_PRG_PASID_OPTIONAL: u32 = sys::IOPF_DEV_PRG_PASID_OPTIONAL;
+/// Device flag ([`Context::set_device_flags`]): log the first guest answer
+/// of the device that matches no outstanding group.
+pub const DEV_LOG_UNMATCHED: u32 = sys::IOPF_DEV_LOG_UNMATCHED;
 
 /// The library's version ("MAJOR.MINOR.PATCH") as loaded at run time.
 pub fn version() -> &'static str {
@@ -105,5 +133,8 @@ mod tests {
         sync::<FaultQueue>();
         send::<Deferred>();
         send::<Handler>();
+        send::<BatchHandler>();
+        send::<CancelFn>();
+        send::<Cancelled>();
     }
 }

@@ -1,11 +1,14 @@
 //! The state every handle of one context shares: the C context pointer,
 //! freed once under a write lock, and the closures the C side holds as
-//! userdata, kept until then.
+//! userdata that must wait for it (producers' respond closures, closures
+//! whose destroy callback came while the context was being freed).
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use iopf_sys as sys;
@@ -19,10 +22,14 @@ pub(crate) struct Shared {
     /// The same pointer, never cleared: used only inside this context's
     /// own callbacks, where the lock must not be taken (see `with`).
     raw: *mut sys::iopf_ctx,
-    /// Closures whose address the C side holds as userdata. Never freed
-    /// before the context: libiopf 1.2 cannot say when a replaced handler
-    /// or a closed producer's respond callback is no longer running.
+    /// Userdata freed with the context: producers' respond closures
+    /// (libiopf cannot say when a closed producer's last answer has been
+    /// delivered), and closures whose destroy callback ran inside
+    /// iopf_ctx_free(), where dropping them could call libiopf.
     kept: Mutex<Vec<Box<dyn Any + Send + Sync>>>,
+    /// Set once `free` starts: destroy callbacks from then on park their
+    /// closure in `kept` (see `dispose`).
+    freeing: AtomicBool,
 }
 
 // SAFETY: libiopf's functions may be called from any thread (iopf.h), the
@@ -92,6 +99,7 @@ impl Shared {
             ctx: RwLock::new(ctx),
             raw: ctx,
             kept: Mutex::new(Vec::new()),
+            freeing: AtomicBool::new(false),
         }
     }
 
@@ -121,9 +129,27 @@ impl Shared {
         p
     }
 
+    /// Drop a closure libiopf let go of (its destroy callback: no thread
+    /// can run it any more). Its captures may call libiopf as they go (a
+    /// Deferred answers INVALID, a Context is freed): as inside a callback,
+    /// which is where libiopf calls destroy. While the context is being
+    /// freed they wait in `kept` until it is gone, so that they get
+    /// ESHUTDOWN instead of reaching a half-freed context.
+    pub(crate) fn dispose(&self, v: Box<dyn Any + Send + Sync>) {
+        if self.freeing.load(Ordering::SeqCst) {
+            lock(&self.kept).push(v);
+            return;
+        }
+        let _cb = CallbackGuard::enter(self);
+        if panic::catch_unwind(AssertUnwindSafe(move || drop(v))).is_err() {
+            crate::warn("a closure panicked while dropped");
+        }
+    }
+
     /// Free the context (answering every outstanding group INVALID), then
     /// the closures it held. Must not run inside a callback.
     pub(crate) fn free(&self) {
+        self.freeing.store(true, Ordering::SeqCst);
         let mut g = self.ctx.write().unwrap_or_else(PoisonError::into_inner);
         if !g.is_null() {
             // SAFETY: not in a callback (checked by the caller), and the

@@ -1,18 +1,17 @@
 //! Sources: fault queues (iommufd fault objects) and one-at-a-time
 //! producers.
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::raw::c_void;
 use std::os::unix::io::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::Arc;
 
 use iopf_sys as sys;
 
 use crate::context::{Context, Pasids};
 use crate::group::{pasid_opt, Code};
-use crate::shared::{check, lock, shutdown, CallbackGuard, Shared};
+use crate::serial::Serial;
+use crate::shared::{check, shutdown, CallbackGuard, Shared};
 
 /// Options of the fault queue constructors; `Default`: libiopf's.
 #[derive(Clone, Debug, Default)]
@@ -172,8 +171,7 @@ impl Context {
         let shared = self.shared();
         let cell = Box::new(RespondCell {
             shared: Arc::as_ptr(shared),
-            queue: Mutex::new(VecDeque::new()),
-            f: Mutex::new(Box::new(respond)),
+            serial: Serial::new(Box::new(respond), "respond"),
         });
         // Kept until the context is freed: answers of a closed producer
         // may still be being delivered on another thread.
@@ -310,15 +308,11 @@ impl std::fmt::Debug for Producer {
 /// A producer's respond closure.
 pub type RespondFn = Box<dyn FnMut(&Response) + Send>;
 
-/// A respond closure as libiopf's userdata. libiopf may call it from
-/// several threads at once, and again from inside itself (a closure that
-/// answers another group); answers are queued, and whichever thread holds
-/// the closure runs it for all of them, so an FnMut runs on one thread at
-/// a time and never inside itself.
+/// A respond closure as libiopf's userdata: libiopf may call it from
+/// several threads at once and from inside itself, hence a [`Serial`].
 struct RespondCell {
     shared: *const Shared,
-    queue: Mutex<VecDeque<Response>>,
-    f: Mutex<RespondFn>,
+    serial: Serial<Response>,
 }
 
 // SAFETY: `shared` is only dereferenced inside callbacks, while alive.
@@ -329,34 +323,10 @@ unsafe extern "C" fn respond_tramp(r: *const sys::iopf_response, ud: *mut c_void
     let cell = &*(ud as *const RespondCell);
     let _cb = CallbackGuard::enter(cell.shared);
     let r = &*r;
-    lock(&cell.queue).push_back(Response {
+    cell.serial.push(Response {
         dev_id: r.dev_id,
         pasid: pasid_opt(r.pasid),
         prgi: r.prgi,
         code: Code::from_raw(r.code),
     });
-    loop {
-        let mut f = match cell.f.try_lock() {
-            Ok(f) => f,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            // Its holder runs it for our answer before letting it go.
-            Err(TryLockError::WouldBlock) => return,
-        };
-        loop {
-            let next = lock(&cell.queue).pop_front();
-            let resp = match next {
-                Some(r) => r,
-                None => break,
-            };
-            if panic::catch_unwind(AssertUnwindSafe(|| (f)(&resp))).is_err() {
-                crate::warn("a respond closure panicked");
-            }
-        }
-        drop(f);
-        // An answer queued while we ran it, after our last look, whose
-        // thread found the closure taken: ours to deliver.
-        if lock(&cell.queue).is_empty() {
-            return;
-        }
-    }
 }

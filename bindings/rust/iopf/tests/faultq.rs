@@ -168,3 +168,64 @@ fn closing_the_queue_answers_deferred_groups_and_detach_does_not() {
     );
     assert_eq!(ctx.stats().unwrap().kernel_answered, 1);
 }
+
+/// One raw kernel record (iommu_hwpt_pgfault), any bits.
+fn kernel_record(
+    flags: u32,
+    dev: u32,
+    pasid: u32,
+    grpid: u32,
+    perm: u32,
+    addr: u64,
+    length: u32,
+    cookie: u32,
+) -> Vec<u8> {
+    let mut b = Vec::new();
+    for w in [flags, dev, pasid, grpid, perm, 0] {
+        b.extend_from_slice(&w.to_ne_bytes());
+    }
+    b.extend_from_slice(&addr.to_ne_bytes());
+    b.extend_from_slice(&length.to_ne_bytes());
+    b.extend_from_slice(&cookie.to_ne_bytes());
+    b
+}
+
+#[test]
+fn record_info_gives_what_record_does_not() {
+    let (lib_end, kernel) = seqpacket_pair();
+    let ctx = Context::new().unwrap();
+    let _fq = ctx
+        .fault_queue_adopt(lib_end, 1, &FaultQueueOptions::default())
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    ctx.set_handler(move |g| {
+        let infos: Vec<_> = (0..g.records().len())
+            .map(|i| g.record_info(i).unwrap())
+            .collect();
+        tx.send(infos).unwrap();
+        Answer::Success
+    })
+    .unwrap();
+    // Two records, an unknown flag bit (1 << 5) and permission bit (1 << 7).
+    let mut buf = kernel_record(1 | 1 << 5, 7, 3, 9, 0x81, 0x5000, 4096, 77);
+    buf.extend(kernel_record(1 | 2, 7, 3, 9, 0x02, 0x6000, 8192, 77));
+    let n = unsafe { libc::write(kernel.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    assert_eq!(n, 80);
+    let t0 = Instant::now();
+    let infos = loop {
+        ctx.dispatch().unwrap();
+        if let Ok(i) = rx.try_recv() {
+            break i;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10));
+    };
+    assert_eq!(infos.len(), 2);
+    let (a, b) = (infos[0], infos[1]);
+    assert_eq!((a.flags, a.perm, a.raw_perm), (1 | 1 << 5, iopf::PERM_READ, 0x81));
+    assert_eq!((a.length, b.length, a.cookie, b.cookie), (4096, 8192, 77, 77));
+    assert_eq!((a.dev_id, a.pasid, a.prgi, a.addr), (7, Some(3), 9, 0x5000));
+    assert_eq!((b.flags, b.perm, b.addr), (1 | 2, iopf::PERM_WRITE, 0x6000));
+    assert_eq!(ctx.stats().unwrap().unknown_flags, 1);
+    ctx.flush().unwrap();
+    assert_eq!(read_answers(&kernel), vec![(77, 0)]);
+}
