@@ -1052,9 +1052,10 @@ typedef void (*iopf_destroy_fn)(void *userdata);
  * and its last running call has returned, with no lock held: usually on
  * the thread that ran that last call, or the setter's thread if none ran
  * (any thread entering libiopf on the context may run a destroy that is
- * due; iopf_ctx_free() runs the rest). It runs as a callback: it may call
- * libiopf, but iopf_ctx_dispatch(), run, drain and quiesce return
- * -EDEADLK and iopf_ctx_free() is refused. Setting the same userdata
+ * due; iopf_ctx_free() runs the rest, and there the context is being
+ * torn down: a destroy must not call into it). It runs as a callback: it
+ * may call libiopf, but iopf_ctx_dispatch(), run, drain and quiesce
+ * return -EDEADLK and iopf_ctx_free() is refused. Setting the same userdata
  * again with the same destroy hands it to the new binding: it is not
  * destroyed then.
  * @param ctx the context.
