@@ -1,37 +1,15 @@
 //! Producer-driven tests (no kernel): every group gets exactly one answer,
 //! whoever gives it, from whichever thread.
 
-use std::collections::HashMap;
-use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use iopf::{Answer, Code, Context, Deferred, Options, Pasids, Producer, Request, Response, Submitted};
+use iopf::{Answer, Code, Context, Deferred, Options, Pasids, Producer, Request, Submitted};
 
-type Key = (u32, Option<u32>, u32);
-type Answers = Arc<Mutex<HashMap<Key, Vec<Code>>>>;
-
-fn errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(0)
-}
-
-/// A producer whose respond closure records every answer by group key.
-fn recording_producer(ctx: &Context) -> (Producer, Answers) {
-    let answers: Answers = Arc::default();
-    let a = answers.clone();
-    let p = ctx
-        .producer(move |r: &Response| {
-            a.lock()
-                .unwrap()
-                .entry((r.dev_id, r.pasid, r.prgi))
-                .or_default()
-                .push(r.code)
-        })
-        .unwrap();
-    (p, answers)
-}
+mod common;
+use common::{dispatch_until, dispatch_until_handled, errno, recording_producer, total, Answers, Key};
 
 fn key_of(i: u32) -> Key {
     let dev = 1 + i % 4;
@@ -58,28 +36,6 @@ fn submit_group(p: &Producer, i: u32) {
             Submitted::Held
         };
         assert_eq!(p.submit(&r).unwrap(), want);
-    }
-}
-
-fn total(a: &Answers) -> usize {
-    a.lock().unwrap().values().map(Vec::len).sum()
-}
-
-/// Dispatch until `n` answers arrived (or fail after 20 s).
-fn dispatch_until(ctx: &Context, a: &Answers, n: usize) {
-    let t0 = Instant::now();
-    while total(a) < n {
-        match ctx.dispatch() {
-            Ok(_) => {}
-            Err(e) if errno(&e) == libc::EBUSY => {}
-            Err(e) => panic!("dispatch: {e}"),
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "answers: {} of {n}",
-            total(a)
-        );
-        thread::yield_now();
     }
 }
 
@@ -221,13 +177,6 @@ fn deferred_dropped_unanswered_answers_invalid() {
     assert_eq!(answers.lock().unwrap()[&key_of(2)], vec![Code::Invalid]);
     let st = ctx.stats().unwrap();
     assert_eq!((st.answers_invalid, st.refused_answers), (1, 0));
-}
-
-fn dispatch_until_handled(ctx: &Context, n: u64) {
-    let t0 = Instant::now();
-    while ctx.stats().unwrap().groups < n || ctx.dispatch().unwrap() > 0 {
-        assert!(t0.elapsed() < Duration::from_secs(20));
-    }
 }
 
 #[test]
