@@ -186,12 +186,49 @@ static void stats(void)
 	iopf_ctx_free(ctx);
 }
 
+/* 1.3's output struct, per device: the same rules as iopf_stats. */
+static void device_stats(void)
+{
+	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
+	struct iopf_source *p;
+	struct iopf_request r = { .flags = IOPF_F_LAST_PAGE, .dev_id = 3 };
+	IOPF_OPTS(iopf_producer_opts, po, .respond = on_resp);
+	struct { struct iopf_device_stats s; unsigned char tail[TAIL]; } nw;
+	/* an older caller: up to `groups` */
+	size_t old_sz = offsetof(struct iopf_device_stats, records);
+	size_t all = sizeof(struct iopf_device_stats) + TAIL;
+	unsigned char *buf = malloc(all);
+
+	CHECK(ctx != NULL && buf != NULL);
+	if (!ctx || !buf)
+		return;
+	CHECK((p = iopf_producer_new(ctx, &po)) != NULL);
+	CHECK(p && iopf_producer_submit(p, &r) == 1);
+	memset(buf, 0xa5, all);
+	memcpy(buf, &old_sz, sizeof(old_sz));
+	CHECK(iopf_ctx_get_device_stats(ctx, 3, 0, IOPF_ALL_PASIDS,
+					(struct iopf_device_stats *)buf) == 0);
+	CHECK(((struct iopf_device_stats *)buf)->groups == 1);
+	for (size_t i = old_sz; i < all; i++)
+		if (buf[i] != 0xa5) {
+			CHECK(!"device stats written past the caller's sz");
+			break;
+		}
+	memset(&nw, 0, sizeof(nw));
+	nw.s.sz = sizeof(nw);
+	CHECK(iopf_ctx_get_device_stats(ctx, 3, 0, IOPF_ALL_PASIDS, &nw.s) == 0);
+	CHECK(nw.s.sz == sizeof(nw) && nw.s.groups == 1 && nw.s.records == 1);
+	free(buf);
+	iopf_ctx_free(ctx);
+}
+
 int main(void)
 {
 	ctx_opts();
 	fq_opts();
 	producer_opts();
 	stats();
+	device_stats();
 	if (failures) {
 		printf("struct sizes: %d checks failed\n", failures);
 		return 1;
