@@ -94,14 +94,50 @@ static unsigned int dev_flags(struct iopf_ctx *ctx, uint32_t dev)
 /* The oldest group of (dev, any PASID, prgi) still open to an answer: a
  * function whose responses carry no PASID. A walk, not the index (keyed
  * by PASID); only devices set PASID-optional pay for it. */
-static struct iopf_group *oldest_any_pasid(struct iopf_ctx *ctx, uint32_t dev,
-					   uint32_t prgi)
+/* The oldest answerable group of (dev, any PASID, prgi): the oldest of
+ * each PASID's (the PRG index) over the device's flows that name groups,
+ * so the cost follows the device's PASIDs, not the groups outstanding.
+ * Groups in the fallback flow (taken in without memory for a flow of
+ * their own) can be of any device: then every group is looked at. */
+static struct iopf_group *oldest_walk(struct iopf_ctx *ctx, uint32_t dev,
+				      uint32_t prgi)
 {
 	struct iopf_group *g, *best = NULL;
 
 	FOR_EACH_LIVE(ctx, i, g) {
 		if (g->key.dev_id != dev || g->key.prgi != prgi ||
 		    !gst_answerable(gst(g)))
+			continue;
+		if (!best || (int32_t)(g->seq - best->seq) < 0)
+			best = g;
+	}
+	return best;
+}
+
+/* The oldest answerable group of (dev, any PASID, prgi): the oldest of
+ * each PASID's (the PRG index) over the device's flows that name groups,
+ * so the cost follows the device's PASIDs, not the groups outstanding.
+ * Groups in the fallback flow (taken in without memory for a flow of
+ * their own) can be of any device, and the index may find no memory:
+ * then every group is looked at. */
+static struct iopf_group *oldest_any_pasid(struct iopf_ctx *ctx, uint32_t dev,
+					   uint32_t prgi)
+{
+	struct iopf_group *g, *best = NULL;
+
+	if (ctx->sched.fallback.refs > 1)
+		return oldest_walk(ctx, dev, prgi);
+	for (uint32_t i = 1; i < ctx->sched.nflows; i++) {
+		const struct flow *f = ctx->sched.flows[i];
+		struct prg_key k = { .dev_id = dev, .pasid = (uint32_t)f->key,
+				     .prgi = prgi };
+		int err;
+
+		if (!f->refs || (uint32_t)(f->key >> 32) != dev)
+			continue;
+		if ((err = iopf__group_by_prg(ctx, &k, &g)) == -ENOMEM)
+			return oldest_walk(ctx, dev, prgi);
+		if (err)
 			continue;
 		if (!best || (int32_t)(g->seq - best->seq) < 0)
 			best = g;

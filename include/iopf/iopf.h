@@ -879,8 +879,9 @@ IOPF_API int iopf_group_record_info(const struct iopf_group *g, size_t idx,
  * PASID still matches exactly (the PCIe rule, section 10.4.2.2: a
  * response may carry the request's PASID, and a function may use it with
  * the PRG index to match; without "PRG Response PASID Required" it
- * carries none). Such an answer looks at every outstanding group of the
- * context, not at an index: cost grows with the number outstanding.
+ * carries none). Such an answer looks up the PRG index once per PASID
+ * of the device with groups outstanding: its cost grows with the
+ * device's PASIDs in use, not with the groups outstanding.
  * Setting the flags again re-arms the one IOPF_DEV_LOG_UNMATCHED message.
  * @param ctx the context.
  * @param dev_id device id.
