@@ -245,7 +245,8 @@ struct iopf_ctx_opts {
 	unsigned int dispatch_max_groups;
 	/** Time budget of one iopf_ctx_dispatch() call in microseconds: no
 	 *  handler is started once it is spent (a running one is not
-	 *  interrupted). 0: no limit. */
+	 *  interrupted; with workers, it bounds handing groups to them, not
+	 *  when they start). 0: no limit. */
 	unsigned int dispatch_max_us;
 	unsigned int flags;  /**< IOPF_CTX_* */
 };
