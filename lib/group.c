@@ -153,7 +153,10 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g)
 
 /* ---- the (device, PASID, PRG index) index: kept once asked for ---- */
 
-/* Into its key's FIFO, which is kept in intake order. */
+/* Into its key's FIFO, which is kept in intake order. Groups come in
+ * intake order almost always (new ones; the index built in slot order),
+ * so the place is looked for from the tail back: O(1), not the length of
+ * the FIFO (which made building the index O(n * k) for k groups a key). */
 static int prg_insert(struct iopf_ctx *ctx, struct iopf_group *g)
 {
 	struct iopf_group *head = tbl_get(&ctx->by_prg, key_hi(&g->key),
@@ -166,19 +169,23 @@ static int prg_insert(struct iopf_ctx *ctx, struct iopf_group *g)
 		g->indexed = true;
 		return 0;
 	}
-	/* circular: head->prg_prev is the tail; a new group goes last, an
-	 * older one (the index being built) before the first newer one */
-	for (at = head; (int32_t)(g->seq - at->seq) > 0;) {
-		at = at->prg_next;
-		if (at == head)
-			break;
-	}
-	g->prg_next = at;
-	g->prg_prev = at->prg_prev;
-	at->prg_prev->prg_next = g;
-	at->prg_prev = g;
-	if (at == head && (int32_t)(g->seq - head->seq) < 0) /* new head */
+	/* circular: head->prg_prev is the tail */
+	for (at = head->prg_prev; at != head && (int32_t)(g->seq - at->seq) < 0;)
+		at = at->prg_prev;
+	if (at == head && (int32_t)(g->seq - head->seq) < 0) {
+		/* older than all: the new head, before the old one */
+		g->prg_next = head;
+		g->prg_prev = head->prg_prev;
+		head->prg_prev->prg_next = g;
+		head->prg_prev = g;
+		/* replaces in place: cannot fail */
 		tbl_put(&ctx->by_prg, key_hi(&g->key), g->key.prgi, g);
+	} else { /* after at */
+		g->prg_prev = at;
+		g->prg_next = at->prg_next;
+		at->prg_next->prg_prev = g;
+		at->prg_next = g;
+	}
 	g->indexed = true;
 	return 0;
 }

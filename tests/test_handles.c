@@ -92,6 +92,51 @@ START_TEST(respond_prg_oldest_first_and_unknown_refused)
 }
 END_TEST
 
+/* The PRG index is built lazily in slot order, which is not intake order
+ * once slots are reused: it must still answer the oldest first, and when
+ * built it takes new groups in order (O(1) from the tail). */
+START_TEST(respond_prg_oldest_first_when_slots_are_reused)
+{
+	struct tctx t;
+	uint64_t seq[8];
+
+	setup_defer(&t, NULL);
+	/* four groups of other keys, then free the first two slots */
+	for (int i = 0; i < 4; i++)
+		fk_trigger(t.f, 2, 0, (uint32_t)(100 + i), 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[0], IOPF_CODE_SUCCESS), 0);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[1], IOPF_CODE_SUCCESS), 0);
+	/* same key three times: the first lands in slot 4, the later two in
+	 * slots 1 and 0 (the free list is LIFO) */
+	for (int i = 0; i < 3; i++) {
+		if (i == 1)
+			drive(t.ctx);
+		seq[i] = fk_trigger(t.f, 1, 5, 7, 1, 0);
+	}
+	drive(t.ctx);
+	/* the index is built now, in slot order */
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(iopf_respond_prg(t.ctx, 1, 5, 7, IOPF_CODE_SUCCESS), 0);
+		iopf_ctx_flush(t.ctx);
+		for (int j = 0; j < 3; j++) /* the oldest went first */
+			ck_assert_int_eq(answer_of(t.f, seq[j]),
+					 j <= i ? IOPF_CODE_SUCCESS : -1);
+	}
+	/* with the index built, new groups of a key join it in order */
+	for (int i = 0; i < 3; i++)
+		seq[i] = fk_trigger(t.f, 1, 5, 8, 1, 0);
+	drive(t.ctx);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(iopf_respond_prg(t.ctx, 1, 5, 8, IOPF_CODE_INVALID), 0);
+		iopf_ctx_flush(t.ctx);
+		ck_assert_int_eq(answer_of(t.f, seq[i]), IOPF_CODE_INVALID);
+	}
+	ck_assert_int_eq(iopf_respond_prg(t.ctx, 1, 5, 8, IOPF_CODE_INVALID), -ENOENT);
+	tctx_fini(&t);
+}
+END_TEST
+
 START_TEST(detach_refuses_later_answers_without_write)
 {
 	struct tctx t;
@@ -230,6 +275,7 @@ Suite *suite_handles(void)
 	tcase_add_test(tc, second_answer_is_ealready);
 	tcase_add_test(tc, stale_handle_cannot_reach_group_with_reused_cookie);
 	tcase_add_test(tc, respond_prg_oldest_first_and_unknown_refused);
+	tcase_add_test(tc, respond_prg_oldest_first_when_slots_are_reused);
 	tcase_add_test(tc, detach_refuses_later_answers_without_write);
 	tcase_add_test(tc, unnoticed_detach_seen_through_cookie_reuse);
 	tcase_add_test(tc, close_answers_outstanding_and_refuses_later);
