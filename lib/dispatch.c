@@ -43,7 +43,8 @@ static void throttle_all(struct iopf_ctx *ctx)
  * device is gone or nobody handles it, else mark it HANDLING and return
  * its handler's binding, referenced: as the handlers are when the group
  * is handed out. */
-static struct binding *handle_pre(struct iopf_ctx *ctx, struct iopf_group *g)
+static struct binding *handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
+				  struct binding *one)
 {
 	struct binding *b;
 
@@ -57,7 +58,10 @@ static struct binding *handle_pre(struct iopf_ctx *ctx, struct iopf_group *g)
 		iopf__group_end_auto(ctx, g, END_ANSWERED);
 		return NULL;
 	}
-	if (!(b = iopf__handler_get(ctx, &g->key))) {
+	if (one) {
+		b = one;
+		b->refs++;
+	} else if (!(b = iopf__handler_get(ctx, &g->key))) {
 		ctx->st.no_handler++;
 		iopf__log(ctx, LOG_W,
 			  "no handler for dev %u pasid %#x: answered INVALID",
@@ -130,8 +134,13 @@ struct hbatch {
 static void batch_pre(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		      struct hbatch *hb)
 {
+	/* Without keyed handlers every group has the same one: resolved
+	 * once (the lock is held, so it cannot change meanwhile). */
+	struct binding *one = ctx->handlers.n ? NULL :
+			      ctx->batch_b ? ctx->batch_b : ctx->def_b;
+
 	for (int i = 0; i < n; i++)
-		hb->call[i] = (hb->b[i] = handle_pre(ctx, gs[i])) != NULL;
+		hb->call[i] = (hb->b[i] = handle_pre(ctx, gs[i], one)) != NULL;
 }
 
 /* Call the handlers, then apply their answers. No lock held on entry. */

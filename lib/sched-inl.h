@@ -58,12 +58,10 @@ static inline void sched_intake(struct iopf_ctx *ctx, struct iopf_group *g)
 	f->refs++;
 	d->cnt.groups++;
 	d->cnt.records += g->nrec;
-	d->cnt.outstanding++;
 	d->cnt.ready++;
 	if (f->cnt) {
 		f->cnt->groups++;
 		f->cnt->records += g->nrec;
-		f->cnt->outstanding++;
 		f->cnt->ready++;
 	}
 	g->pins++; /* the ready queue's */
@@ -142,7 +140,6 @@ static inline void latency_add(uint64_t *hist, uint64_t ns)
 static inline void count_end(struct sched_count *c, int code, enum gend why,
 		      bool auto_answer, uint64_t latency)
 {
-	c->outstanding--;
 	if (code == NO_ANSWER) {
 		c->kernel++;
 	} else {

@@ -254,7 +254,7 @@ static void copy_out(struct iopf_device_stats *st, const struct sched_count *c,
 		.deadline_expired = c->deadline,
 		.kernel_answered = c->kernel,
 		.cancelled = c->gone,
-		.outstanding = c->outstanding,
+		.outstanding = c->groups - c->success - c->invalid - c->kernel,
 		.ready = c->ready,
 	};
 
