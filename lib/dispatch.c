@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "group-inl.h"
 
 _Thread_local int iopf__in_callback;
 _Thread_local struct iopf_ctx *iopf__dispatch_ctx;
@@ -42,7 +43,8 @@ static void throttle_all(struct iopf_ctx *ctx)
  * device is gone or nobody handles it, else mark it HANDLING and return
  * its handler's binding, referenced: as the handlers are when the group
  * is handed out. */
-static struct binding *handle_pre(struct iopf_ctx *ctx, struct iopf_group *g)
+static struct binding *handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
+				  struct binding *one)
 {
 	struct binding *b;
 
@@ -56,7 +58,10 @@ static struct binding *handle_pre(struct iopf_ctx *ctx, struct iopf_group *g)
 		iopf__group_end_auto(ctx, g, END_ANSWERED);
 		return NULL;
 	}
-	if (!(b = iopf__handler_get(ctx, &g->key))) {
+	if (one) {
+		b = one;
+		b->refs++;
+	} else if (!(b = iopf__handler_get(ctx, &g->key))) {
 		ctx->st.no_handler++;
 		iopf__log(ctx, LOG_W,
 			  "no handler for dev %u pasid %#x: answered INVALID",
@@ -101,8 +106,8 @@ static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
 			return;
 		}
 	}
-	if (live) {
-		iopf__group_end(ctx, g, rc, END_ANSWERED);
+	if (live) { /* iopf__group_end(), inline on this hot path */
+		group_end(ctx, g, rc, END_ANSWERED, false);
 		return;
 	}
 	/* It answered by handle too, or the group was ended meanwhile
@@ -112,23 +117,41 @@ static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
 		  g->key.dev_id, g->key.prgi, strerror(-iopf__end_error(g->end)));
 }
 
-/* Call the handlers of up to HANDLE_BATCH groups with the lock taken
- * twice in all, not twice a group. The groups are pinned by the queue
- * they came from; unpinned here. No lock held on entry. */
+/* Handlers run in batches of up to HANDLE_BATCH groups with the lock
+ * taken twice in all, not twice a group: once to hand them out and mark
+ * them (batch_pre(), in the same hold as the hand-out when dispatch()
+ * hands them out), once to apply their answers (batch_post()). The
+ * groups are pinned by the queue they came from; unpinned at the end. */
 #define HANDLE_BATCH 64
 
-void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
-{
-	struct binding *b[HANDLE_BATCH], *batch = NULL;
+struct hbatch {
+	struct binding *b[HANDLE_BATCH];
 	bool call[HANDLE_BATCH];
 	int rc[HANDLE_BATCH];
+};
+
+/* ctx->lock held. */
+static void batch_pre(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
+		      struct hbatch *hb)
+{
+	/* Without keyed handlers every group has the same one: resolved
+	 * once (the lock is held, so it cannot change meanwhile). */
+	struct binding *one = ctx->handlers.n ? NULL :
+			      ctx->batch_b ? ctx->batch_b : ctx->def_b;
+
+	for (int i = 0; i < n; i++)
+		hb->call[i] = (hb->b[i] = handle_pre(ctx, gs[i], one)) != NULL;
+}
+
+/* Call the handlers, then apply their answers. No lock held on entry. */
+static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
+		      struct hbatch *hb)
+{
+	struct binding *batch = NULL, **b = hb->b;
+	bool *call = hb->call;
+	int *rc = hb->rc;
 	struct iopf_group *bg[HANDLE_BATCH];
 	int bi[HANDLE_BATCH], nb = 0, bcode[HANDLE_BATCH];
-
-	pthread_mutex_lock(&ctx->lock);
-	for (int i = 0; i < n; i++)
-		call[i] = (b[i] = handle_pre(ctx, gs[i])) != NULL;
-	pthread_mutex_unlock(&ctx->lock);
 
 	iopf__in_callback++;
 	for (int i = 0; i < n; i++) {
@@ -171,13 +194,24 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 				handle_post(ctx, gs[i], rc[i]);
 			iopf__binding_put(ctx, b[i]);
 		}
-		iopf__group_unpin(ctx, gs[i]);
+		group_unpin(ctx, gs[i]);
 	}
 	if (iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__deliver(ctx);
 	iopf__reap(ctx);
+}
+
+/* A worker's groups (n <= HANDLE_BATCH). No lock held on entry. */
+void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
+{
+	struct hbatch hb;
+
+	pthread_mutex_lock(&ctx->lock);
+	batch_pre(ctx, gs, n, &hb);
+	pthread_mutex_unlock(&ctx->lock);
+	batch_run(ctx, gs, n, &hb);
 }
 
 static void arm_timer(struct iopf_ctx *ctx)
@@ -306,6 +340,7 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 
 	while (left) {
 		struct iopf_group *batch[HANDLE_BATCH];
+		struct hbatch hb;
 		/* with a time budget, one group at a time: the clock is
 		 * read before each handler starts */
 		int n = 0, most = t_end ? 1 : HANDLE_BATCH;
@@ -324,6 +359,8 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 			most = (int)left;
 		pthread_mutex_lock(&ctx->lock);
 		n = (int)iopf__sched_pop_n(ctx, batch, (unsigned int)most);
+		if (!ctx->nthreads) /* handed out and marked in one hold */
+			batch_pre(ctx, batch, n, &hb);
 		pthread_mutex_unlock(&ctx->lock);
 		left = n < most ? 0 : left - (uint64_t)n;
 		handled += n;
@@ -331,7 +368,7 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 			for (int i = 0; i < n; i++)
 				iopf__workers_push(ctx, batch[i]);
 		} else if (n) {
-			iopf__handle_batch(ctx, batch, n);
+			batch_run(ctx, batch, n, &hb);
 		}
 	}
 

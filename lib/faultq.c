@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 
 #include "internal.h"
+#include "group-inl.h"
 
 /* Past max_read_records a group is still read (with a buffer of its own)
  * and answered INVALID, up to this many records; beyond, the queue is
@@ -116,7 +117,7 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 	struct iopf_group *g = NULL;
 
 	if (cookie_slot(fq, cookie))
-		g = iopf__group_get(ctx, &fq->s, &key, n);
+		g = group_get(ctx, &fq->s, &key, n);
 	if (!g) {
 		ctx->st.records += n;
 		ctx->st.alloc_failures++;
@@ -137,7 +138,7 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 	}
 	g->cookie = cookie;
 	fq->by_cookie[cookie] = g;
-	iopf__group_intake(ctx, g, now);
+	group_intake(ctx, g, now);
 }
 
 static bool same_group(const struct iopf_k_pgfault *a,

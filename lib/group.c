@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "sched-inl.h"
+#include "group-inl.h"
 
 /* Groups come from slabs of SLAB_GROUPS: one malloc per slab, not per
  * group (the allocator's header would be 16 bytes a group), and no
@@ -70,7 +70,7 @@ static struct iopf_group *unquarantine(struct iopf_ctx *ctx)
 /* Debug mode: what a stale pointer reads is obviously wrong, and the
  * accessors stop at it (GF_POISONED). Slot, generation, state and the
  * record storage's capacity stay: the slot is reused later. */
-static void poison(struct iopf_ctx *ctx, struct iopf_group *g)
+void iopf__group_poison(struct iopf_ctx *ctx, struct iopf_group *g)
 {
 	memset(&g->key, POISON_BYTE, sizeof(g->key));
 	g->cookie = 0x6b6b6b6bu;
@@ -93,9 +93,11 @@ void iopf__poisoned(const struct iopf_group *g)
 	abort();
 }
 
-/* A slot for a group of nrec records, holding a reference to src. */
-struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src,
-				   const struct prg_key *key, uint32_t nrec)
+/* group_get()'s slow path: a new or quarantined slot, or records that
+ * need more room than the slot has. */
+struct iopf_group *iopf__group_get_slow(struct iopf_ctx *ctx,
+					struct iopf_source *src,
+					const struct prg_key *key, uint32_t nrec)
 {
 	struct iopf_group *g = ctx->free_list;
 
@@ -132,23 +134,17 @@ struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src
 	return g;
 }
 
+/* A slot for a group of nrec records, holding a reference to src. */
+struct iopf_group *iopf__group_get(struct iopf_ctx *ctx, struct iopf_source *src,
+				   const struct prg_key *key, uint32_t nrec)
+{
+	return group_get(ctx, src, key, nrec);
+}
+
 /* Back to the free list: the generation goes up, the source is let go. */
 void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g)
 {
-	struct iopf_source *src = g->src;
-
-	sched_put(ctx, g);
-	g->src = NULL;
-	if (++g->gen == 0) /* handles never carry generation 0 */
-		g->gen = 1;
-	gst_set(g, GS_FREE);
-	if (ctx->flags & IOPF_CTX_POISON) {
-		poison(ctx, g);
-	} else {
-		g->out_next = ctx->free_list;
-		ctx->free_list = g;
-	}
-	iopf__source_unref(src);
+	group_put(ctx, g);
 }
 
 /* ---- the (device, PASID, PRG index) index: kept once asked for ---- */
@@ -157,7 +153,7 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g)
  * intake order almost always (new ones; the index built in slot order),
  * so the place is looked for from the tail back: O(1), not the length of
  * the FIFO (which made building the index O(n * k) for k groups a key). */
-static int prg_insert(struct iopf_ctx *ctx, struct iopf_group *g)
+int iopf__prg_insert(struct iopf_ctx *ctx, struct iopf_group *g)
 {
 	struct iopf_group *head = tbl_get(&ctx->by_prg, key_hi(&g->key),
 					  g->key.prgi), *at;
@@ -190,7 +186,7 @@ static int prg_insert(struct iopf_ctx *ctx, struct iopf_group *g)
 	return 0;
 }
 
-static void prg_remove(struct iopf_ctx *ctx, struct iopf_group *g)
+void iopf__prg_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 {
 	struct iopf_group *nx = g->prg_next;
 	uint64_t hi = key_hi(&g->key);
@@ -218,7 +214,7 @@ int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 
 	if (!ctx->prg_on) {
 		FOR_EACH_LIVE(ctx, i, g)
-			if (prg_insert(ctx, g))
+			if (iopf__prg_insert(ctx, g))
 				goto nomem;
 		ctx->prg_on = true;
 	}
@@ -237,66 +233,32 @@ int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 	return -ENOENT;
 nomem:
 	FOR_EACH_LIVE(ctx, i, g)
-		prg_remove(ctx, g);
+		iopf__prg_remove(ctx, g);
 	tbl_free(&ctx->by_prg);
 	return -ENOMEM;
 }
 
-/* ---- the outstanding list ---- */
+/* ---- intake ---- */
 
-static void out_remove(struct iopf_ctx *ctx, struct iopf_group *g)
-{
-	ctx->outstanding--;
-	if (ctx->drainers)
-		pthread_cond_broadcast(&ctx->answered);
-	if (!ctx->deadline_ms)
-		return;
-	if (g->out_prev)
-		g->out_prev->out_next = g->out_next;
-	else
-		ctx->out_head = g->out_next;
-	if (g->out_next)
-		g->out_next->out_prev = g->out_prev;
-	else
-		ctx->out_tail = g->out_prev;
-	g->out_next = g->out_prev = NULL;
-}
-
-/* A complete group enters the context: outstanding, ready. A group the
- * PRG index has no room for is answered INVALID at once. */
 void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now)
 {
-	g->t_in = now;
-	g->seq = ctx->seq++;
-	if (ctx->deadline_ms) {
-		g->out_prev = ctx->out_tail;
-		g->out_next = NULL;
-		if (ctx->out_tail)
-			ctx->out_tail->out_next = g;
-		else
-			ctx->out_head = g;
-		ctx->out_tail = g;
-	}
-	ctx->outstanding++;
-	ctx->st.groups++;
-	ctx->st.records += g->nrec;
-	IOPF_TRACE_GROUP_COMPLETE(g);
-	gst_set(g, GS_QUEUED);
-	sched_intake(ctx, g);
-	if (ctx->prg_on && prg_insert(ctx, g)) {
-		ctx->st.alloc_failures++;
-		iopf__log(ctx, LOG_E,
-			  "no memory to index dev %u prgi %u: answered INVALID",
-			  g->key.dev_id, g->key.prgi);
-		iopf__group_end_auto(ctx, g, END_ANSWERED);
-	}
+	group_intake(ctx, g, now);
+}
+
+/* group_intake(): the PRG index had no room for it. */
+void iopf__group_unindexable(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	ctx->st.alloc_failures++;
+	iopf__log(ctx, LOG_E, "no memory to index dev %u prgi %u: answered INVALID",
+		  g->key.dev_id, g->key.prgi);
+	iopf__group_end_auto(ctx, g, END_ANSWERED);
 }
 
 /* Remember how a group that reached its handler ended early, so that a
  * late answer by its handle gets the right error for as long as the ring
  * remembers it, however often the slot is reused meanwhile. Best effort:
  * without memory the late answer gets -EALREADY. */
-static void tomb_add(struct iopf_ctx *ctx, iopf_handle_t h, enum gend why)
+void iopf__tomb_add(struct iopf_ctx *ctx, iopf_handle_t h, enum gend why)
 {
 	if (!ctx->tomb_ring) {
 		ctx->tomb_ring = xmalloc(IOPF_TOMBS * sizeof(*ctx->tomb_ring));
@@ -313,42 +275,7 @@ static void tomb_add(struct iopf_ctx *ctx, iopf_handle_t h, enum gend why)
 	ctx->tomb_ring[(ctx->tomb_head + ctx->tomb_n++) % IOPF_TOMBS] = h;
 }
 
-/*
- * End a group's life: the only way any path does it (handler return,
- * answer by handle or PRG index, flush, drain, deadline, detach, close,
- * device gone, context free). code is the answer the source sends
- * (IOPF_CODE_*), or NO_ANSWER when the kernel answered the group itself.
- * Returns 0, or the error a late answer gets if its life had already
- * ended (nothing is done then; the caller counts the refusal).
- */
-static int group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
-		     enum gend why, bool auto_answer)
-{
-	uint8_t st = gst(g);
-	uint64_t lat = ctx->now > g->t_in ? ctx->now - g->t_in : 0;
-
-	if (!gst_live(st))
-		return iopf__end_error(g->end);
-	/* counted once, by device: the context's totals are their sums */
-	sched_end(ctx, g, code, why, auto_answer, lat);
-	IOPF_TRACE_ANSWER(g, code, why);
-	out_remove(ctx, g);
-	if (g->indexed)
-		prg_remove(ctx, g);
-	/* Room for a queue paused by max_outstanding: whichever thread
-	 * made it, a dispatch round must come to read again. */
-	if (ctx->nthrottled && iopf__dispatch_ctx != ctx)
-		iopf__wake(ctx);
-	if (st != GS_QUEUED && why != END_ANSWERED)
-		tomb_add(ctx, grp_handle(g), why);
-	g->end = (uint8_t)why;
-	gst_set(g, GS_DONE);
-	g->src->ops->ended(ctx, g->src, g, code);
-	if (!g->pins)
-		iopf__group_put(ctx, g);
-	return 0;
-}
-
+/* The one function that ends a group: group_end() in group-inl.h. */
 int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 		    enum gend why)
 {

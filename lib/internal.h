@@ -303,9 +303,11 @@ struct binding {
 
 /* ---- scheduling (sched.c): round-robin over devices, then PASIDs ---- */
 
+/* Every group counted in groups ends counted in exactly one of success,
+ * invalid and kernel: outstanding is their difference, not kept. */
 struct sched_count {
 	uint64_t groups, records, success, invalid, auto_answers, deadline,
-		kernel, gone, outstanding, ready;
+		kernel, gone, ready;
 	uint64_t hist[IOPF_LAT_BUCKETS];
 };
 

@@ -58,12 +58,10 @@ static inline void sched_intake(struct iopf_ctx *ctx, struct iopf_group *g)
 	f->refs++;
 	d->cnt.groups++;
 	d->cnt.records += g->nrec;
-	d->cnt.outstanding++;
 	d->cnt.ready++;
 	if (f->cnt) {
 		f->cnt->groups++;
 		f->cnt->records += g->nrec;
-		f->cnt->outstanding++;
 		f->cnt->ready++;
 	}
 	g->pins++; /* the ready queue's */
@@ -105,22 +103,29 @@ static inline struct iopf_group *sched_pop(struct iopf_ctx *ctx)
 	d->cnt.ready--;
 	if (f->cnt)
 		f->cnt->ready--;
-	/* the flow's turn is over: to the back of its device's, or out */
-	if (!(d->fhead = f->anext))
-		d->ftail = NULL;
-	if (f->head)
-		flow_enqueue(d, f);
-	else
-		f->active = false;
-	/* the device's turn: over when empty or its weight is used */
-	if (!d->fhead || --d->credit == 0) {
-		if (!(s->act_head[q] = d->anext))
-			s->act_tail[q] = NULL;
-		d->credit = d->weight;
-		if (d->fhead)
-			dev_enqueue(s, d);
+	/* the flow's turn is over: to the back of its device's, or out. A
+	 * flow alone on its device's list with groups left is its own back:
+	 * nothing moves (the common case of one flow a device). */
+	if (f->anext || !f->head) {
+		if (!(d->fhead = f->anext))
+			d->ftail = NULL;
+		if (f->head)
+			flow_enqueue(d, f);
 		else
-			d->active = false;
+			f->active = false;
+	}
+	/* the device's turn: over when empty or its weight is used; alone
+	 * on its list with flows left, it is its own back too */
+	if (!d->fhead || --d->credit == 0) {
+		d->credit = d->weight;
+		if (d->anext || !d->fhead) {
+			if (!(s->act_head[q] = d->anext))
+				s->act_tail[q] = NULL;
+			if (d->fhead)
+				dev_enqueue(s, d);
+			else
+				d->active = false;
+		}
 	}
 	return g;
 }
@@ -135,7 +140,6 @@ static inline void latency_add(uint64_t *hist, uint64_t ns)
 static inline void count_end(struct sched_count *c, int code, enum gend why,
 		      bool auto_answer, uint64_t latency)
 {
-	c->outstanding--;
 	if (code == NO_ANSWER) {
 		c->kernel++;
 	} else {

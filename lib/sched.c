@@ -162,8 +162,12 @@ struct flow *iopf__flow_lookup(struct iopf_ctx *ctx, uint64_t key)
 
 
 
+/* The context's groups and records count what never got a group object
+ * (malformed, no memory); the rest are counted once, by device. */
 static void add_count(struct iopf_stats *st, const struct sched_count *c)
 {
+	st->groups += c->groups;
+	st->records += c->records;
 	st->answers_success += c->success;
 	st->answers_invalid += c->invalid;
 	st->auto_answers += c->auto_answers;
@@ -250,7 +254,7 @@ static void copy_out(struct iopf_device_stats *st, const struct sched_count *c,
 		.deadline_expired = c->deadline,
 		.kernel_answered = c->kernel,
 		.cancelled = c->gone,
-		.outstanding = c->outstanding,
+		.outstanding = c->groups - c->success - c->invalid - c->kernel,
 		.ready = c->ready,
 	};
 

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * group-inl.h - the per-group steps of group.c, inline for the hot paths
+ * (a fault queue's intake in faultq.c, a handler's return in dispatch.c):
+ * taking a slot, intake, the end, the free. These are group.c's own
+ * functions, not copies: iopf__group_get(), iopf__group_intake(),
+ * iopf__group_end() and iopf__group_put() are these bodies out of line,
+ * and iopf__group_end() stays the one way a group ends. The rare steps
+ * (a new slot, the PRG index, tombs, poison) stay in group.c.
+ * ctx->lock held.
+ */
+#ifndef IOPF_GROUP_INL_H
+#define IOPF_GROUP_INL_H
+
+#include "internal.h"
+#include "sched-inl.h"
+
+/* group.c, out of line */
+struct iopf_group *iopf__group_get_slow(struct iopf_ctx *ctx,
+					struct iopf_source *src,
+					const struct prg_key *key, uint32_t nrec);
+void iopf__group_poison(struct iopf_ctx *ctx, struct iopf_group *g);
+void iopf__group_unindexable(struct iopf_ctx *ctx, struct iopf_group *g);
+int iopf__prg_insert(struct iopf_ctx *ctx, struct iopf_group *g);
+void iopf__prg_remove(struct iopf_ctx *ctx, struct iopf_group *g);
+void iopf__tomb_add(struct iopf_ctx *ctx, iopf_handle_t h, enum gend why);
+
+/* A slot for a group of nrec records, holding a reference to src: the
+ * free list's first when its records fit, else group.c's slow path. */
+static inline struct iopf_group *group_get(struct iopf_ctx *ctx,
+					   struct iopf_source *src,
+					   const struct prg_key *key,
+					   uint32_t nrec)
+{
+	struct iopf_group *g = ctx->free_list;
+
+	if (__builtin_expect(!g || nrec > g->cap, 0))
+		return iopf__group_get_slow(ctx, src, key, nrec);
+	ctx->free_list = g->out_next;
+	/* The links need no reset: each list clears its own when a group
+	 * leaves it (indexed, prg_*), or sets it when one joins (qnext,
+	 * dnext, the deadline list's out_*). */
+	g->key = *key;
+	g->src = src;
+	iopf__source_ref(src);
+	g->nrec = nrec;
+	g->gflags = 0;
+	g->cookie = 0;
+	g->end = END_NONE;
+	return g;
+}
+
+/* Back to the free list: the generation goes up, the source is let go. */
+static inline void group_put(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	struct iopf_source *src = g->src;
+
+	sched_put(ctx, g);
+	g->src = NULL;
+	if (++g->gen == 0) /* handles never carry generation 0 */
+		g->gen = 1;
+	gst_set(g, GS_FREE);
+	if (__builtin_expect(ctx->flags & IOPF_CTX_POISON, 0)) {
+		iopf__group_poison(ctx, g);
+	} else {
+		g->out_next = ctx->free_list;
+		ctx->free_list = g;
+	}
+	iopf__source_unref(src);
+}
+
+static inline void group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	if (--g->pins == 0 && gst(g) == GS_DONE)
+		group_put(ctx, g);
+}
+
+/* A complete group enters the context: outstanding, ready. A group the
+ * PRG index has no room for is answered INVALID at once. Counted by
+ * device only (sched_intake): the context's groups and records are the
+ * sums over devices plus what never got a group object. */
+static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
+				uint64_t now)
+{
+	g->t_in = now;
+	g->seq = ctx->seq++;
+	if (__builtin_expect(ctx->deadline_ms != 0, 0)) {
+		g->out_prev = ctx->out_tail;
+		g->out_next = NULL;
+		if (ctx->out_tail)
+			ctx->out_tail->out_next = g;
+		else
+			ctx->out_head = g;
+		ctx->out_tail = g;
+	}
+	ctx->outstanding++;
+	IOPF_TRACE_GROUP_COMPLETE(g);
+	gst_set(g, GS_QUEUED);
+	sched_intake(ctx, g);
+	if (__builtin_expect(ctx->prg_on, 0) && iopf__prg_insert(ctx, g))
+		iopf__group_unindexable(ctx, g);
+}
+
+static inline void out_remove(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	ctx->outstanding--;
+	if (__builtin_expect(ctx->drainers != 0, 0))
+		pthread_cond_broadcast(&ctx->answered);
+	if (!ctx->deadline_ms)
+		return;
+	if (g->out_prev)
+		g->out_prev->out_next = g->out_next;
+	else
+		ctx->out_head = g->out_next;
+	if (g->out_next)
+		g->out_next->out_prev = g->out_prev;
+	else
+		ctx->out_tail = g->out_prev;
+	g->out_next = g->out_prev = NULL;
+}
+
+/*
+ * End a group's life: the only way any path does it (handler return,
+ * answer by handle or PRG index, flush, drain, deadline, detach, close,
+ * device gone, context free), called as iopf__group_end() or, on the
+ * handler-return path, inline. code is the answer the source sends
+ * (IOPF_CODE_*), or NO_ANSWER when the kernel answered the group itself.
+ * Returns 0, or the error a late answer gets if its life had already
+ * ended (nothing is done then; the caller counts the refusal).
+ */
+static inline int group_end(struct iopf_ctx *ctx, struct iopf_group *g,
+			    int code, enum gend why, bool auto_answer)
+{
+	uint8_t st = gst(g);
+	uint64_t lat;
+
+	if (!gst_live(st))
+		return iopf__end_error(g->end);
+	lat = ctx->now > g->t_in ? ctx->now - g->t_in : 0;
+	/* counted once, by device: the context's totals are their sums */
+	sched_end(ctx, g, code, why, auto_answer, lat);
+	IOPF_TRACE_ANSWER(g, code, why);
+	out_remove(ctx, g);
+	if (__builtin_expect(g->indexed, 0))
+		iopf__prg_remove(ctx, g);
+	/* Room for a queue paused by max_outstanding: whichever thread
+	 * made it, a dispatch round must come to read again. */
+	if (__builtin_expect(ctx->nthrottled != 0, 0) && iopf__dispatch_ctx != ctx)
+		iopf__wake(ctx);
+	if (st != GS_QUEUED && why != END_ANSWERED)
+		iopf__tomb_add(ctx, grp_handle(g), why);
+	g->end = (uint8_t)why;
+	gst_set(g, GS_DONE);
+	g->src->ops->ended(ctx, g->src, g, code);
+	if (!g->pins)
+		group_put(ctx, g);
+	return 0;
+}
+
+#endif
