@@ -19,8 +19,17 @@ void iopf__deliver_push(struct iopf_ctx *ctx, struct iopf_group *g)
 	ctx->deliv_tail = g;
 }
 
-/* Call the respond callbacks of every answer waiting. No lock held. */
+static void deliver_all(struct iopf_ctx *ctx);
+
+/* Call the respond callbacks of every answer waiting, then the destroy
+ * callbacks due (a producer's, once its last answer went). No lock held. */
 void iopf__deliver(struct iopf_ctx *ctx)
+{
+	deliver_all(ctx);
+	iopf__reap(ctx);
+}
+
+static void deliver_all(struct iopf_ctx *ctx)
 {
 	for (;;) {
 		struct iopf_group *list, *g, *nx;

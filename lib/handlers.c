@@ -14,8 +14,8 @@
 
 #define DEVICE_ANY 0xfffffffeu /* handler key: every PASID of a device */
 
-static struct binding *binding_new(enum bkind kind, void (*fn)(void),
-				   void *ud, iopf_destroy_fn destroy)
+struct binding *iopf__binding_new(enum bkind kind, void (*fn)(void),
+				  void *ud, iopf_destroy_fn destroy)
 {
 	struct binding *b = xcalloc(1, sizeof(*b));
 
@@ -130,7 +130,7 @@ static int set_global(struct iopf_ctx *ctx, struct binding **slot,
 
 	if (!ctx)
 		return -EINVAL;
-	if (fn && !(b = binding_new(kind, fn, ud, destroy)))
+	if (fn && !(b = iopf__binding_new(kind, fn, ud, destroy)))
 		return -ENOMEM;
 	pthread_mutex_lock(&ctx->lock);
 	replace(ctx, slot, b);
@@ -146,7 +146,7 @@ static int set_keyed(struct iopf_ctx *ctx, uint32_t dev, uint32_t pasid,
 	struct binding *b = NULL, *old;
 	int rc = 0;
 
-	if (fn && !(b = binding_new(B_HANDLER, (void (*)(void))fn, ud,
+	if (fn && !(b = iopf__binding_new(B_HANDLER, (void (*)(void))fn, ud,
 				    destroy)))
 		return -ENOMEM;
 	pthread_mutex_lock(&ctx->lock);

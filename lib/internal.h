@@ -190,7 +190,7 @@ struct src_ops {
 	void (*throttle)(struct iopf_ctx *ctx, struct iopf_source *src);
 	/* Closed: release the fd and whatever is not memory. */
 	void (*close)(struct iopf_ctx *ctx, struct iopf_source *src);
-	/* The last reference went: free the memory. No lock needed. */
+	/* The last reference went: free the memory (ctx->lock held). */
 	void (*destroy)(struct iopf_source *src);
 };
 
@@ -236,6 +236,7 @@ struct producer {
 	struct iopf_source s;
 	iopf_respond_fn respond;
 	void *respond_ud;
+	struct binding *rb;   /* respond's destroy, if any: put at destroy */
 	unsigned int partial_cap;
 	struct tbl partials;  /* prg_key -> struct partial */
 	struct tbl devs;      /* dev_id -> struct dev_partials */
@@ -284,7 +285,7 @@ struct uevent {
 
 /* A callback and its userdata as set (handlers.c). Counted under
  * ctx->lock: one reference while installed, one per call running. */
-enum bkind { B_HANDLER, B_BATCH, B_CANCEL };
+enum bkind { B_HANDLER, B_BATCH, B_CANCEL, B_RESPOND };
 
 struct binding {
 	union {
@@ -501,6 +502,8 @@ unsigned int iopf__sched_pop_n(struct iopf_ctx *ctx, struct iopf_group **gs,
 void iopf__sched_totals(struct iopf_ctx *ctx, struct iopf_stats *st);
 
 /* handlers.c */
+struct binding *iopf__binding_new(enum bkind kind, void (*fn)(void),
+				  void *ud, iopf_destroy_fn destroy);
 struct binding *iopf__handler_keyed(struct iopf_ctx *ctx, const struct prg_key *k);
 struct binding *iopf__cancel_get(struct iopf_ctx *ctx);
 void iopf__binding_free(struct iopf_ctx *ctx, struct binding *b);

@@ -300,6 +300,9 @@ static void pr_close(struct iopf_ctx *ctx, struct iopf_source *src)
 
 static void pr_destroy(struct iopf_source *src)
 {
+	/* respond can run no more: its destroy is due (reaped outside the
+	 * lock, by iopf__deliver() or whoever reaps next) */
+	iopf__binding_put(src->ctx, P(src)->rb);
 	free(src);
 }
 
@@ -339,6 +342,13 @@ iopf_producer_new(struct iopf_ctx *ctx, const struct iopf_producer_opts *opts)
 	p->s.fd = -1;
 	p->respond = o.respond;
 	p->respond_ud = o.userdata;
+	if (o.destroy &&
+	    !(p->rb = iopf__binding_new(B_RESPOND, (void (*)(void))o.respond,
+					o.userdata, o.destroy))) {
+		free(p);
+		errno = ENOMEM;
+		return NULL;
+	}
 	p->partial_cap = o.partial_cap ? o.partial_cap : IOPF_DEFAULT_PARTIAL_CAP;
 	pthread_mutex_lock(&ctx->lock);
 	iopf__source_add(ctx, &p->s);

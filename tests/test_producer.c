@@ -219,6 +219,59 @@ START_TEST(deferred_producer_answer_by_handle)
 }
 END_TEST
 
+static int resp_destroyed;
+static int answers_at_destroy;
+
+static void on_resp_destroy(void *ud)
+{
+	resp_destroyed++;
+	answers_at_destroy = ((struct resp_log *)ud)->n;
+}
+
+static int h_defer_p(struct iopf_group *g, void *ud)
+{
+	(void)g;
+	(void)ud;
+	return IOPF_DEFER;
+}
+
+/* since 1.3: the respond userdata's destroy, once, after the last answer */
+START_TEST(respond_destroy_after_the_last_answer)
+{
+	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
+	struct resp_log l = { 0 };
+	IOPF_OPTS(iopf_producer_opts, po, .respond = on_resp, .userdata = &l,
+		  .destroy = on_resp_destroy);
+	struct iopf_source *p = iopf_producer_new(ctx, &po);
+	struct iopf_request r = req(1, IOPF_NO_PASID, 3, 0, true);
+
+	resp_destroyed = answers_at_destroy = 0;
+	ck_assert_ptr_nonnull(p);
+	iopf_ctx_set_handler(ctx, h_defer_p, NULL);
+	ck_assert_int_eq(iopf_producer_submit(p, &r), 1);
+	drive(ctx); /* deferred: outstanding */
+	ck_assert_int_eq(resp_destroyed, 0);
+	iopf_source_close(p); /* answers it INVALID through respond */
+	ck_assert_int_eq(l.n, 1);
+	ck_assert_int_eq(resp_destroyed, 1);
+	ck_assert_int_eq(answers_at_destroy, 1); /* after the last answer */
+	iopf_ctx_free(ctx);
+	ck_assert_int_eq(resp_destroyed, 1);
+
+	/* a producer still open when its context is freed */
+	ctx = iopf_ctx_new(NULL);
+	l.n = 0;
+	p = iopf_producer_new(ctx, &po);
+	iopf_ctx_set_handler(ctx, h_defer_p, NULL);
+	ck_assert_int_eq(iopf_producer_submit(p, &r), 1);
+	drive(ctx);
+	iopf_ctx_free(ctx);
+	ck_assert_int_eq(l.n, 1);
+	ck_assert_int_eq(resp_destroyed, 2);
+	ck_assert_int_eq(answers_at_destroy, 1);
+}
+END_TEST
+
 Suite *suite_producer(void)
 {
 	Suite *s = suite_create("producer");
@@ -230,6 +283,7 @@ Suite *suite_producer(void)
 	tcase_add_test(tc, bad_requests_refused);
 	tcase_add_test(tc, alloc_failure_answers_through_respond);
 	tcase_add_test(tc, deferred_producer_answer_by_handle);
+	tcase_add_test(tc, respond_destroy_after_the_last_answer);
 	suite_add_tcase(s, tc);
 	return s;
 }

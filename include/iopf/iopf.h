@@ -213,6 +213,12 @@ typedef void (*iopf_respond_fn)(const struct iopf_response *resp,
 				void *userdata);
 
 /**
+ * @brief Frees a callback's userdata once no thread can call it (as
+ * GLib's GDestroyNotify).
+ */
+typedef void (*iopf_destroy_fn)(void *userdata);
+
+/**
  * @brief A log callback. `level` is a syslog level (3 error ... 7 debug).
  * Called with the context's lock held: it must not call libiopf.
  */
@@ -650,6 +656,11 @@ struct iopf_producer_opts {
 	/** Partial requests held per device; past it they are dropped and
 	 *  counted and the group is flagged IOPF_GROUP_TRUNCATED. 0: 256. */
 	unsigned int partial_cap;
+	/** Since 1.3: called once with userdata when respond can no longer
+	 *  be called: the producer is closed (or its context freed) and its
+	 *  last answer delivered. No lock held; as a destroy callback of
+	 *  iopf_ctx_set_handler_full(). NULL: none. */
+	iopf_destroy_fn destroy;
 };
 
 /**
@@ -1038,11 +1049,6 @@ IOPF_API int iopf_ctx_dispatch_bounded(struct iopf_ctx *ctx,
 IOPF_API int iopf_ctx_set_device_sched(struct iopf_ctx *ctx, uint32_t dev_id,
 				       unsigned int weight, unsigned int flags);
 
-/**
- * @brief Frees a callback's userdata once no thread can call it (as
- * GLib's GDestroyNotify).
- */
-typedef void (*iopf_destroy_fn)(void *userdata);
 
 /**
  * @brief iopf_ctx_set_handler() with a destroy callback for userdata.
