@@ -109,27 +109,28 @@ impl Context {
                 u32::try_from(d.as_millis().max(1)).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?
             }
         };
-        let opts = sys::iopf_ctx_opts {
-            sz: std::mem::size_of::<sys::iopf_ctx_opts>(),
-            workers: o.workers,
-            batch_max: o.batch_max,
-            max_outstanding: o.max_outstanding,
-            deadline_ms,
-            log_fn: if o.log_stderr {
-                Some(sys::iopf_log_stderr)
-            } else {
-                None
-            },
-            log_userdata: ptr::null_mut(),
-            log_level: o.log_level,
-            dispatch_max_groups: o.dispatch_max_groups,
-            dispatch_max_us: micros(o.dispatch_max_time)?,
-            flags: if o.pasid_stats {
-                sys::IOPF_CTX_PASID_STATS
-            } else {
-                0
-            } | if o.poison { sys::IOPF_CTX_POISON } else { 0 },
+        // Zeroed first: fields a newer header appends take their defaults
+        // (and the crate still builds against it).
+        let mut opts: sys::iopf_ctx_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<sys::iopf_ctx_opts>();
+        opts.workers = o.workers;
+        opts.batch_max = o.batch_max;
+        opts.max_outstanding = o.max_outstanding;
+        opts.deadline_ms = deadline_ms;
+        opts.log_fn = if o.log_stderr {
+            Some(sys::iopf_log_stderr)
+        } else {
+            None
         };
+        opts.log_userdata = ptr::null_mut();
+        opts.log_level = o.log_level;
+        opts.dispatch_max_groups = o.dispatch_max_groups;
+        opts.dispatch_max_us = micros(o.dispatch_max_time)?;
+        opts.flags = if o.pasid_stats {
+            sys::IOPF_CTX_PASID_STATS
+        } else {
+            0
+        } | if o.poison { sys::IOPF_CTX_POISON } else { 0 };
         let raw = unsafe { sys::iopf_ctx_new(&opts) };
         if raw.is_null() {
             return Err(io::Error::last_os_error());

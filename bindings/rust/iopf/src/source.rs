@@ -24,12 +24,13 @@ pub struct FaultQueueOptions {
 
 impl FaultQueueOptions {
     fn raw(&self, flags: u32) -> sys::iopf_fault_queue_opts {
-        sys::iopf_fault_queue_opts {
-            sz: std::mem::size_of::<sys::iopf_fault_queue_opts>(),
-            flags,
-            read_records: self.read_records,
-            max_read_records: self.max_read_records,
-        }
+        // Zeroed first: fields a newer header appends take their defaults.
+        let mut o: sys::iopf_fault_queue_opts = unsafe { std::mem::zeroed() };
+        o.sz = std::mem::size_of::<sys::iopf_fault_queue_opts>();
+        o.flags = flags;
+        o.read_records = self.read_records;
+        o.max_read_records = self.max_read_records;
+        o
     }
 }
 
@@ -176,12 +177,13 @@ impl Context {
         // Kept until the context is freed: answers of a closed producer
         // may still be being delivered on another thread.
         let ud = shared.keep(cell) as *mut c_void;
-        let o = sys::iopf_producer_opts {
-            sz: std::mem::size_of::<sys::iopf_producer_opts>(),
-            respond: Some(respond_tramp),
-            userdata: ud,
-            partial_cap: opts.partial_cap,
-        };
+        // Zeroed first: fields a newer header appends take their defaults
+        // (and the crate still builds against it).
+        let mut o: sys::iopf_producer_opts = unsafe { std::mem::zeroed() };
+        o.sz = std::mem::size_of::<sys::iopf_producer_opts>();
+        o.respond = Some(respond_tramp);
+        o.userdata = ud;
+        o.partial_cap = opts.partial_cap;
         let raw = unsafe { sys::iopf_producer_new(self.raw(), &o) };
         if raw.is_null() {
             return Err(io::Error::last_os_error());
