@@ -211,11 +211,26 @@ struct mctx {
 	struct iopf_stats st;      /* at teardown */
 };
 
+/* A handler's userdata (1.3): set with a destroy callback, which must
+ * come exactly once and after the handler's last call. Tokens are kept
+ * (never freed) until the scenario ends, so a late call is seen. */
+#define TOKEN_MAGIC 0x746f6b656e21ull
+struct token {
+	uint64_t magic;
+	struct mctx *c;
+	atomic_int running;      /* calls of the handler in progress */
+	atomic_int destroyed;
+	struct token *next;      /* S.tokens */
+};
+
 struct item {                    /* a deferred group, for the guests */
 	uint32_t gid;
 	uint16_t ctxi;
 	iopf_handle_t h;
 };
+
+static pthread_mutex_t tokens_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct token *tokens;
 
 static struct {
 	uint64_t seed;
@@ -596,9 +611,64 @@ static void teardown_leave(void)
 	atomic_fetch_sub(&S.xinflight, 1);
 }
 
+static int handler_body(struct mctx *c, struct iopf_group *g);
+
 static int handler(struct iopf_group *g, void *ud)
 {
-	struct mctx *c = ud;
+	struct token *t = ud;
+	int rc;
+
+	CHECK(t->magic == TOKEN_MAGIC, "handler userdata is not a token");
+	CHECK(!atomic_load(&t->destroyed),
+	      "handler called after its userdata was destroyed");
+	atomic_fetch_add(&t->running, 1);
+	rc = handler_body(t->c, g);
+	atomic_fetch_sub(&t->running, 1);
+	return rc;
+}
+
+static void token_destroy(void *ud)
+{
+	struct token *t = ud;
+
+	CHECK(atomic_fetch_add(&t->destroyed, 1) == 0,
+	      "a handler's userdata destroyed twice");
+	CHECK(atomic_load(&t->running) == 0,
+	      "a handler's userdata destroyed while the handler runs");
+}
+
+static struct token *token_new(struct mctx *c)
+{
+	struct token *t = calloc(1, sizeof(*t));
+
+	CHECK(t != NULL, "no memory for a token");
+	t->magic = TOKEN_MAGIC;
+	t->c = c;
+	pthread_mutex_lock(&tokens_mu);
+	t->next = tokens;
+	tokens = t;
+	pthread_mutex_unlock(&tokens_mu);
+	return t;
+}
+
+/* Every token set was destroyed exactly once (after the contexts went). */
+static void tokens_check_and_free(void)
+{
+	pthread_mutex_lock(&tokens_mu);
+	while (tokens) {
+		struct token *t = tokens;
+
+		tokens = t->next;
+		CHECK(atomic_load(&t->destroyed) == 1,
+		      "a handler's userdata destroyed %d times, not once",
+		      atomic_load(&t->destroyed));
+		free(t);
+	}
+	pthread_mutex_unlock(&tokens_mu);
+}
+
+static int handler_body(struct mctx *c, struct iopf_group *g)
+{
 	struct rng *r = trng();
 	uint32_t gid = check_group(g, "handler");
 	struct ginfo *gi = &S.g[gid];
@@ -867,7 +937,12 @@ static void *dispatcher(void *arg)
 
 			poll(&p, 1, 5);
 			t_nbulk = 0;
-			rc = iopf_ctx_dispatch(c->ctx);
+			if (chance(trng(), 300)) /* a slice (1.3) */
+				rc = iopf_ctx_dispatch_bounded(c->ctx, 1 + below(trng(), 64),
+							       chance(trng(), 500) ?
+							       1 + below(trng(), 500) : 0);
+			else
+				rc = iopf_ctx_dispatch(c->ctx);
 			t_nbulk = 0;
 			/* -EIO: a read the fake's chaos failed (retried) */
 			CHECK(rc >= 0 || rc == -EBUSY || rc == -EIO,
@@ -1091,7 +1166,8 @@ static void handlers_back(bool now)
 		struct mctx *c = &S.ctx[ci];
 
 		if (c->handler_off && (now || now_ns() - c->off_ns > 1000000u)) {
-			CHECK(iopf_ctx_set_handler(c->ctx, handler, c) == 0,
+			CHECK(iopf_ctx_set_handler_full(c->ctx, handler, token_new(c),
+							token_destroy) == 0,
 			      "iopf_ctx_set_handler failed");
 			c->handler_off = false;
 		}
@@ -1185,6 +1261,21 @@ static void control_op(struct rng *r)
 
 		rc = iopf_ctx_get_stats(c->ctx, &st);
 		CHECK(rc == 0, "iopf_ctx_get_stats returned %d", rc);
+	} else if (p < 53 && !c->no_default && !c->handler_off) {
+		/* Replace the default handler while workers may run the old
+		 * one (1.3): its userdata's destroy must wait for them. */
+		rc = iopf_ctx_set_handler_full(c->ctx, handler, token_new(c),
+					       token_destroy);
+		CHECK(rc == 0, "iopf_ctx_set_handler_full returned %d", rc);
+		if (chance(r, 300)) {
+			rc = iopf_ctx_quiesce(c->ctx);
+			CHECK(rc == 0, "iopf_ctx_quiesce returned %d", rc);
+		}
+	} else if (p < 55) {
+		/* Turns change (1.3): order only, never an answer. */
+		rc = iopf_ctx_set_device_sched(c->ctx, d->id, 1 + below(r, 4),
+					       chance(r, 300) ? IOPF_SCHED_PRIORITY : 0);
+		CHECK(rc == 0, "iopf_ctx_set_device_sched returned %d", rc);
 	}
 	handlers_back(false);
 	/* Devices come back (iommufd hands the id out again). */
@@ -1284,7 +1375,7 @@ static void start_ctx(struct mctx *c, struct rng *r)
 	c->ctx = iopf_ctx_new(&o);
 	CHECK(c->ctx, "iopf_ctx_new: %s", strerror(errno));
 	if (!c->no_default)
-		iopf_ctx_set_handler(c->ctx, handler, c);
+		iopf_ctx_set_handler_full(c->ctx, handler, token_new(c), token_destroy);
 	iopf_ctx_set_cancel_handler(c->ctx, on_cancel, c);
 	for (int i = 0; i < c->nsrc; i++) {
 		struct msrc *ms = &c->src[i];
@@ -1297,11 +1388,13 @@ static void start_ctx(struct mctx *c, struct rng *r)
 			if (c->no_default && i == bare_src && k == bare_dev)
 				continue;
 			if (c->no_default || chance(r, 200))
-				CHECK(iopf_ctx_set_device_handler(c->ctx, d->id, handler, c) == 0,
+				CHECK(iopf_ctx_set_device_handler_full(c->ctx, d->id, handler,
+								       token_new(c), token_destroy) == 0,
 				      "iopf_ctx_set_device_handler failed");
 			if (chance(r, 200))
-				CHECK(iopf_ctx_set_pasid_handler(c->ctx, d->id, pick_pasid(r),
-								 handler, c) == 0,
+				CHECK(iopf_ctx_set_pasid_handler_full(c->ctx, d->id, pick_pasid(r),
+								      handler, token_new(c),
+								      token_destroy) == 0,
 				      "iopf_ctx_set_pasid_handler failed");
 		}
 		source_open(ms);
@@ -1586,6 +1679,7 @@ static uint64_t run_scenario(int index, uint64_t sseed, uint64_t groups)
 	}
 
 	done = oracle();
+	tokens_check_and_free(); /* every handler userdata destroyed once */
 	if (opt_verbose) {
 		for (int ci = 0; ci < S.nctx; ci++) {
 			struct iopf_stats *st = &S.ctx[ci].st;
