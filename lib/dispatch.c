@@ -349,7 +349,9 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 			cut = true;
 			break;
 		}
-		if (t_end && iopf__now_ns() >= t_end) {
+		/* at least one group a call, however small the budget (or
+		 * however long the round's reads took): always progress */
+		if (t_end && handled && iopf__now_ns() >= t_end) {
 			cut = true;
 			break;
 		}

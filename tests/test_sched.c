@@ -201,6 +201,25 @@ START_TEST(bounded_by_time_starts_no_handler_past_budget)
 }
 END_TEST
 
+/* A budget smaller than the round itself still hands out a group a call:
+ * a loop of bounded calls always gets through. */
+START_TEST(tiny_budget_still_progresses)
+{
+	struct tctx t;
+	int n = 0, calls = 0;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	for (int i = 0; i < 5; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	while (n < 5 && calls++ < 5)
+		ck_assert_int_ge(iopf_ctx_dispatch_bounded(t.ctx, 0, 1), 1);
+	ck_assert_int_eq(n, 5);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 /* More flows than are cached idle: flows are let go and made again. */
 START_TEST(many_pasids_flows_recycled)
 {
@@ -491,6 +510,7 @@ Suite *suite_sched(void)
 	tcase_add_test(tc, weights_and_priority);
 	tcase_add_test(tc, bounded_by_groups_leaves_fd_readable_and_writes_per_slice);
 	tcase_add_test(tc, bounded_by_time_starts_no_handler_past_budget);
+	tcase_add_test(tc, tiny_budget_still_progresses);
 	tcase_add_test(tc, many_pasids_flows_recycled);
 	tcase_add_test(tc, device_and_pasid_stats);
 	tcase_add_test(tc, destroy_called_once_when_replaced_removed_or_freed);

@@ -1026,7 +1026,9 @@ IOPF_API int iopf_ctx_device_gone(struct iopf_ctx *ctx, uint32_t dev_id);
  * @param max_us time budget in microseconds; 0: the context's
  *        dispatch_max_us option (0 there: no limit). A handler running when
  *        it is spent is not interrupted: a call lasts at most max_us plus
- *        one handler call.
+ *        one handler call. A call with groups ready hands out at least
+ *        one, however small the budget: a loop of calls always gets
+ *        through.
  * @return as iopf_ctx_dispatch().
  * Thread safety: as iopf_ctx_dispatch().
  */
