@@ -44,7 +44,21 @@ static struct {
 	bool final;
 	uint32_t gone_mask;
 	bool gone_ever; /* a gone device's producer groups get no answer */
+	unsigned int handler_sets, handler_destroys; /* _full setters (1.3) */
+	bool sliced;    /* a dispatch may leave groups ready, no handle issued */
 } S;
+
+/* Each set gets its own userdata (0x1000 + n): the same userdata and
+ * destroy set again would be handed over, not destroyed (by design). */
+static void on_destroy(void *ud)
+{
+	uintptr_t n = (uintptr_t)ud - 0x1000;
+
+	FUZZ_CHECK(n < S.handler_sets, "destroy got userdata %p", ud);
+	S.handler_destroys++;
+	FUZZ_CHECK(S.handler_destroys <= S.handler_sets,
+		   "more destroys than handlers set");
+}
 
 static void log_cb(int level, const char *msg, void *ud)
 {
@@ -137,6 +151,10 @@ static struct iopf_ctx *try_ctx(void)
 	if ((b2 & 0x20) &&
 	    sz >= offsetof(struct iopf_ctx_opts, log_fn) + sizeof(o.log_fn))
 		o.log_fn = log_cb;
+	/* 1.3: bounded dispatch by default, PASID counters, poison, and one
+	 * flag bit no release knows */
+	o.dispatch_max_groups = (b3 & 0x40) ? (b3 & 7) : 0;
+	o.flags = (b3 >> 3) & 7;
 	/* a size cutting through `workers` must not ask for 255 threads */
 	if (sz > offsetof(struct iopf_ctx_opts, workers) &&
 	    sz < offsetof(struct iopf_ctx_opts, workers) + sizeof(o.workers) &&
@@ -144,7 +162,10 @@ static struct iopf_ctx *try_ctx(void)
 		o.workers = 1025;
 	seen(&eff, &o, sizeof(o), sz);
 	ok = sz >= sizeof(size_t) && !(dirty && sz > sizeof(o)) &&
-	     eff.log_level >= 0 && eff.log_level <= 7 && eff.workers <= 1024;
+	     eff.log_level >= 0 && eff.log_level <= 7 && eff.workers <= 1024 &&
+	     !(eff.flags & ~(IOPF_CTX_PASID_STATS | IOPF_CTX_POISON));
+	if (ok && eff.dispatch_max_groups)
+		S.sliced = true;
 	buf = opts_buf(&o, sizeof(o), sz, dirty, b3);
 	errno = 0;
 	ctx = iopf_ctx_new(buf);
@@ -326,8 +347,12 @@ static void respond(iopf_handle_t h, int code)
 			 -ENOENT), "respond gave %d", rc);
 	if (rc)
 		return;
-	FUZZ_CHECK(i >= 0, "handle %#llx never issued answered a group",
+	/* a group left ready by a bounded dispatch has no handle issued,
+	 * but a guessed one may answer it, as any live group's */
+	FUZZ_CHECK(i >= 0 || S.sliced, "handle %#llx never issued answered a group",
 		   (unsigned long long)h);
+	if (i < 0)
+		return;
 	FUZZ_CHECK(!S.done[i], "handle %#llx answered twice",
 		   (unsigned long long)h);
 	S.done[i] = true;
@@ -466,6 +491,20 @@ static void do_op(void)
 		rc = iopf_ctx_set_log(S.ctx, (f & 0x40) ? log_cb : NULL, NULL,
 				      (int)(int8_t)rd_u8(&S.rd));
 		FUZZ_CHECK(rc == 0 || rc == -EINVAL, "set_log gave %d", rc);
+		if (f & 0x80) { /* 1.3: a device handler with a destroy, turns */
+			uint32_t w = rd_u8(&S.rd), sf = rd_u8(&S.rd);
+			rc = iopf_ctx_set_device_handler_full(
+				S.ctx, dev & 3, handler,
+				(void *)(uintptr_t)(0x1000 + S.handler_sets), on_destroy);
+			FUZZ_CHECK(rc == 0 || rc == -ENOMEM,
+				   "set_device_handler_full gave %d", rc);
+			if (rc == 0)
+				S.handler_sets++;
+			rc = iopf_ctx_set_device_sched(S.ctx, dev & 3, w * 300, sf);
+			FUZZ_CHECK((sf & ~IOPF_SCHED_PRIORITY) || w * 300 > 65536 ?
+					   rc == -EINVAL : (rc == 0 || rc == -ENOMEM),
+				   "set_device_sched(%u, %#x) gave %d", w * 300, sf, rc);
+		}
 		break;
 	case 7: /* devices: gone (after the kernel answered), unwatch */
 		if (f & 0x10) {
@@ -505,7 +544,24 @@ static void do_op(void)
 			if (S.fq[k] && !S.fq_closed[k] && (f & (0x10 << k)))
 				fk_trigger(S.f[k], dev & 3, (f & 0x40) ? 3 : 0,
 					   (dev >> 2) & 3, IOPF_PERM_READ, 0x5000);
-		dispatch();
+		if (f & 0x80) { /* 1.3: a bounded slice, then device counters */
+			IOPF_OPTS(iopf_device_stats, ds);
+
+			S.sliced = true;
+			rc = iopf_ctx_dispatch_bounded(S.ctx, dev >> 5, dev & 3);
+			FUZZ_CHECK(rc >= 0, "dispatch_bounded gave %d", rc);
+			rc = iopf_ctx_get_device_stats(S.ctx, dev & 3, 0,
+						       IOPF_ALL_PASIDS, &ds);
+			FUZZ_CHECK(rc == 0 || rc == -ENOENT, "device stats gave %d", rc);
+			FUZZ_CHECK(rc || ds.outstanding <= ds.groups,
+				   "device %u: %llu outstanding of %llu groups", dev & 3,
+				   (unsigned long long)ds.outstanding,
+				   (unsigned long long)ds.groups);
+			rc = iopf_ctx_list_devices(S.ctx, NULL, 0);
+			FUZZ_CHECK(rc >= 0, "list_devices gave %d", rc);
+		} else {
+			dispatch();
+		}
 		break;
 	case 10: /* close a source */
 		if ((f & 0x10) && S.prod && !S.prod_closed) {
@@ -552,6 +608,21 @@ static void null_checks(void)
 			   iopf_producer_flush_pasid(NULL, 0, 0) == -EINVAL &&
 			   iopf_stats_latency_ns(NULL, 0.5) == 0,
 		   "a NULL argument was not refused with -EINVAL");
+	FUZZ_CHECK(iopf_ctx_dispatch_bounded(NULL, 1, 1) == -EINVAL &&
+			   iopf_ctx_quiesce(NULL) == -EINVAL &&
+			   iopf_ctx_set_device_sched(NULL, 0, 1, 0) == -EINVAL &&
+			   iopf_ctx_set_handler_full(NULL, handler, NULL, NULL) == -EINVAL &&
+			   iopf_ctx_set_device_handler_full(NULL, 0, handler, NULL, NULL) == -EINVAL &&
+			   iopf_ctx_set_pasid_handler_full(NULL, 0, 0, handler, NULL, NULL) == -EINVAL &&
+			   iopf_ctx_set_batch_handler_full(NULL, NULL, NULL, NULL) == -EINVAL &&
+			   iopf_ctx_set_cancel_handler_full(NULL, NULL, NULL, NULL) == -EINVAL &&
+			   iopf_ctx_get_device_stats(NULL, 0, 0, IOPF_ALL_PASIDS, NULL) == -EINVAL &&
+			   iopf_ctx_list_devices(NULL, NULL, 0) == -EINVAL &&
+			   iopf_ctx_list_pasids(NULL, 0, NULL, 0) == -EINVAL &&
+			   iopf_device_stats_latency_ns(NULL, 0.5) == 0 &&
+			   iopf_ctx_set_device_flags(NULL, 0, 0) == -EINVAL &&
+			   iopf_group_record_info(NULL, 0, NULL) == -EINVAL,
+		   "a NULL argument to a 1.3 call was not refused with -EINVAL");
 	errno = 0;
 	FUZZ_CHECK(!iopf_fault_queue_adopt(NULL, 0, 0, NULL) && errno == EINVAL,
 		   "adopt(NULL ctx)");
@@ -608,6 +679,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(!left || fz_allowed("stall"),
 		   "groups never read with every handle answered (queue stalled)");
 	iopf_ctx_free(S.ctx);
+	/* every handler set with a destroy was destroyed once (1.3) */
+	FUZZ_CHECK(S.handler_destroys == S.handler_sets,
+		   "%u handlers set with a destroy, %u destroyed",
+		   S.handler_sets, S.handler_destroys);
 	FUZZ_CHECK(S.gone_ever ? S.responded <= S.completed :
 				 S.responded == S.completed,
 		   "%llu producer groups completed, %llu answers",
