@@ -54,8 +54,9 @@
 //! A handler, batch handler or cancel closure that is replaced or removed
 //! is dropped exactly once, when no thread can run it any more: at once if
 //! none runs it, else after its last running call returns
-//! ([`Context::quiesce`] waits for that). Producers' respond closures are
-//! kept until the context is dropped.
+//! ([`Context::quiesce`] waits for that). A producer's respond closure is
+//! dropped once the producer is closed and its last answer delivered
+//! (`iopf_producer_opts.destroy`, libiopf 1.3).
 
 mod context;
 mod group;

@@ -121,14 +121,6 @@ impl Shared {
         }
     }
 
-    /// Keep a closure until the context is freed; returns its address,
-    /// stable because it is boxed.
-    pub(crate) fn keep<T: Any + Send + Sync>(&self, v: Box<T>) -> *const T {
-        let p: *const T = &*v;
-        lock(&self.kept).push(v);
-        p
-    }
-
     /// Drop a closure libiopf let go of (its destroy callback: no thread
     /// can run it any more). Its captures may call libiopf as they go (a
     /// Deferred answers INVALID, a Context is freed): as inside a callback,

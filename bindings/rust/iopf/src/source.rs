@@ -174,9 +174,9 @@ impl Context {
             shared: Arc::as_ptr(shared),
             serial: Serial::new(Box::new(respond), "respond"),
         });
-        // Kept until the context is freed: answers of a closed producer
-        // may still be being delivered on another thread.
-        let ud = shared.keep(cell) as *mut c_void;
+        // Dropped by libiopf's destroy callback (1.3) once the producer is
+        // closed and its last answer delivered (respond_destroy).
+        let ud = Box::into_raw(cell) as *mut c_void;
         // Zeroed first: fields a newer header appends take their defaults
         // (and the crate still builds against it).
         let mut o: sys::iopf_producer_opts = unsafe { std::mem::zeroed() };
@@ -184,9 +184,13 @@ impl Context {
         o.respond = Some(respond_tramp);
         o.userdata = ud;
         o.partial_cap = opts.partial_cap;
+        o.destroy = Some(respond_destroy);
         let raw = unsafe { sys::iopf_producer_new(self.raw(), &o) };
         if raw.is_null() {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            // refused: libiopf never calls destroy then
+            drop(unsafe { Box::from_raw(ud as *mut RespondCell) });
+            return Err(e);
         }
         Ok(Producer {
             src: Source {
@@ -320,6 +324,16 @@ struct RespondCell {
 // SAFETY: `shared` is only dereferenced inside callbacks, while alive.
 unsafe impl Send for RespondCell {}
 unsafe impl Sync for RespondCell {}
+
+/// libiopf's destroy callback of a producer's userdata: respond can run no
+/// more (the producer is closed and its last answer delivered).
+unsafe extern "C" fn respond_destroy(ud: *mut c_void) {
+    let cell = Box::from_raw(ud as *mut RespondCell);
+    // SAFETY: destroy runs before iopf_ctx_free() returns, and the Shared
+    // outlives that (Shared::free borrows it).
+    let shared = &*cell.shared;
+    shared.dispose(cell);
+}
 
 unsafe extern "C" fn respond_tramp(r: *const sys::iopf_response, ud: *mut c_void) {
     let cell = &*(ud as *const RespondCell);

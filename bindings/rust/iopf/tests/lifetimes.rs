@@ -242,3 +242,33 @@ fn a_deferred_captured_by_a_dropped_closure_answers_invalid() {
     assert_eq!(answers.lock().unwrap()[&(1, None, 2)], vec![Code::Invalid]);
     assert_eq!(total(&answers), 2);
 }
+
+#[test]
+fn a_closed_producers_respond_closure_is_dropped_after_its_last_answer() {
+    let ctx = Context::new().unwrap();
+    let (c, drops, _) = Counted::new();
+    let answers = Arc::new(Mutex::new(0usize));
+    let a = answers.clone();
+    let p = ctx
+        .producer(move |_r| {
+            let _keep = &c; // the closure owns the counter
+            *a.lock().unwrap() += 1;
+        })
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    ctx.set_handler(move |g| {
+        tx.send(g.defer()).unwrap();
+        Answer::Defer
+    })
+    .unwrap();
+    submit(&p, (1, None, 3), 1);
+    dispatch_until_handled(&ctx, 1);
+    let d = rx.recv().unwrap();
+    assert_eq!(count(&drops), 0, "alive while its producer is open");
+    drop(p); // closes it: the deferred group is answered INVALID through respond
+    assert_eq!(*answers.lock().unwrap(), 1);
+    assert_eq!(count(&drops), 1, "dropped once its last answer went");
+    drop(d); // its group was answered by the close: refused, no answer
+    drop(ctx);
+    assert_eq!(count(&drops), 1);
+}
