@@ -25,6 +25,25 @@ int iopf__prg_insert(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__prg_remove(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__tomb_add(struct iopf_ctx *ctx, iopf_handle_t h, enum gend why);
 
+/* A slot taken for a group of nrec records: its fields set, src held.
+ * The links need no reset: each list clears its own when a group leaves
+ * it (indexed, prg_*), or sets it when one joins (qnext, dnext, the
+ * deadline list's out_*). */
+static inline struct iopf_group *group_init(struct iopf_group *g,
+					    struct iopf_source *src,
+					    const struct prg_key *key,
+					    uint32_t nrec)
+{
+	g->key = *key;
+	g->src = src;
+	iopf__source_ref(src);
+	g->nrec = nrec;
+	g->gflags = 0;
+	g->cookie = 0;
+	g->end = END_NONE;
+	return g;
+}
+
 /* A slot for a group of nrec records, holding a reference to src: the
  * free list's first when its records fit, else group.c's slow path. */
 static inline struct iopf_group *group_get(struct iopf_ctx *ctx,
@@ -37,17 +56,7 @@ static inline struct iopf_group *group_get(struct iopf_ctx *ctx,
 	if (__builtin_expect(!g || nrec > g->cap, 0))
 		return iopf__group_get_slow(ctx, src, key, nrec);
 	ctx->free_list = g->out_next;
-	/* The links need no reset: each list clears its own when a group
-	 * leaves it (indexed, prg_*), or sets it when one joins (qnext,
-	 * dnext, the deadline list's out_*). */
-	g->key = *key;
-	g->src = src;
-	iopf__source_ref(src);
-	g->nrec = nrec;
-	g->gflags = 0;
-	g->cookie = 0;
-	g->end = END_NONE;
-	return g;
+	return group_init(g, src, key, nrec);
 }
 
 /* Back to the free list: the generation goes up, the source is let go. */

@@ -121,17 +121,7 @@ struct iopf_group *iopf__group_get_slow(struct iopf_ctx *ctx,
 		g->ext = r;
 		g->cap = nrec;
 	}
-	/* The links need no reset: each list clears its own when a group
-	 * leaves it (indexed, prg_*), or sets it when one joins (qnext,
-	 * dnext, the deadline list's out_*). */
-	g->key = *key;
-	g->src = src;
-	iopf__source_ref(src);
-	g->nrec = nrec;
-	g->gflags = 0;
-	g->cookie = 0;
-	g->end = END_NONE;
-	return g;
+	return group_init(g, src, key, nrec);
 }
 
 /* A slot for a group of nrec records, holding a reference to src. */
