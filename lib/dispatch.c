@@ -136,8 +136,7 @@ static void batch_pre(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 {
 	/* Without keyed handlers every group has the same one: resolved
 	 * once (the lock is held, so it cannot change meanwhile). */
-	struct binding *one = ctx->handlers.n ? NULL :
-			      ctx->batch_b ? ctx->batch_b : ctx->def_b;
+	struct binding *one = ctx->handlers.n ? NULL : iopf__handler_any(ctx);
 
 	for (int i = 0; i < n; i++)
 		hb->call[i] = (hb->b[i] = handle_pre(ctx, gs[i], one)) != NULL;
@@ -199,8 +198,7 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	if (iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);
-	iopf__deliver(ctx);
-	iopf__reap(ctx);
+	iopf__deliver(ctx); /* and the destroy callbacks due */
 }
 
 /* A worker's groups (n <= HANDLE_BATCH). No lock held on entry. */
@@ -383,8 +381,7 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 	if (ctx->sched.nready) /* left over, or submitted by a callback */
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);
-	iopf__deliver(ctx);
-	iopf__reap(ctx);
+	iopf__deliver(ctx); /* and the destroy callbacks due */
 
 	iopf__dispatch_ctx = NULL;
 	atomic_store(&ctx->busy, false);

@@ -508,6 +508,13 @@ struct binding *iopf__handler_keyed(struct iopf_ctx *ctx, const struct prg_key *
 struct binding *iopf__cancel_get(struct iopf_ctx *ctx);
 void iopf__binding_free(struct iopf_ctx *ctx, struct binding *b);
 
+/* The binding of groups no device or PASID handler takes: the batch
+ * handler's, else the default one's (ctx->lock held). */
+static inline struct binding *iopf__handler_any(struct iopf_ctx *ctx)
+{
+	return ctx->batch_b ? ctx->batch_b : ctx->def_b;
+}
+
 /* The binding that handles a group now, referenced (ctx->lock held):
  * its (device, PASID)'s, its device's, the batch or the default one. */
 static inline struct binding *iopf__handler_get(struct iopf_ctx *ctx,
@@ -516,7 +523,7 @@ static inline struct binding *iopf__handler_get(struct iopf_ctx *ctx,
 	struct binding *b = ctx->handlers.n ? iopf__handler_keyed(ctx, k) : NULL;
 
 	if (!b)
-		b = ctx->batch_b ? ctx->batch_b : ctx->def_b;
+		b = iopf__handler_any(ctx);
 	if (b)
 		b->refs++;
 	return b;

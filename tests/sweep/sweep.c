@@ -720,6 +720,63 @@ static void c_set_dev_handler(struct result *res)
 	raise_groups(E->main_f, 6, 1, 1);
 }
 
+/* 1.3: setters with a destroy callback allocate their binding; refused,
+ * they change nothing and never call destroy. */
+static int sweep_destroys;
+static void sweep_destroy(void *ud)
+{
+	(void)ud;
+	sweep_destroys++;
+}
+
+static void c_set_handler_full(struct result *res)
+{
+	int rc;
+
+	sweep_destroys = 0;
+	ARM();
+	rc = iopf_ctx_set_handler_full(E->ctx, handler, NULL, sweep_destroy);
+	DISARM();
+	classify_rc(res, rc, 0, 0, NULL);
+	if (rc == -ENOMEM && sweep_destroys) {
+		res->kind = K_UNDOC;
+		snprintf(res->note, sizeof(res->note),
+			 "refused, yet destroy was called");
+	}
+	raise_groups(E->main_f, 6, 1, 1);
+}
+
+static void c_set_device_sched(struct result *res)
+{
+	int rc;
+
+	ARM();
+	rc = iopf_ctx_set_device_sched(E->ctx, 9, 3, IOPF_SCHED_PRIORITY);
+	DISARM();
+	classify_rc(res, rc, 0, 0, NULL);
+	raise_groups(E->main_f, 6, 1, 1);
+}
+
+static void c_prod_new_destroy(struct result *res)
+{
+	IOPF_OPTS(iopf_producer_opts, po, .respond = on_response,
+		  .destroy = sweep_destroy);
+
+	sweep_destroys = 0;
+	ARM();
+	E->prod = iopf_producer_new(E->ctx, &po);
+	DISARM();
+	classify_ptr(res, E->prod, NULL);
+	if (!E->prod && sweep_destroys) {
+		res->kind = K_UNDOC;
+		snprintf(res->note, sizeof(res->note),
+			 "refused, yet destroy was called");
+	}
+	if (E->prod)
+		submit(2, 7, true);
+	raise_groups(E->main_f, 3, 1, 1);
+}
+
 static bool s_dev_handler(void)
 {
 	return mk_base() && !iopf_ctx_set_device_handler(E->ctx, 1, handler, NULL);
@@ -825,6 +882,9 @@ static const struct scen scens[] = {
 	{ "iopf_ctx_flush", s_flush, c_flush },
 	{ "iopf_ctx_set_device_handler", mk_base, c_set_dev_handler },
 	{ "iopf_ctx_set_pasid_handler", s_dev_handler, c_set_pasid_handler },
+	{ "iopf_ctx_set_handler_full", mk_base, c_set_handler_full },
+	{ "iopf_ctx_set_device_sched", mk_base, c_set_device_sched },
+	{ "iopf_producer_new (destroy)", s_ctx_fq, c_prod_new_destroy },
 #if IOPF_TEST_LIBNL
 	{ "iopf_ctx_watch_device", mk_base, c_watch },
 #endif
