@@ -7,7 +7,6 @@
  * group is taken in.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -552,19 +551,15 @@ iopf_fault_queue_adopt(struct iopf_ctx *ctx, int fault_fd, uint32_t fault_id,
 		       const struct iopf_fault_queue_opts *opts)
 {
 	struct iopf_fault_queue_opts o;
-	int fl;
 
 	if (!ctx || fault_fd < 0 || fq_opts(opts, &o)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	fl = fcntl(fault_fd, F_GETFL);
-	if (fl < 0) {
+	if (iopf__fd_nonblock(fault_fd)) {
 		errno = EBADF;
 		return NULL;
 	}
-	if (!(fl & O_NONBLOCK))
-		(void)fcntl(fault_fd, F_SETFL, fl | O_NONBLOCK);
 	return fq_new(ctx, fault_fd, fault_id, &o, o.flags & IOPF_FQ_CLOSE_FD);
 }
 

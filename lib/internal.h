@@ -260,6 +260,7 @@ int iopf__groups_end_matching(struct iopf_ctx *ctx, struct iopf_source *src,
 void iopf__source_close_locked(struct iopf_ctx *ctx, struct iopf_source *src);
 int iopf__poll_set(struct iopf_ctx *ctx, struct iopf_source *src, bool in);
 void iopf__kobj_drop(int iommufd, int fd, uint32_t id);
+int iopf__fd_nonblock(int fd);
 
 /* ---- devices ---- */
 

@@ -6,6 +6,7 @@
  * through their struct src_ops only.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/epoll.h>
 
@@ -202,4 +203,16 @@ void iopf__kobj_drop(int iommufd, int fd, uint32_t id)
 	if (id)
 		(void)sys_ioctl(iommufd, IOPF_K_DESTROY, &d);
 	errno = err;
+}
+
+/* A source's fd is read without blocking the loop. 0, or -EBADF. */
+int iopf__fd_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return -EBADF;
+	if (!(fl & O_NONBLOCK))
+		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	return 0;
 }

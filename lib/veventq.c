@@ -12,7 +12,6 @@
  * is never read and written at once and events keep their order.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,19 +347,15 @@ iopf_veventq_adopt(struct iopf_ctx *ctx, int fd, uint32_t veventq_id,
 		   iopf_vevent_fn fn, void *userdata)
 {
 	struct iopf_veventq_opts o;
-	int fl;
 
 	if (!ctx || fd < 0 || !fn || vq_opts(opts, type, &o)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0) {
+	if (iopf__fd_nonblock(fd)) {
 		errno = EBADF;
 		return NULL;
 	}
-	if (!(fl & O_NONBLOCK))
-		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	return vq_new(ctx, fd, veventq_id, type, &o, o.flags & IOPF_VQ_CLOSE_FD,
 		      fn, userdata);
 }
@@ -377,7 +372,6 @@ iopf_veventq_alloc(struct iopf_ctx *ctx, int iommufd, uint32_t viommu_id,
 					    .veventq_depth = depth };
 	struct iopf_veventq_opts o;
 	struct iopf_source *src;
-	int fl;
 
 	if (!ctx || iommufd < 0 || !fn || !depth || vq_opts(opts, type, &o)) {
 		errno = EINVAL;
@@ -385,9 +379,7 @@ iopf_veventq_alloc(struct iopf_ctx *ctx, int iommufd, uint32_t viommu_id,
 	}
 	if (sys_ioctl(iommufd, IOPF_K_VEVENTQ_ALLOC, &cmd))
 		return NULL; /* errno from the kernel: ENOTTY before 6.15 */
-	fl = fcntl((int)cmd.out_veventq_fd, F_GETFL);
-	if (fl >= 0 && !(fl & O_NONBLOCK))
-		(void)fcntl((int)cmd.out_veventq_fd, F_SETFL, fl | O_NONBLOCK);
+	(void)iopf__fd_nonblock((int)cmd.out_veventq_fd);
 	src = vq_new(ctx, (int)cmd.out_veventq_fd, cmd.out_veventq_id, type, &o,
 		     true, fn, userdata);
 	if (!src) {
