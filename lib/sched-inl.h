@@ -83,40 +83,51 @@ static inline void sched_intake(struct iopf_ctx *ctx, struct iopf_group *g)
 	}
 }
 
-/* The next ready group in turn, or NULL; the caller has its pin. */
-static inline struct iopf_group *sched_pop(struct iopf_ctx *ctx)
+/*
+ * Up to n (> 0) groups in turn from d, the head of turn list q: at least
+ * one. Its head flow gives them; more than one only while the turns would
+ * come back to that flow anyway (it is alone on its device's list, and the
+ * device's credit lasts or no other device waits): the same groups, in
+ * the same order, as one at a time, with the turns moved once for the run
+ * (the common case: one flow a device). The caller has their pins.
+ */
+static inline unsigned int sched_take(struct sched *s, int q, struct dsched *d,
+				      struct iopf_group **gs, unsigned int n)
 {
-	struct sched *s = &ctx->sched;
-	int q = s->act_head[0] ? 0 : 1;
-	struct dsched *d = s->act_head[q];
-	struct flow *f;
-	struct iopf_group *g;
+	struct flow *f = d->fhead;
+	struct iopf_group *g = f->head;
+	unsigned int m = 0, lim = 1;
 
-	if (!d)
-		return NULL;
-	f = d->fhead;
-	g = f->head;
-	if (!(f->head = g->qnext))
+	if (!f->anext)
+		lim = d->anext && d->credit < n ? d->credit : n;
+	do {
+		struct iopf_group *nx = g->qnext;
+
+		g->qnext = NULL;
+		gs[m++] = g;
+		g = nx;
+	} while (m < lim && g);
+	if (!(f->head = g))
 		f->tail = NULL;
-	g->qnext = NULL;
-	s->nready--;
-	d->cnt.ready--;
+	s->nready -= m;
+	d->cnt.ready -= m;
 	if (f->cnt)
-		f->cnt->ready--;
+		f->cnt->ready -= m;
 	/* the flow's turn is over: to the back of its device's, or out. A
 	 * flow alone on its device's list with groups left is its own back:
-	 * nothing moves (the common case of one flow a device). */
-	if (f->anext || !f->head) {
+	 * nothing moves. */
+	if (f->anext || !g) {
 		if (!(d->fhead = f->anext))
 			d->ftail = NULL;
-		if (f->head)
+		if (g)
 			flow_enqueue(d, f);
 		else
 			f->active = false;
 	}
-	/* the device's turn: over when empty or its weight is used; alone
-	 * on its list with flows left, it is its own back too */
-	if (!d->fhead || --d->credit == 0) {
+	/* the device's turn: over when it has no flows left or its credit
+	 * (weight groups a turn) is used; alone on its list with flows
+	 * left, it is its own back, its credit wrapping */
+	if (!d->fhead || (d->credit -= m) == 0) {
 		d->credit = d->weight;
 		if (d->anext || !d->fhead) {
 			if (!(s->act_head[q] = d->anext))
@@ -126,7 +137,22 @@ static inline struct iopf_group *sched_pop(struct iopf_ctx *ctx)
 			else
 				d->active = false;
 		}
+	} else if (d->credit > d->weight) { /* alone: wrapped below 0 */
+		d->credit = d->weight - (m - (d->credit + m)) % d->weight;
 	}
+	return m;
+}
+
+/* The next ready group in turn, or NULL; the caller has its pin. */
+static inline struct iopf_group *sched_pop(struct iopf_ctx *ctx)
+{
+	struct sched *s = &ctx->sched;
+	int q = s->act_head[0] ? 0 : 1;
+	struct dsched *d = s->act_head[q];
+	struct iopf_group *g = NULL;
+
+	if (d)
+		sched_take(s, q, d, &g, 1);
 	return g;
 }
 

@@ -191,10 +191,17 @@ struct iopf_group *iopf__sched_pop(struct iopf_ctx *ctx)
 unsigned int iopf__sched_pop_n(struct iopf_ctx *ctx, struct iopf_group **gs,
 			       unsigned int n)
 {
+	struct sched *s = &ctx->sched;
 	unsigned int k = 0;
 
-	while (k < n && (gs[k] = sched_pop(ctx)))
-		k++;
+	while (k < n) {
+		int q = s->act_head[0] ? 0 : 1;
+		struct dsched *d = s->act_head[q];
+
+		if (!d)
+			break;
+		k += sched_take(s, q, d, gs + k, n - k);
+	}
 	return k;
 }
 

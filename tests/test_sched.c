@@ -500,6 +500,186 @@ START_TEST(poisoned_records_read_as_poison)
 }
 END_TEST
 
+/* ---- the order against a reference model ----
+ * A second, plain implementation of the turns (arrays, one group at a
+ * time, as the design states them), driven with the same random steps as
+ * a context: groups of 4 devices and 3 PASIDs, weights, priority set and
+ * cleared while ready, dispatch slices of any size. Every group handed out
+ * must be the one the model hands out: runs taken at once (sched.c's
+ * pop_run) must equal the one-at-a-time turns. */
+#define RM_DEV 4
+#define RM_PAS 3
+#define RM_MAX 4096
+
+struct rmodel {
+	int fq[RM_DEV][RM_PAS][RM_MAX], fh[RM_DEV][RM_PAS], ft[RM_DEV][RM_PAS];
+	int dflows[RM_DEV][RM_PAS + 1], ndf[RM_DEV]; /* ready flows in turn */
+	int act[2][RM_DEV + 1], nact[2];             /* [0]: priority */
+	unsigned int weight[RM_DEV], credit[RM_DEV];
+	bool prio[RM_DEV], active[RM_DEV];
+};
+
+static void rm_push(int *v, int *n, int x) { v[(*n)++] = x; }
+static int rm_shift(int *v, int *n)
+{
+	int x = v[0];
+
+	memmove(v, v + 1, (size_t)--*n * sizeof(*v));
+	return x;
+}
+
+static void rm_intake(struct rmodel *m, int d, int p, int id)
+{
+	bool was = m->fh[d][p] != m->ft[d][p];
+
+	m->fq[d][p][m->ft[d][p]++] = id;
+	if (was)
+		return;
+	rm_push(m->dflows[d], &m->ndf[d], p);
+	if (!m->active[d]) {
+		m->active[d] = true;
+		m->credit[d] = m->weight[d];
+		rm_push(m->act[!m->prio[d]], &m->nact[!m->prio[d]], d);
+	}
+}
+
+static int rm_pop(struct rmodel *m)
+{
+	int q = m->nact[0] ? 0 : 1, d, p, id;
+
+	if (!m->nact[q])
+		return -1;
+	d = m->act[q][0];
+	p = m->dflows[d][0];
+	id = m->fq[d][p][m->fh[d][p]++];
+	bool left = m->fh[d][p] != m->ft[d][p];
+
+	if (m->ndf[d] > 1 || !left) {
+		rm_shift(m->dflows[d], &m->ndf[d]);
+		if (left)
+			rm_push(m->dflows[d], &m->ndf[d], p);
+	}
+	if (!m->ndf[d] || --m->credit[d] == 0) {
+		m->credit[d] = m->weight[d];
+		if (m->nact[q] > 1 || !m->ndf[d]) {
+			rm_shift(m->act[q], &m->nact[q]);
+			if (m->ndf[d])
+				rm_push(m->act[q], &m->nact[q], d);
+			else
+				m->active[d] = false;
+		}
+	}
+	return id;
+}
+
+static void rm_set(struct rmodel *m, int d, unsigned int w, bool prio)
+{
+	m->weight[d] = w;
+	if (m->credit[d] > w)
+		m->credit[d] = w;
+	if (prio != m->prio[d] && m->active[d]) {
+		int q = !m->prio[d], i = 0;
+
+		while (m->act[q][i] != d)
+			i++;
+		memmove(&m->act[q][i], &m->act[q][i + 1],
+			(size_t)(--m->nact[q] - i) * sizeof(int));
+		rm_push(m->act[!prio], &m->nact[!prio], d);
+	}
+	m->prio[d] = prio;
+}
+
+struct rm_seen {
+	int id[RM_MAX];
+	int n;
+};
+
+static int h_rm(struct iopf_group *g, void *ud)
+{
+	struct rm_seen *s = ud;
+
+	s->id[s->n++] = (int)(iopf_group_records(g, NULL)[0].addr >> 12);
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(order_matches_reference_model)
+{
+	for (unsigned int seed = 1; seed <= 40; seed++) {
+		static struct rmodel m;
+		static struct rm_seen s;
+		static int pend[RM_MAX][3];
+		struct tctx t;
+		int next = 0, queued = 0, want = 0, npend = 0;
+
+		memset(&m, 0, sizeof(m));
+		s.n = 0;
+		srand(seed);
+		for (int d = 0; d < RM_DEV; d++)
+			m.weight[d] = m.credit[d] = 1;
+		tctx_init(&t);
+		iopf_ctx_set_handler(t.ctx, h_rm, &s);
+		while (next < RM_MAX - 200 || queued) {
+			int op = rand() % 8;
+
+			/* at most one read's worth (256 records) waits for a
+			 * call: each call then takes in all of it */
+			if (op < 4 && next < RM_MAX - 200 && npend < 200) {
+				/* a burst of groups, mostly of one flow */
+				int n = 1 + rand() % 40, d = rand() % RM_DEV,
+				    p = rand() % RM_PAS;
+
+				for (int i = 0; i < n; i++, next++) {
+					if (rand() % 4 == 0) {
+						d = rand() % RM_DEV;
+						p = rand() % RM_PAS;
+					}
+					fk_trigger(t.f, (uint32_t)d + 1,
+						   p ? (uint32_t)p : NP,
+						   (uint32_t)next % 512, 1,
+						   (uint64_t)next << 12);
+					/* taken in when the next call reads */
+					pend[npend][0] = d;
+					pend[npend][1] = p;
+					pend[npend++][2] = next;
+					queued++;
+				}
+			} else if (op == 4) {
+				int d = rand() % RM_DEV;
+				unsigned int w = 1 + (unsigned int)rand() % 5;
+				bool prio = rand() % 3 == 0;
+
+				ck_assert_int_eq(iopf_ctx_set_device_sched(t.ctx, (uint32_t)d + 1, w,
+									   prio ? IOPF_SCHED_PRIORITY : 0), 0);
+				rm_set(&m, d, w, prio);
+			} else {
+				unsigned int most = 1 + (unsigned int)rand() % 70;
+				int before = s.n, got;
+
+				for (int i = 0; i < npend; i++)
+					rm_intake(&m, pend[i][0], pend[i][1], pend[i][2]);
+				npend = 0;
+				got = iopf_ctx_dispatch_bounded(t.ctx, rand() % 4 ? most : 0, 0);
+				ck_assert_int_ge(got, 0);
+				ck_assert_int_eq(s.n - before, got);
+				for (int i = before; i < s.n; i++) {
+					int id = rm_pop(&m);
+
+					ck_assert_msg(s.id[i] == id,
+						      "seed %u, group %d handed out: id %d, the model's %d",
+						      seed, i, s.id[i], id);
+				}
+				queued -= got;
+				want += got;
+			}
+		}
+		ck_assert_int_eq(rm_pop(&m), -1);
+		ck_assert_int_eq(s.n, want);
+		assert_each_answered_once(t.f);
+		tctx_fini(&t);
+	}
+}
+END_TEST
+
 Suite *suite_sched(void)
 {
 	Suite *s = suite_create("sched");
@@ -508,6 +688,7 @@ Suite *suite_sched(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, round_robin_over_devices_then_pasids);
 	tcase_add_test(tc, weights_and_priority);
+	tcase_add_test(tc, order_matches_reference_model);
 	tcase_add_test(tc, bounded_by_groups_leaves_fd_readable_and_writes_per_slice);
 	tcase_add_test(tc, bounded_by_time_starts_no_handler_past_budget);
 	tcase_add_test(tc, tiny_budget_still_progresses);
