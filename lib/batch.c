@@ -13,12 +13,20 @@
 #include "internal.h"
 
 static void refused(struct iopf_ctx *ctx, struct iopf_source *src,
-		    const struct batch_ent *e, int err)
+		    const struct iopf_k_page_response *w, int err)
 {
 	ctx->st.write_errors++;
 	iopf__log(ctx, LOG_W,
 		  "fault queue %u refused the answer to cookie %u (%s); dropped",
-		  src->fault_id, e->cookie, strerror(err));
+		  src->fault_id, w->cookie, strerror(err));
+}
+
+/* Keep answers [off, n) at the front, for a later write. */
+static void keep_from(struct faultq *fq, unsigned int off, unsigned int n)
+{
+	memmove(fq->wbuf, fq->wbuf + off, (n - off) * sizeof(*fq->wbuf));
+	memmove(fq->bkey, fq->bkey + off, (n - off) * sizeof(*fq->bkey));
+	fq->nbatch = n - off;
 }
 
 static bool wait_writable(struct iopf_source *src)
@@ -39,10 +47,6 @@ unsigned int iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src)
 	fq->nbatch = 0;
 	if (src->failed)
 		return 0;
-	for (unsigned int i = 0; i < n; i++) {
-		w[i].cookie = fq->batch[i].cookie;
-		w[i].code = fq->batch[i].code;
-	}
 	while (off < n) {
 		size_t want = (size_t)(n - off) * sizeof(*w);
 		ssize_t r = sys_write(src->fd, w + off, want);
@@ -57,7 +61,7 @@ unsigned int iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src)
 			if (err == EAGAIN && ++again < 10 && wait_writable(src))
 				continue;
 			if (err == EINVAL) { /* the first answer is bad */
-				refused(ctx, src, &fq->batch[off++], err);
+				refused(ctx, src, &w[off++], err);
 				continue;
 			}
 			if (fd_dead(err)) {
@@ -70,15 +74,13 @@ unsigned int iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src)
 			iopf__log(ctx, LOG_W,
 				  "write to fault queue %u failed (%s): %u answers kept for later",
 				  src->fault_id, strerror(err), n - off);
-			memmove(fq->batch, fq->batch + off,
-				(n - off) * sizeof(*fq->batch));
-			fq->nbatch = n - off;
+			keep_from(fq, off, n);
 			iopf__wake(ctx);
 			return fq->nbatch;
 		}
 		off += (unsigned int)((size_t)r / sizeof(*w));
 		if ((size_t)r < want && off < n) /* stopped at a bad one */
-			refused(ctx, src, &fq->batch[off++], EINVAL);
+			refused(ctx, src, &w[off++], EINVAL);
 	}
 	return 0;
 }
@@ -89,23 +91,23 @@ unsigned int iopf__batch_flush(struct iopf_ctx *ctx, struct iopf_source *src)
 void iopf__batch_full(struct iopf_ctx *ctx, struct faultq *fq)
 {
 	unsigned int cap = fq->batch_cap * 2;
-	struct batch_ent *b;
 	struct iopf_k_page_response *w;
+	struct batch_key *k;
 
 	iopf__batch_flush(ctx, &fq->s);
 	if (fq->nbatch < fq->batch_cap)
 		return;
-	b = xrealloc(fq->batch, cap * sizeof(*b));
-	if (b)
-		fq->batch = b;
-	w = b ? xrealloc(fq->wbuf, cap * sizeof(*w)) : NULL;
-	if (!w) {
+	w = xrealloc(fq->wbuf, cap * sizeof(*w));
+	if (w)
+		fq->wbuf = w;
+	k = w ? xrealloc(fq->bkey, cap * sizeof(*k)) : NULL;
+	if (!k) {
 		ctx->st.alloc_failures++;
 		iopf__source_fail(ctx, &fq->s, "answers cannot be kept", ENOMEM);
 		fq->nbatch = 0;
 		return;
 	}
-	fq->wbuf = w;
+	fq->bkey = k;
 	fq->batch_cap = cap;
 }
 
@@ -118,13 +120,15 @@ unsigned int iopf__batch_forget(struct iopf_ctx *ctx, struct iopf_source *src,
 	unsigned int n = 0, kept = 0;
 
 	for (unsigned int i = 0; i < fq->nbatch; i++) {
-		const struct batch_ent *e = &fq->batch[i];
-		struct prg_key k = { .dev_id = e->dev_id, .pasid = e->pasid };
+		struct prg_key k = { .dev_id = fq->bkey[i].dev_id,
+				     .pasid = fq->bkey[i].pasid };
 
-		if ((flags & IOPF_ALL_DEVICES) || key_match(&k, dev, pasid, flags))
+		if ((flags & IOPF_ALL_DEVICES) || key_match(&k, dev, pasid, flags)) {
 			n++;
-		else
-			fq->batch[kept++] = *e;
+		} else {
+			fq->wbuf[kept] = fq->wbuf[i];
+			fq->bkey[kept++] = fq->bkey[i];
+		}
 	}
 	fq->nbatch = kept;
 	return n;

@@ -59,8 +59,7 @@ static struct binding *handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
 		return NULL;
 	}
 	if (one) {
-		b = one;
-		b->refs++;
+		b = one; /* referenced once for the batch: batch_pre() */
 	} else if (!(b = iopf__handler_get(ctx, &g->key))) {
 		ctx->st.no_handler++;
 		iopf__log(ctx, LOG_W,
@@ -128,6 +127,7 @@ struct hbatch {
 	struct binding *b[HANDLE_BATCH];
 	bool call[HANDLE_BATCH];
 	int rc[HANDLE_BATCH];
+	struct binding *one; /* every group's, referenced once; or NULL */
 };
 
 /* ctx->lock held. */
@@ -135,11 +135,15 @@ static void batch_pre(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		      struct hbatch *hb)
 {
 	/* Without keyed handlers every group has the same one: resolved
-	 * once (the lock is held, so it cannot change meanwhile). */
+	 * once (the lock is held, so it cannot change meanwhile), and
+	 * referenced once for all of them. */
 	struct binding *one = ctx->handlers.n ? NULL : iopf__handler_any(ctx);
 
 	for (int i = 0; i < n; i++)
 		hb->call[i] = (hb->b[i] = handle_pre(ctx, gs[i], one)) != NULL;
+	hb->one = one;
+	if (one)
+		one->refs++;
 }
 
 /* Call the handlers, then apply their answers. No lock held on entry. */
@@ -188,13 +192,13 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	pthread_mutex_lock(&ctx->lock);
 	iopf__tick(ctx);
 	for (int i = 0; i < n; i++) {
-		if (b[i]) {
-			if (call[i])
-				handle_post(ctx, gs[i], rc[i]);
+		if (call[i])
+			handle_post(ctx, gs[i], rc[i]);
+		if (b[i] != hb->one)
 			iopf__binding_put(ctx, b[i]);
-		}
 		group_unpin(ctx, gs[i]);
 	}
+	iopf__binding_put(ctx, hb->one);
 	if (iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);

@@ -40,9 +40,8 @@ static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 	if (g->cookie < fq->ncookies && fq->by_cookie[g->cookie] == g)
 		fq->by_cookie[g->cookie] = NULL;
 	if (code != NO_ANSWER)
-		iopf__batch_add(ctx, fq, &(struct batch_ent){
-			.cookie = g->cookie, .code = (uint32_t)code,
-			.dev_id = g->key.dev_id, .pasid = g->key.pasid });
+		iopf__batch_add(ctx, fq, g->cookie, (uint32_t)code,
+				g->key.dev_id, g->key.pasid);
 }
 
 /* Answer INVALID a cookie we hold no group object for. */
@@ -56,9 +55,7 @@ static void answer_raw(struct iopf_ctx *ctx, struct faultq *fq,
 	ctx->st.auto_answers++;
 	IOPF_TRACE_ANSWER_RAW(r->dev_id, pasid, r->grpid, r->cookie,
 			      IOPF_CODE_INVALID);
-	iopf__batch_add(ctx, fq, &(struct batch_ent){
-		.cookie = r->cookie, .code = IOPF_CODE_INVALID,
-		.dev_id = r->dev_id, .pasid = pasid });
+	iopf__batch_add(ctx, fq, r->cookie, IOPF_CODE_INVALID, r->dev_id, pasid);
 }
 
 /* ---- reading ---- */
@@ -140,6 +137,34 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 	group_intake(ctx, g, now);
 }
 
+/* take_group() of a one-record group: the free list's first slot when it
+ * has no records of its own, its record written inline. */
+static inline void take_one(struct iopf_ctx *ctx, struct faultq *fq,
+			    const struct iopf_k_pgfault *r, uint64_t now)
+{
+	uint32_t cookie = r->cookie;
+	struct iopf_group *g = ctx->free_list;
+
+	/* a slot with records of its own (cap > 1), none, or no room by
+	 * cookie: the general way */
+	if (__builtin_expect(!g || g->cap != 1 || !cookie_slot(fq, cookie), 0)) {
+		take_group(ctx, fq, r, 1, now);
+		return;
+	}
+	ctx->free_list = g->out_next;
+	group_init(g, &fq->s, &(struct prg_key){
+		.dev_id = r->dev_id,
+		.pasid = (r->flags & IOPF_K_PGFAULT_FLAGS_PASID_VALID) ?
+				 r->pasid : IOPF_NO_PASID,
+		.prgi = r->grpid }, 1);
+	g->one = (struct iopf_record){ .addr = r->addr, .perm = r->perm,
+				       .flags = r->flags };
+	g->len1 = r->length;
+	g->cookie = cookie;
+	fq->by_cookie[cookie] = g;
+	group_intake(ctx, g, now);
+}
+
 static bool same_group(const struct iopf_k_pgfault *a,
 		       const struct iopf_k_pgfault *b)
 {
@@ -167,9 +192,9 @@ static void parse(struct iopf_ctx *ctx, struct faultq *fq,
 		retire_reused(ctx, fq, cookie);
 		if ((b[i].flags & IOPF_K_PGFAULT_FLAGS_LAST_PAGE) && cookie) {
 			/* the common case: a whole group of one record */
-			if (b[i].flags & ~IOPF_K_PGFAULT_FLAGS_ALL)
+			if (__builtin_expect(b[i].flags & ~IOPF_K_PGFAULT_FLAGS_ALL, 0))
 				ctx->st.unknown_flags++;
-			take_group(ctx, fq, &b[i++], 1, now);
+			take_one(ctx, fq, &b[i++], now);
 			continue;
 		}
 		for (;;) {
@@ -464,8 +489,8 @@ static void fq_destroy(struct iopf_source *src)
 	struct faultq *fq = FQ(src);
 
 	free(fq->buf);
-	free(fq->batch);
 	free(fq->wbuf);
+	free(fq->bkey);
 	free(fq->by_cookie);
 	free(fq);
 }
@@ -507,10 +532,10 @@ static struct iopf_source *fq_new(struct iopf_ctx *ctx, int fd, uint32_t id,
 	if (fq->max_recs < fq->buf_recs)
 		fq->max_recs = fq->buf_recs;
 	fq->buf = xcalloc(fq->buf_recs, sizeof(*fq->buf));
-	fq->batch = xcalloc(ctx->batch_max, sizeof(*fq->batch));
 	fq->wbuf = xcalloc(ctx->batch_max, sizeof(*fq->wbuf));
+	fq->bkey = xcalloc(ctx->batch_max, sizeof(*fq->bkey));
 	fq->batch_cap = ctx->batch_max;
-	if (!fq->buf || !fq->batch || !fq->wbuf)
+	if (!fq->buf || !fq->wbuf || !fq->bkey)
 		goto fail;
 	pthread_mutex_lock(&ctx->lock);
 	err = -iopf__poll_set(ctx, &fq->s, true);

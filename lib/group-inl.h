@@ -141,13 +141,11 @@ static inline int group_end(struct iopf_ctx *ctx, struct iopf_group *g,
 			    int code, enum gend why, bool auto_answer)
 {
 	uint8_t st = gst(g);
-	uint64_t lat;
 
 	if (!gst_live(st))
 		return iopf__end_error(g->end);
-	lat = ctx->now > g->t_in ? ctx->now - g->t_in : 0;
 	/* counted once, by device: the context's totals are their sums */
-	sched_end(ctx, g, code, why, auto_answer, lat);
+	sched_end(ctx, g, code, why, auto_answer);
 	IOPF_TRACE_ANSWER(g, code, why);
 	out_remove(ctx, g);
 	if (__builtin_expect(g->indexed, 0))

@@ -208,10 +208,11 @@ struct iopf_source {
 	uint32_t fault_id;
 };
 
-/* A fault queue (faultq.c, batch.c). */
-struct batch_ent {
-	uint32_t cookie, code;
-	uint32_t dev_id, pasid; /* to forget it if the kernel answered */
+/* A fault queue (faultq.c, batch.c). An answer gathered: what is
+ * written (wbuf[i]) and whose it is (bkey[i], to forget it if the kernel
+ * answered the group itself). */
+struct batch_key {
+	uint32_t dev_id, pasid;
 };
 
 struct faultq {
@@ -225,8 +226,8 @@ struct faultq {
 	unsigned int buf_recs, max_recs;
 	struct iopf_group **by_cookie; /* cookie-indexed, read not answered */
 	uint32_t ncookies;
-	struct batch_ent *batch;           /* ctx->batch_max entries */
-	struct iopf_k_page_response *wbuf; /* batch_cap entries */
+	struct iopf_k_page_response *wbuf; /* batch_cap answers, as written */
+	struct batch_key *bkey;            /* and their groups' keys */
 	unsigned int nbatch, batch_cap;    /* batch_cap: ctx->batch_max, more
 					    * only while writes fail */
 };
@@ -348,6 +349,8 @@ struct sched {
 	struct tbl devs;           /* dev_id -> dsched */
 	struct dsched *act_head[2], *act_tail[2]; /* [0]: priority */
 	uint64_t nready;
+	uint64_t lat_tin, lat_now; /* lat_bucket()'s last group */
+	unsigned int lat_b;
 	struct flow fallback;      /* when memory runs out: FIFO, no counts */
 	struct dsched fallback_dev;
 };
@@ -610,9 +613,13 @@ static inline void iopf__group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
 
 /* Gather one answer; the batch is written when it is full. */
 static inline void iopf__batch_add(struct iopf_ctx *ctx, struct faultq *fq,
-				   const struct batch_ent *e)
+				   uint32_t cookie, uint32_t code,
+				   uint32_t dev_id, uint32_t pasid)
 {
-	fq->batch[fq->nbatch++] = *e;
+	unsigned int i = fq->nbatch++;
+
+	fq->wbuf[i] = (struct iopf_k_page_response){ .cookie = cookie, .code = code };
+	fq->bkey[i] = (struct batch_key){ .dev_id = dev_id, .pasid = pasid };
 	if (fq->nbatch >= ctx->batch_max)
 		iopf__batch_full(ctx, fq);
 }

@@ -156,20 +156,30 @@ static inline struct iopf_group *sched_pop(struct iopf_ctx *ctx)
 	return g;
 }
 
-static inline void latency_add(uint64_t *hist, uint64_t ns)
+/* The latency bucket of a group taken in at t_in and answered now: the
+ * groups of one read share t_in and those of one batch share now, so the
+ * last one is kept rather than worked out for each group. */
+static inline unsigned int lat_bucket(struct sched *s, uint64_t t_in,
+				      uint64_t now)
 {
-	unsigned int b = ns ? 63 - (unsigned int)__builtin_clzll(ns) : 0;
+	if (t_in != s->lat_tin || now != s->lat_now) {
+		uint64_t ns = now > t_in ? now - t_in : 0;
+		unsigned int b = ns ? 63 - (unsigned int)__builtin_clzll(ns) : 0;
 
-	hist[b < IOPF_LAT_BUCKETS ? b : IOPF_LAT_BUCKETS - 1]++;
+		s->lat_tin = t_in;
+		s->lat_now = now;
+		s->lat_b = b < IOPF_LAT_BUCKETS ? b : IOPF_LAT_BUCKETS - 1;
+	}
+	return s->lat_b;
 }
 
 static inline void count_end(struct sched_count *c, int code, enum gend why,
-		      bool auto_answer, uint64_t latency)
+		      bool auto_answer, unsigned int bucket)
 {
 	if (code == NO_ANSWER) {
 		c->kernel++;
 	} else {
-		latency_add(c->hist, latency);
+		c->hist[bucket]++;
 		if (code == IOPF_CODE_SUCCESS)
 			c->success++;
 		else
@@ -185,13 +195,15 @@ static inline void count_end(struct sched_count *c, int code, enum gend why,
 
 /* A group's life ended: count it by device. auto: libiopf's own INVALID. */
 static inline void sched_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
-		     enum gend why, bool auto_answer, uint64_t latency)
+		     enum gend why, bool auto_answer)
 {
-	struct flow *f = ctx->sched.flows[g->flow];
+	struct sched *s = &ctx->sched;
+	struct flow *f = s->flows[g->flow];
+	unsigned int b = code == NO_ANSWER ? 0 : lat_bucket(s, g->t_in, ctx->now);
 
-	count_end(&f->dev->cnt, code, why, auto_answer, latency);
+	count_end(&f->dev->cnt, code, why, auto_answer, b);
 	if (f->cnt)
-		count_end(f->cnt, code, why, auto_answer, latency);
+		count_end(f->cnt, code, why, auto_answer, b);
 }
 
 /* Its slot is free again: its flow no longer named by it. */
