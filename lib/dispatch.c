@@ -85,8 +85,10 @@ static void returned(struct iopf_group *g, int rc)
 					    __ATOMIC_ACQUIRE);
 }
 
-/* After the handler returned rc (ctx->lock held). */
-static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
+/* After the handler returned rc (ctx->lock held): true when the group is
+ * to be ended with rc, which the caller does for the batch at once
+ * (group_end_n(), inline on this hot path). */
+static bool handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
 {
 	uint8_t st = gst(g);
 	bool live = st == GS_HANDLING || st == GS_RETURNED;
@@ -94,7 +96,7 @@ static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
 	if (rc == IOPF_DEFER) {
 		if (live)
 			gst_set(g, GS_DEFERRED);
-		return;
+		return false;
 	}
 	if (rc != IOPF_CODE_SUCCESS && rc != IOPF_CODE_INVALID) {
 		iopf__log(ctx, LOG_W,
@@ -102,18 +104,17 @@ static void handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
 			  rc, g->key.dev_id, g->key.prgi);
 		if (live) { /* INVALID from libiopf: counted as such */
 			iopf__group_end_auto(ctx, g, END_ANSWERED);
-			return;
+			return false;
 		}
 	}
-	if (live) { /* iopf__group_end(), inline on this hot path */
-		group_end(ctx, g, rc, END_ANSWERED, false);
-		return;
-	}
+	if (live)
+		return true;
 	/* It answered by handle too, or the group was ended meanwhile
 	 * (detach, close, flush, deadline, device gone): never twice. */
 	ctx->st.refused_answers++;
 	iopf__log(ctx, LOG_I, "handler's answer for dev %u prgi %u refused: %s",
 		  g->key.dev_id, g->key.prgi, strerror(-iopf__end_error(g->end)));
+	return false;
 }
 
 /* Handlers run in batches of up to HANDLE_BATCH groups with the lock
@@ -153,8 +154,9 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	struct binding *batch = NULL, **b = hb->b;
 	bool *call = hb->call;
 	int *rc = hb->rc;
-	struct iopf_group *bg[HANDLE_BATCH];
+	struct iopf_group *bg[HANDLE_BATCH], *eg[HANDLE_BATCH];
 	int bi[HANDLE_BATCH], nb = 0, bcode[HANDLE_BATCH];
+	int ec[HANDLE_BATCH], ne = 0;
 
 	iopf__in_callback++;
 	for (int i = 0; i < n; i++) {
@@ -192,13 +194,18 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	pthread_mutex_lock(&ctx->lock);
 	iopf__tick(ctx);
 	for (int i = 0; i < n; i++) {
-		if (call[i])
-			handle_post(ctx, gs[i], rc[i]);
+		if (call[i] && handle_post(ctx, gs[i], rc[i])) {
+			eg[ne] = gs[i];
+			ec[ne++] = rc[i];
+		}
 		if (b[i] != hb->one)
 			iopf__binding_put(ctx, b[i]);
-		group_unpin(ctx, gs[i]);
 	}
 	iopf__binding_put(ctx, hb->one);
+	if (ne) /* pinned by the queue they came from */
+		group_end_n(ctx, eg, ec, (unsigned int)ne, END_ANSWERED, false, true);
+	for (int i = 0; i < n; i++)
+		group_unpin(ctx, gs[i]);
 	if (iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);

@@ -33,15 +33,39 @@ static struct faultq *FQ(struct iopf_source *s)
 /* ---- answers: the group's life is over, the answer is data ---- */
 
 static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
-		     struct iopf_group *g, int code)
+		     struct iopf_group *const *gs, const int *codes,
+		     unsigned int n)
 {
 	struct faultq *fq = FQ(src);
+	struct iopf_group **bc = fq->by_cookie;
+	/* iopf__batch_add() with the batch's fields in locals: stores to
+	 * the answers cannot then make the compiler read them again */
+	struct iopf_k_page_response *w = fq->wbuf;
+	struct batch_key *k = fq->bkey;
+	unsigned int nb = fq->nbatch, max = ctx->batch_max;
 
-	if (g->cookie < fq->ncookies && fq->by_cookie[g->cookie] == g)
-		fq->by_cookie[g->cookie] = NULL;
-	if (code != NO_ANSWER)
-		iopf__batch_add(ctx, fq, g->cookie, (uint32_t)code,
-				g->key.dev_id, g->key.pasid);
+	for (unsigned int i = 0; i < n; i++) {
+		struct iopf_group *g = gs[i];
+		uint32_t cookie = g->cookie;
+
+		/* every group of a fault queue holds its cookie's slot */
+		if (bc[cookie] == g)
+			bc[cookie] = NULL;
+		if (codes[i] == NO_ANSWER)
+			continue;
+		w[nb] = (struct iopf_k_page_response){ .cookie = cookie,
+						       .code = (uint32_t)codes[i] };
+		k[nb] = (struct batch_key){ .dev_id = g->key.dev_id,
+					    .pasid = g->key.pasid };
+		if (++nb >= max) {
+			fq->nbatch = nb;
+			iopf__batch_full(ctx, fq);
+			nb = fq->nbatch;
+			w = fq->wbuf;
+			k = fq->bkey;
+		}
+	}
+	fq->nbatch = nb;
 }
 
 /* Answer INVALID a cookie we hold no group object for. */

@@ -64,7 +64,6 @@ static inline void group_put(struct iopf_ctx *ctx, struct iopf_group *g)
 {
 	struct iopf_source *src = g->src;
 
-	sched_put(ctx, g);
 	g->src = NULL;
 	if (++g->gen == 0) /* handles never carry generation 0 */
 		g->gen = 1;
@@ -110,13 +109,9 @@ static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
 		iopf__group_unindexable(ctx, g);
 }
 
-static inline void out_remove(struct iopf_ctx *ctx, struct iopf_group *g)
+/* Off the deadline list (kept only with a deadline). */
+static inline void out_unlink(struct iopf_ctx *ctx, struct iopf_group *g)
 {
-	ctx->outstanding--;
-	if (__builtin_expect(ctx->drainers != 0, 0))
-		pthread_cond_broadcast(&ctx->answered);
-	if (!ctx->deadline_ms)
-		return;
 	if (g->out_prev)
 		g->out_prev->out_next = g->out_next;
 	else
@@ -129,38 +124,72 @@ static inline void out_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 }
 
 /*
- * End a group's life: the only way any path does it (handler return,
- * answer by handle or PRG index, flush, drain, deadline, detach, close,
- * device gone, context free), called as iopf__group_end() or, on the
- * handler-return path, inline. code is the answer the source sends
- * (IOPF_CODE_*), or NO_ANSWER when the kernel answered the group itself.
- * Returns 0, or the error a late answer gets if its life had already
- * ended (nothing is done then; the caller counts the refusal).
+ * End the lives of n live groups (the caller looked, under ctx->lock),
+ * gs[i] answered codes[i] (IOPF_CODE_*, or NO_ANSWER when the kernel
+ * answered it itself), all for the same reason: what every path does,
+ * through group_end() for one group or directly for a handler batch.
+ * Each group is counted by device, leaves the outstanding groups and
+ * the indexes and becomes DONE, its source told once for each run of
+ * groups of one source; then the groups nothing pins are freed (none
+ * when the caller says they are all pinned).
  */
-static inline int group_end(struct iopf_ctx *ctx, struct iopf_group *g,
-			    int code, enum gend why, bool auto_answer)
+static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *gs,
+			       const int *codes, unsigned int n, enum gend why,
+			       bool auto_answer, bool pinned)
 {
-	uint8_t st = gst(g);
+	struct iopf_source *src = gs[0]->src;
+	unsigned int run = 0;
 
-	if (!gst_live(st))
-		return iopf__end_error(g->end);
-	/* counted once, by device: the context's totals are their sums */
-	sched_end(ctx, g, code, why, auto_answer);
-	IOPF_TRACE_ANSWER(g, code, why);
-	out_remove(ctx, g);
-	if (__builtin_expect(g->indexed, 0))
-		iopf__prg_remove(ctx, g);
+	for (unsigned int i = 0; i < n; i++) {
+		struct iopf_group *g = gs[i];
+
+		if (__builtin_expect(g->src != src, 0)) {
+			src->ops->ended(ctx, src, gs + run, codes + run, i - run);
+			src = g->src;
+			run = i;
+		}
+		/* counted once, by device: the context's totals are their
+		 * sums */
+		sched_end(ctx, g, codes[i], why, auto_answer);
+		IOPF_TRACE_ANSWER(g, codes[i], why);
+		if (__builtin_expect(ctx->deadline_ms != 0, 0))
+			out_unlink(ctx, g);
+		if (__builtin_expect(g->indexed, 0))
+			iopf__prg_remove(ctx, g);
+		if (why != END_ANSWERED && gst(g) != GS_QUEUED)
+			iopf__tomb_add(ctx, grp_handle(g), why);
+		g->end = (uint8_t)why;
+		gst_set(g, GS_DONE);
+	}
+	src->ops->ended(ctx, src, gs + run, codes + run, n - run);
+	ctx->outstanding -= n;
+	if (__builtin_expect(ctx->drainers != 0, 0))
+		pthread_cond_broadcast(&ctx->answered);
 	/* Room for a queue paused by max_outstanding: whichever thread
 	 * made it, a dispatch round must come to read again. */
 	if (__builtin_expect(ctx->nthrottled != 0, 0) && iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
-	if (st != GS_QUEUED && why != END_ANSWERED)
-		iopf__tomb_add(ctx, grp_handle(g), why);
-	g->end = (uint8_t)why;
-	gst_set(g, GS_DONE);
-	g->src->ops->ended(ctx, g->src, g, code);
-	if (!g->pins)
-		group_put(ctx, g);
+	if (!pinned)
+		for (unsigned int i = 0; i < n; i++)
+			if (!gs[i]->pins)
+				group_put(ctx, gs[i]);
+}
+
+/*
+ * End a group's life: the only way any path does it (handler return,
+ * answer by handle or PRG index, flush, drain, deadline, detach, close,
+ * device gone, context free), called as iopf__group_end() or inline.
+ * code is the answer the source sends (IOPF_CODE_*), or NO_ANSWER when
+ * the kernel answered the group itself. Returns 0, or the error a late
+ * answer gets if its life had already ended (nothing is done then; the
+ * caller counts the refusal).
+ */
+static inline int group_end(struct iopf_ctx *ctx, struct iopf_group *g,
+			    int code, enum gend why, bool auto_answer)
+{
+	if (!gst_live(gst(g)))
+		return iopf__end_error(g->end);
+	group_end_n(ctx, &g, &code, 1, why, auto_answer, false);
 	return 0;
 }
 

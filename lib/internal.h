@@ -171,9 +171,11 @@ struct src_ops {
 	bool kernel; /* the kernel answers its groups on detach: a fault queue */
 	/* Take in what waits to be read. 0, or -EIO: the source failed. */
 	int (*read)(struct iopf_ctx *ctx, struct iopf_source *src);
-	/* A group of this source ended; code is IOPF_CODE_* or NO_ANSWER. */
+	/* Groups of this source ended; codes[i] is gs[i]'s answer,
+	 * IOPF_CODE_* or NO_ANSWER (the kernel answered it). */
 	void (*ended)(struct iopf_ctx *ctx, struct iopf_source *src,
-		      struct iopf_group *g, int code);
+		      struct iopf_group *const *gs, const int *codes,
+		      unsigned int n);
 	/* Write the answers gathered so far (fault queues). */
 	/* Returns how many answers a passing failure kept back. */
 	unsigned int (*flush)(struct iopf_ctx *ctx, struct iopf_source *src);
@@ -598,10 +600,15 @@ static inline void iopf__source_ref(struct iopf_source *src)
 	src->refs++;
 }
 
+static inline void iopf__source_unref_n(struct iopf_source *src, unsigned int n)
+{
+	if (src && (src->refs -= n) == 0)
+		src->ops->destroy(src);
+}
+
 static inline void iopf__source_unref(struct iopf_source *src)
 {
-	if (src && --src->refs == 0)
-		src->ops->destroy(src);
+	iopf__source_unref_n(src, 1);
 }
 
 

@@ -258,12 +258,15 @@ IOPF_API int iopf_producer_submit(struct iopf_source *src,
 /* ---- the source's operations ---- */
 
 static void pr_ended(struct iopf_ctx *ctx, struct iopf_source *src,
-		     struct iopf_group *g, int code)
+		     struct iopf_group *const *gs, const int *codes,
+		     unsigned int n)
 {
 	/* Every completed group gets its respond call, whatever ended it. */
-	g->code = (uint8_t)(code == IOPF_CODE_SUCCESS ? IOPF_CODE_SUCCESS :
-							IOPF_CODE_INVALID);
-	iopf__deliver_push(ctx, g);
+	for (unsigned int i = 0; i < n; i++) {
+		gs[i]->code = (uint8_t)(codes[i] == IOPF_CODE_SUCCESS ?
+					IOPF_CODE_SUCCESS : IOPF_CODE_INVALID);
+		iopf__deliver_push(ctx, gs[i]);
+	}
 }
 
 static unsigned int pr_flush(struct iopf_ctx *ctx, struct iopf_source *src)

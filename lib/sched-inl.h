@@ -193,7 +193,9 @@ static inline void count_end(struct sched_count *c, int code, enum gend why,
 		c->gone++;
 }
 
-/* A group's life ended: count it by device. auto: libiopf's own INVALID. */
+/* A group's life ended: count it by device (auto: libiopf's own INVALID);
+ * its flow is no longer referenced by it (a flow no live group names
+ * stays cached until flow_alloc() reuses it). */
 static inline void sched_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 		     enum gend why, bool auto_answer)
 {
@@ -201,16 +203,10 @@ static inline void sched_end(struct iopf_ctx *ctx, struct iopf_group *g, int cod
 	struct flow *f = s->flows[g->flow];
 	unsigned int b = code == NO_ANSWER ? 0 : lat_bucket(s, g->t_in, ctx->now);
 
+	f->refs--;
 	count_end(&f->dev->cnt, code, why, auto_answer, b);
 	if (f->cnt)
 		count_end(f->cnt, code, why, auto_answer, b);
-}
-
-/* Its slot is free again: its flow no longer named by it. */
-static inline void sched_put(struct iopf_ctx *ctx, struct iopf_group *g)
-{
-	/* a flow no group names stays cached until flow_alloc() reuses it */
-	ctx->sched.flows[g->flow]->refs--;
 }
 
 #endif

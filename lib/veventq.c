@@ -217,7 +217,8 @@ void iopf__vevents_deliver(struct iopf_ctx *ctx)
 /* ---- the source's operations: nothing to answer, forget or throttle ---- */
 
 static void vq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
-		     struct iopf_group *g, int code)
+		     struct iopf_group *const *gs, const int *codes,
+		     unsigned int n)
 {
 }
 
