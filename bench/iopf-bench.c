@@ -830,11 +830,21 @@ static void bench_growth_order(uint64_t max_out, int rounds)
 			jkey(med[oi][1] / med[0][1], "growth.random_%s_over_1k", lbl[oi]);
 		}
 	}
-	for (size_t oi = 2; oi < no; oi++)
-		printf("  1k -> %s outstanding: FIFO %.2fx, random %.2fx (target: flat within 1.3x):"
-		       " FIFO %s, random %s\n", lbl[oi], med[oi][0] / med[0][0],
-		       med[oi][1] / med[0][1], med[oi][0] / med[0][0] <= 1.3 ? "met" : "NOT met",
-		       med[oi][1] / med[0][1] <= 1.3 ? "met" : "NOT met");
+	/* issue 13's targets: 100k within 1.3x of 1k (FIFO) and 2x (random),
+	 * 1M within 2.5x (random) */
+	for (size_t oi = 2; oi < no; oi++) {
+		double tf = oi == 2 ? 1.3 : 0, tr = oi == 2 ? 2.0 : 2.5;
+		double rf = med[oi][0] / med[0][0], rr = med[oi][1] / med[0][1];
+
+		if (tf)
+			printf("  1k -> %s outstanding: FIFO %.2fx (target %.1fx: %s), random %.2fx"
+			       " (target %.1fx: %s)\n", lbl[oi], rf, tf, rf <= tf ? "met" : "NOT met",
+			       rr, tr, rr <= tr ? "met" : "NOT met");
+		else
+			printf("  1k -> %s outstanding: FIFO %.2fx (no target), random %.2fx"
+			       " (target %.1fx: %s)\n", lbl[oi], rf, rr, tr,
+			       rr <= tr ? "met" : "NOT met");
+	}
 }
 
 /* ---- host: libiopf's own instructions, for callgrind ---- */
@@ -1242,6 +1252,8 @@ static void usage(FILE *f)
 		   "  --host     fake kernel, producer path, growth, memory, latency,\n"
 		   "             fairness\n"
 		   "  --fairness the fairness part of --host alone\n"
+		   "  --growth   the growth-by-answer-order part of --host alone\n"
+		   "  --memory   the memory part of --host alone\n"
 		   "  --kernel   the real fault object (inside ../shared/kernel/vmrun --icount)\n"
 		   "  --quick    fewer groups and rounds, growth by answer order to 100k\n"
 		   "  --json F   write the figures to F as one flat JSON object of\n"
@@ -1260,6 +1272,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	bool host = false, kernel = false, quick = false, fairness = false;
+	bool growth = false, memory = false;
 	const char *json = NULL, *datp = NULL;
 	uint64_t groups = 0, growth_max = 0, profile = 0;
 	int rounds = 0, rc = 0;
@@ -1273,6 +1286,10 @@ int main(int argc, char **argv)
 			quick = true;
 		else if (!strcmp(argv[i], "--fairness"))
 			fairness = true;
+		else if (!strcmp(argv[i], "--growth"))
+			growth = true;
+		else if (!strcmp(argv[i], "--memory"))
+			memory = true;
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
 			json = argv[++i];
 		else if (!strcmp(argv[i], "--dat") && i + 1 < argc)
@@ -1296,7 +1313,8 @@ int main(int argc, char **argv)
 		rounds = quick ? 3 : 5;
 	if (!growth_max)
 		growth_max = quick ? 100000 : 1000000;
-	if ((!host && !kernel && !fairness) || rounds < 1 || rounds > 16) {
+	if ((!host && !kernel && !fairness && !growth && !memory) || rounds < 1 ||
+	    rounds > 16) {
 		usage(stderr);
 		return 2;
 	}
@@ -1315,6 +1333,10 @@ int main(int argc, char **argv)
 		if (dat)
 			fclose(dat);
 	}
+	if (memory && !host)
+		bench_memory(1000000);
+	if (growth && !host)
+		bench_growth_order(growth_max, rounds < 7 ? 7 : rounds);
 	if (host || fairness)
 		bench_fairness(rounds < 7 ? rounds + 4 : rounds); /* noisy: more rounds */
 	if (json && jwrite(json))

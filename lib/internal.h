@@ -346,6 +346,7 @@ struct sched {
 	uint32_t nflows, cap;
 	struct flow *free;         /* flows to reuse */
 	uint32_t hand;             /* where flow_alloc() looks for one */
+	uint64_t hand_steps;       /* flows it looked at (a test reads it) */
 	struct flow *fcache[64];   /* flows looked up lately, by key hash */
 	struct tbl by_key;         /* dev << 32 | pasid -> flow */
 	struct tbl devs;           /* dev_id -> dsched */
@@ -575,6 +576,10 @@ void iopf__uevent_feed(struct iopf_ctx *ctx, const void *buf, size_t len,
 		       uint32_t sender_portid);
 /* Test seam: where removals are confirmed ("/sys"). */
 extern const char *iopf__sysfs;
+/* Test seam: flows made (the fallback included) and flows the clock
+ * hand looked at so far. */
+void iopf__sched_flow_counts(struct iopf_ctx *ctx, uint32_t *nflows,
+			     uint64_t *hand_steps);
 #endif
 
 /* uevent.c: parse one kernel uevent message; 0 or -EBADMSG. Pure. */

@@ -248,6 +248,60 @@ START_TEST(many_pasids_flows_recycled)
 }
 END_TEST
 
+/* internal.h's test seam (the iopf_test library) */
+void iopf__sched_flow_counts(struct iopf_ctx *ctx, uint32_t *nflows,
+			     uint64_t *hand_steps);
+
+struct handles {
+	iopf_handle_t h[4096];
+	int n;
+};
+
+static int h_keep_handle(struct iopf_group *g, void *ud)
+{
+	struct handles *hs = ud;
+
+	hs->h[hs->n++] = iopf_group_handle(g);
+	return IOPF_DEFER;
+}
+
+/* 3,000 PASIDs with groups outstanding at once: each new flow looks at a
+ * few flows for one to reuse, not at all of them (that made intake
+ * quadratic); once they are answered, 3,000 new PASIDs reuse their flows. */
+START_TEST(flow_reuse_looks_at_few_flows)
+{
+	static struct handles hs;
+	struct tctx t;
+	uint32_t nflows;
+	uint64_t steps;
+
+	hs.n = 0;
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_keep_handle, &hs);
+	for (uint32_t p = 1; p <= 3000; p++)
+		fk_trigger(t.f, 5, p, p % 512, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(hs.n, 3000);
+	iopf__sched_flow_counts(t.ctx, &nflows, &steps);
+	ck_assert_uint_eq(nflows, 3001); /* and the fallback */
+	ck_assert_uint_le(steps, 16u * (3000 - 1024));
+	for (int i = 0; i < hs.n; i++)
+		ck_assert_int_eq(iopf_respond(t.ctx, hs.h[i], IOPF_CODE_SUCCESS), 0);
+	hs.n = 0;
+	for (uint32_t p = 3001; p <= 6000; p++)
+		fk_trigger(t.f, 5, p, p % 512, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(hs.n, 3000);
+	iopf__sched_flow_counts(t.ctx, &nflows, &steps);
+	ck_assert_uint_le(nflows, 3001 + 16);
+	for (int i = 0; i < hs.n; i++)
+		ck_assert_int_eq(iopf_respond(t.ctx, hs.h[i], IOPF_CODE_SUCCESS), 0);
+	drive(t.ctx);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 static int h_defer_first(struct iopf_group *g, void *ud)
 {
 	(void)ud;
@@ -693,6 +747,7 @@ Suite *suite_sched(void)
 	tcase_add_test(tc, bounded_by_time_starts_no_handler_past_budget);
 	tcase_add_test(tc, tiny_budget_still_progresses);
 	tcase_add_test(tc, many_pasids_flows_recycled);
+	tcase_add_test(tc, flow_reuse_looks_at_few_flows);
 	tcase_add_test(tc, device_and_pasid_stats);
 	tcase_add_test(tc, destroy_called_once_when_replaced_removed_or_freed);
 	tcase_add_test(tc, destroy_waits_for_a_worker_running_the_old_handler);
