@@ -227,9 +227,10 @@ static void arm_timer(struct iopf_ctx *ctx)
 {
 	uint64_t at = 0;
 	struct itimerspec its = { 0 };
+	struct iopf_group *oldest = ctx->deadline_ms ? iopf__deadline_oldest(ctx) : NULL;
 
-	if (ctx->deadline_ms && ctx->out_head)
-		at = ctx->out_head->t_in + (uint64_t)ctx->deadline_ms * 1000000u;
+	if (oldest)
+		at = oldest->t_in + (uint64_t)ctx->deadline_ms * 1000000u;
 	if (ctx->nremoving) { /* look again soon for a removal's node */
 		uint64_t soon = iopf__now_ns() + 5000000u;
 
@@ -244,8 +245,8 @@ static void arm_timer(struct iopf_ctx *ctx)
 	timerfd_settime(ctx->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
-/* Answer INVALID every group outstanding past its deadline. The list is in
- * intake order, so only its head needs looking at. */
+/* Answer INVALID every group outstanding past its deadline. They are kept
+ * in intake order, so only the oldest needs looking at. */
 static void expire(struct iopf_ctx *ctx, uint64_t now)
 {
 	uint64_t dl = (uint64_t)ctx->deadline_ms * 1000000u;
@@ -253,7 +254,7 @@ static void expire(struct iopf_ctx *ctx, uint64_t now)
 
 	if (!ctx->deadline_ms)
 		return;
-	while ((g = ctx->out_head) && g->t_in + dl <= now) {
+	while ((g = iopf__deadline_oldest(ctx)) && g->t_in + dl <= now) {
 		ctx->st.deadline_expired++;
 		iopf__log(ctx, LOG_W,
 			  "dev %u prgi %u unanswered after %u ms: answered INVALID",

@@ -175,7 +175,7 @@ static inline void take_one(struct iopf_ctx *ctx, struct faultq *fq,
 		take_group(ctx, fq, r, 1, now);
 		return;
 	}
-	ctx->free_list = g->out_next;
+	ctx->free_list = g->qnext;
 	group_init(g, &fq->s, &(struct prg_key){
 		.dev_id = r->dev_id,
 		.pasid = (r->flags & IOPF_K_PGFAULT_FLAGS_PASID_VALID) ?

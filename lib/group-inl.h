@@ -20,7 +20,8 @@ struct iopf_group *iopf__group_get_slow(struct iopf_ctx *ctx,
 					struct iopf_source *src,
 					const struct prg_key *key, uint32_t nrec);
 void iopf__group_poison(struct iopf_ctx *ctx, struct iopf_group *g);
-void iopf__group_unindexable(struct iopf_ctx *ctx, struct iopf_group *g);
+void iopf__group_untracked(struct iopf_ctx *ctx, struct iopf_group *g,
+			   const char *what);
 int iopf__prg_insert(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__prg_remove(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__tomb_add(struct iopf_ctx *ctx, iopf_handle_t h, enum gend why);
@@ -55,7 +56,7 @@ static inline struct iopf_group *group_get(struct iopf_ctx *ctx,
 
 	if (__builtin_expect(!g || nrec > g->cap, 0))
 		return iopf__group_get_slow(ctx, src, key, nrec);
-	ctx->free_list = g->out_next;
+	ctx->free_list = g->qnext;
 	return group_init(g, src, key, nrec);
 }
 
@@ -71,7 +72,7 @@ static inline void group_put(struct iopf_ctx *ctx, struct iopf_group *g)
 	if (__builtin_expect(ctx->flags & IOPF_CTX_POISON, 0)) {
 		iopf__group_poison(ctx, g);
 	} else {
-		g->out_next = ctx->free_list;
+		g->qnext = ctx->free_list;
 		ctx->free_list = g;
 	}
 	iopf__source_unref(src);
@@ -84,7 +85,7 @@ static inline void group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
 }
 
 /* A complete group enters the context: outstanding, ready. A group the
- * PRG index has no room for is answered INVALID at once. Counted by
+ * PRG index or the deadline has no room for is answered INVALID at once. Counted by
  * device only (sched_intake): the context's groups and records are the
  * sums over devices plus what never got a group object. */
 static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
@@ -92,35 +93,15 @@ static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
 {
 	g->t_in = now;
 	g->seq = ctx->seq++;
-	if (__builtin_expect(ctx->deadline_ms != 0, 0)) {
-		g->out_prev = ctx->out_tail;
-		g->out_next = NULL;
-		if (ctx->out_tail)
-			ctx->out_tail->out_next = g;
-		else
-			ctx->out_head = g;
-		ctx->out_tail = g;
-	}
 	ctx->outstanding++;
 	IOPF_TRACE_GROUP_COMPLETE(g);
 	gst_set(g, GS_QUEUED);
 	sched_intake(ctx, g);
 	if (__builtin_expect(ctx->prg_on, 0) && iopf__prg_insert(ctx, g))
-		iopf__group_unindexable(ctx, g);
-}
-
-/* Off the deadline list (kept only with a deadline). */
-static inline void out_unlink(struct iopf_ctx *ctx, struct iopf_group *g)
-{
-	if (g->out_prev)
-		g->out_prev->out_next = g->out_next;
-	else
-		ctx->out_head = g->out_next;
-	if (g->out_next)
-		g->out_next->out_prev = g->out_prev;
-	else
-		ctx->out_tail = g->out_prev;
-	g->out_next = g->out_prev = NULL;
+		iopf__group_untracked(ctx, g, "index");
+	else if (__builtin_expect(ctx->deadline_ms != 0, 0) &&
+		 iopf__deadline_add(ctx, g))
+		iopf__group_untracked(ctx, g, "time");
 }
 
 /*
@@ -152,8 +133,6 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 		 * sums */
 		sched_end(ctx, g, codes[i], why, auto_answer);
 		IOPF_TRACE_ANSWER(g, codes[i], why);
-		if (__builtin_expect(ctx->deadline_ms != 0, 0))
-			out_unlink(ctx, g);
 		if (__builtin_expect(g->indexed, 0))
 			iopf__prg_remove(ctx, g);
 		if (why != END_ANSWERED && gst(g) != GS_QUEUED)

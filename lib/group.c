@@ -60,7 +60,7 @@ static struct iopf_group *unquarantine(struct iopf_ctx *ctx)
 
 	if (!g)
 		return NULL;
-	if (!(ctx->quar_head = g->out_next))
+	if (!(ctx->quar_head = g->qnext))
 		ctx->quar_tail = NULL;
 	ctx->nquar--;
 	g->gflags = 0;
@@ -76,9 +76,9 @@ void iopf__group_poison(struct iopf_ctx *ctx, struct iopf_group *g)
 	g->cookie = 0x6b6b6b6bu;
 	memset(grp_rec(g), POISON_BYTE, g->nrec * sizeof(struct iopf_record));
 	g->gflags = GF_POISONED;
-	g->out_next = NULL;
+	g->qnext = NULL;
 	if (ctx->quar_tail)
-		ctx->quar_tail->out_next = g;
+		ctx->quar_tail->qnext = g;
 	else
 		ctx->quar_head = g;
 	ctx->quar_tail = g;
@@ -102,7 +102,7 @@ struct iopf_group *iopf__group_get_slow(struct iopf_ctx *ctx,
 	struct iopf_group *g = ctx->free_list;
 
 	if (g)
-		ctx->free_list = g->out_next;
+		ctx->free_list = g->qnext;
 	else if (ctx->nquar > QUARANTINE) /* the oldest poisoned slot */
 		g = unquarantine(ctx);
 	else if (!(g = slot_new(ctx)) && !(g = unquarantine(ctx)))
@@ -112,7 +112,7 @@ struct iopf_group *iopf__group_get_slow(struct iopf_ctx *ctx,
 		struct iopf_record *r = xmalloc(nrec * (sizeof(*r) + sizeof(uint32_t)));
 
 		if (!r) {
-			g->out_next = ctx->free_list;
+			g->qnext = ctx->free_list;
 			ctx->free_list = g;
 			return NULL;
 		}
@@ -235,12 +235,13 @@ void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now
 	group_intake(ctx, g, now);
 }
 
-/* group_intake(): the PRG index had no room for it. */
-void iopf__group_unindexable(struct iopf_ctx *ctx, struct iopf_group *g)
+/* group_intake(): the PRG index or the deadline had no room for it. */
+void iopf__group_untracked(struct iopf_ctx *ctx, struct iopf_group *g,
+			   const char *what)
 {
 	ctx->st.alloc_failures++;
-	iopf__log(ctx, LOG_E, "no memory to index dev %u prgi %u: answered INVALID",
-		  g->key.dev_id, g->key.prgi);
+	iopf__log(ctx, LOG_E, "no memory to %s dev %u prgi %u: answered INVALID",
+		  what, g->key.dev_id, g->key.prgi);
 	iopf__group_end_auto(ctx, g, END_ANSWERED);
 }
 
@@ -338,6 +339,7 @@ void iopf__groups_free(struct iopf_ctx *ctx)
 		free(ctx->slabs[i]);
 	free(ctx->slabs);
 	free(ctx->tomb_ring);
+	iopf__deadline_free(ctx);
 	tbl_free(&ctx->tombs);
 	tbl_free(&ctx->by_prg);
 }

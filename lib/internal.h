@@ -95,16 +95,18 @@ struct iopf_group {
 	};
 	struct iopf_source *src;  /* referenced while the slot holds it */
 	uint64_t t_in;            /* CLOCK_MONOTONIC ns at intake */
-	/* One link per list a group can be on, never shared. */
-	struct iopf_group *out_next, *out_prev; /* deadline list; free list */
+	/* One link per list a group can be on, never shared. (The deadline
+	 * keeps handles in a ring of its own: deadline.c.) */
 	struct iopf_group *prg_next, *prg_prev; /* same-key FIFO, circular */
 	/* ready or worker queue while QUEUED; cancel list once HANDLING or
-	 * DEFERRED (never both: a group leaves its queue to be handled) */
+	 * DEFERRED (never both: a group leaves its queue to be handled);
+	 * the free list or the quarantine once FREE */
 	struct iopf_group *qnext;
 	struct iopf_group *dnext;  /* producer answer delivery list */
 };
 
-_Static_assert(sizeof(struct iopf_group) == 128, "a group is two cache lines");
+_Static_assert(sizeof(struct iopf_group) == 112,
+	       "a group is 112 bytes, its first record inline (issue 13: at most 128 a group)");
 
 /* gflags bit: the slot is free and poisoned (IOPF_CTX_POISON). */
 #define GF_POISONED 0x80u
@@ -401,10 +403,11 @@ struct iopf_ctx {
 	 * pointer kept past its group finds it poisoned, not reused */
 	struct iopf_group *quar_head, *quar_tail;
 	uint32_t nquar;
-	/* Outstanding groups in intake order, kept only with a deadline (its
-	 * head is the next to expire): without one, answers in random order
-	 * would touch two more groups each. Bulk walks go over the slots. */
-	struct iopf_group *out_head, *out_tail;
+	/* Outstanding groups' handles in intake order, kept only with a
+	 * deadline (deadline.c): the oldest live one expires first. Bulk
+	 * walks go over the slots. */
+	iopf_handle_t *dl_ring;
+	uint32_t dl_cap, dl_head, dl_n; /* dl_cap: 0 or a power of two */
 	uint32_t seq;             /* next intake number */
 	bool prg_on;              /* by_prg is kept (someone answered by PRG) */
 	struct tbl by_prg;        /* prg_key -> oldest outstanding group */
@@ -549,6 +552,11 @@ void iopf__handlers_free(struct iopf_ctx *ctx);
 /* veventq.c: the events the dispatching thread's round read, to their
  * callbacks (no lock held; that thread only). */
 void iopf__vevents_deliver(struct iopf_ctx *ctx);
+
+/* deadline.c (ctx->lock held) */
+int iopf__deadline_add(struct iopf_ctx *ctx, struct iopf_group *g);
+struct iopf_group *iopf__deadline_oldest(struct iopf_ctx *ctx);
+void iopf__deadline_free(struct iopf_ctx *ctx);
 
 /* dispatch.c */
 void iopf__wake(struct iopf_ctx *ctx);

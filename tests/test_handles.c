@@ -238,6 +238,48 @@ START_TEST(deadline_answers_invalid_then_etimedout)
 }
 END_TEST
 
+/* Deadlines are kept as handles in intake order (deadline.c): groups
+ * answered before their time are skipped and dropped, however many
+ * (the ring is compacted and grown past 64), and only the others expire,
+ * oldest first, each answered once. */
+static int h_every_third_deferred(struct iopf_group *g, void *ud)
+{
+	int *n = ud;
+
+	return (*n)++ % 3 == 0 ? IOPF_DEFER : IOPF_CODE_SUCCESS;
+}
+
+START_TEST(deadline_skips_groups_answered_in_time)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .deadline_ms = 40);
+	struct tctx t;
+	int n = 0;
+
+	tctx_init_opts(&t, &o, NULL);
+	iopf_ctx_set_handler(t.ctx, h_every_third_deferred, &n);
+	for (int round = 0; round < 6; round++) {
+		for (uint32_t i = 0; i < 100; i++)
+			fk_trigger(t.f, 1, 0, i, 1, 0);
+		drive(t.ctx);
+	}
+	ck_assert_int_eq(n, 600);
+	ck_assert_uint_eq(tstats(t.ctx).answers_success, 400);
+	for (int i = 0; i < 400 && tstats(t.ctx).deadline_expired < 200; i++) {
+		struct pollfd p = { .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
+
+		poll(&p, 1, 20);
+		iopf_ctx_dispatch(t.ctx);
+	}
+	ck_assert_uint_eq(tstats(t.ctx).deadline_expired, 200);
+	ck_assert_uint_eq(tstats(t.ctx).outstanding, 0);
+	for (uint64_t seq = 1; seq <= 600; seq++)
+		ck_assert_int_eq(answer_of(t.f, seq), (seq - 1) % 3 == 0 ?
+				 IOPF_CODE_INVALID : IOPF_CODE_SUCCESS);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 START_TEST(answer_invalid_answers_a_device_once_and_only_it)
 {
 	struct tctx t;
@@ -281,6 +323,7 @@ Suite *suite_handles(void)
 	tcase_add_test(tc, close_answers_outstanding_and_refuses_later);
 	tcase_add_test(tc, ctx_free_answers_everything);
 	tcase_add_test(tc, deadline_answers_invalid_then_etimedout);
+	tcase_add_test(tc, deadline_skips_groups_answered_in_time);
 	tcase_add_test(tc, answer_invalid_answers_a_device_once_and_only_it);
 	suite_add_tcase(s, tc);
 	return s;
