@@ -125,7 +125,8 @@ static inline bool cookie_slot(struct faultq *fq, uint32_t cookie)
 }
 
 static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
-		       const struct iopf_k_pgfault *r, uint32_t n, uint64_t now)
+		       const struct iopf_k_pgfault *r, uint32_t n, uint64_t now,
+		       struct intake_run *run)
 {
 	struct prg_key key = {
 		.dev_id = r[0].dev_id,
@@ -158,13 +159,14 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 	}
 	g->cookie = cookie;
 	fq->by_cookie[cookie] = g;
-	group_intake(ctx, g, now);
+	group_intake_run(ctx, g, now, run);
 }
 
 /* take_group() of a one-record group: the free list's first slot when it
  * has no records of its own, its record written inline. */
 static inline void take_one(struct iopf_ctx *ctx, struct faultq *fq,
-			    const struct iopf_k_pgfault *r, uint64_t now)
+			    const struct iopf_k_pgfault *r, uint64_t now,
+			    struct intake_run *run)
 {
 	uint32_t cookie = r->cookie;
 	struct iopf_group *g = ctx->free_list;
@@ -172,7 +174,7 @@ static inline void take_one(struct iopf_ctx *ctx, struct faultq *fq,
 	/* a slot with records of its own (cap > 1), none, or no room by
 	 * cookie: the general way */
 	if (__builtin_expect(!g || g->cap != 1 || !cookie_slot(fq, cookie), 0)) {
-		take_group(ctx, fq, r, 1, now);
+		take_group(ctx, fq, r, 1, now, run);
 		return;
 	}
 	ctx->free_list = g->qnext;
@@ -186,7 +188,7 @@ static inline void take_one(struct iopf_ctx *ctx, struct faultq *fq,
 	g->len1 = r->length;
 	g->cookie = cookie;
 	fq->by_cookie[cookie] = g;
-	group_intake(ctx, g, now);
+	group_intake_run(ctx, g, now, run);
 }
 
 static bool same_group(const struct iopf_k_pgfault *a,
@@ -205,6 +207,7 @@ static void parse(struct iopf_ctx *ctx, struct faultq *fq,
 		  const struct iopf_k_pgfault *b, uint32_t n)
 {
 	uint64_t now = iopf__tick(ctx);
+	struct intake_run run = { 0 };
 	uint32_t i = 0;
 
 	fq->delivered |= n > 0;
@@ -218,7 +221,7 @@ static void parse(struct iopf_ctx *ctx, struct faultq *fq,
 			/* the common case: a whole group of one record */
 			if (__builtin_expect(b[i].flags & ~IOPF_K_PGFAULT_FLAGS_ALL, 0))
 				ctx->st.unknown_flags++;
-			take_one(ctx, fq, &b[i++], now);
+			take_one(ctx, fq, &b[i++], now, &run);
 			continue;
 		}
 		for (;;) {
@@ -259,8 +262,9 @@ static void parse(struct iopf_ctx *ctx, struct faultq *fq,
 				answer_raw(ctx, fq, &b[start]);
 			continue;
 		}
-		take_group(ctx, fq, &b[start], i - start, now);
+		take_group(ctx, fq, &b[start], i - start, now, &run);
 	}
+	sched_run_end(ctx, &run);
 }
 
 static bool pollin(struct iopf_source *src)

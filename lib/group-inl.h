@@ -88,20 +88,29 @@ static inline void group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
  * PRG index or the deadline has no room for is answered INVALID at once. Counted by
  * device only (sched_intake): the context's groups and records are the
  * sums over devices plus what never got a group object. */
-static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
-				uint64_t now)
+static inline __attribute__((always_inline)) void group_intake_run(struct iopf_ctx *ctx, struct iopf_group *g,
+				    uint64_t now, struct intake_run *run)
 {
 	g->t_in = now;
 	g->seq = ctx->seq++;
 	ctx->outstanding++;
 	IOPF_TRACE_GROUP_COMPLETE(g);
 	gst_set(g, GS_QUEUED);
-	sched_intake(ctx, g);
+	if (run) /* one of a read's groups (faultq.c) */
+		sched_intake_run(ctx, g, run);
+	else
+		sched_intake(ctx, g);
 	if (__builtin_expect(ctx->prg_on, 0) && iopf__prg_insert(ctx, g))
 		iopf__group_untracked(ctx, g, "index");
 	else if (__builtin_expect(ctx->deadline_ms != 0, 0) &&
 		 iopf__deadline_add(ctx, g))
 		iopf__group_untracked(ctx, g, "time");
+}
+
+static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
+				uint64_t now)
+{
+	group_intake_run(ctx, g, now, NULL);
 }
 
 /*

@@ -47,11 +47,13 @@ static inline struct flow *sched_flow(struct iopf_ctx *ctx, uint64_t key)
 	return f && f->key == key ? f : iopf__flow_lookup(ctx, key);
 }
 
-/* Into its flow's ready FIFO (pinned by it), counted. */
-static inline void sched_intake(struct iopf_ctx *ctx, struct iopf_group *g)
+/* Into the ready FIFO of its flow, that of key (pinned by it), counted.
+ * Returns the flow. */
+static inline __attribute__((always_inline)) struct flow *
+sched_intake_key(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t key)
 {
 	struct sched *s = &ctx->sched;
-	struct flow *f = sched_flow(ctx, key_hi(&g->key));
+	struct flow *f = sched_flow(ctx, key);
 	struct dsched *d = f->dev;
 
 	g->flow = f->idx;
@@ -81,6 +83,68 @@ static inline void sched_intake(struct iopf_ctx *ctx, struct iopf_group *g)
 			dev_enqueue(s, d);
 		}
 	}
+	return f;
+}
+
+static inline __attribute__((always_inline)) void sched_intake(struct iopf_ctx *ctx,
+								struct iopf_group *g)
+{
+	sched_intake_key(ctx, g, key_hi(&g->key));
+}
+
+/*
+ * Groups of one read taken in one after another, most of them of the
+ * flow of the group before (one device streaming): such a group is only
+ * linked to its flow's FIFO, its counts kept here and added to the flow
+ * and its device once the run ends (sched_run_end(), before any other
+ * intake and at the end of the read). Nothing reads those counts
+ * meanwhile: no group is handed out, no flow made or reused.
+ */
+struct intake_run {
+	struct flow *f;   /* the flow of the run, or NULL */
+	uint64_t key;     /* its key */
+	uint32_t n, recs; /* groups and records not yet counted */
+};
+
+static inline void sched_run_end(struct iopf_ctx *ctx, struct intake_run *r)
+{
+	struct flow *f = r->f;
+
+	if (!r->n)
+		return;
+	f->refs += r->n;
+	f->dev->cnt.groups += r->n;
+	f->dev->cnt.records += r->recs;
+	f->dev->cnt.ready += r->n;
+	if (f->cnt) {
+		f->cnt->groups += r->n;
+		f->cnt->records += r->recs;
+		f->cnt->ready += r->n;
+	}
+	ctx->sched.nready += r->n;
+	r->n = r->recs = 0;
+}
+
+/* sched_intake() for a group of a read: a link when of the run's flow. */
+static inline __attribute__((always_inline)) void sched_intake_run(struct iopf_ctx *ctx, struct iopf_group *g,
+				    struct intake_run *r)
+{
+	uint64_t key = key_hi(&g->key);
+	struct flow *f = r->f;
+
+	if (f && r->key == key) {
+		g->flow = f->idx;
+		g->pins++; /* the ready queue's */
+		g->qnext = NULL;
+		f->tail->qnext = g;
+		f->tail = g;
+		r->n++;
+		r->recs += g->nrec;
+		return;
+	}
+	sched_run_end(ctx, r);
+	r->f = sched_intake_key(ctx, g, key);
+	r->key = key;
 }
 
 /*
