@@ -140,8 +140,21 @@ static void batch_pre(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	 * referenced once for all of them. */
 	struct binding *one = ctx->handlers.n ? NULL : iopf__handler_any(ctx);
 
-	for (int i = 0; i < n; i++)
-		hb->call[i] = (hb->b[i] = handle_pre(ctx, gs[i], one)) != NULL;
+	if (one && !ctx->ngone) {
+		/* handle_pre() when no device is gone and one handler takes
+		 * them all: a group still QUEUED is marked, the rest skipped */
+		for (int i = 0; i < n; i++) {
+			bool q = gst(gs[i]) == GS_QUEUED;
+
+			if (q)
+				gst_set(gs[i], GS_HANDLING);
+			hb->call[i] = q;
+			hb->b[i] = q ? one : NULL;
+		}
+	} else {
+		for (int i = 0; i < n; i++)
+			hb->call[i] = (hb->b[i] = handle_pre(ctx, gs[i], one)) != NULL;
+	}
 	hb->one = one;
 	if (one)
 		one->refs++;
@@ -159,34 +172,52 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	int ec[HANDLE_BATCH], ne = 0;
 
 	iopf__in_callback++;
-	for (int i = 0; i < n; i++) {
-		/* An earlier handler, or another thread, may have ended this
-		 * group since (a flush, a detach, an answer by PRG index):
-		 * it is looked at again, without the lock, right before its
-		 * handler would run. A group ended after this check is
-		 * still handled, and its handler's answer refused. */
-		call[i] = call[i] && gst(gs[i]) == GS_HANDLING;
-		if (!call[i])
-			continue;
-		if (b[i]->kind == B_BATCH) { /* one call for them all */
-			batch = b[i]; /* one lock hold resolved them: one */
-			bg[nb] = gs[i];
-			IOPF_TRACE_HANDLER_START(gs[i]);
-			bcode[nb] = IOPF_CODE_INVALID;
-			bi[nb++] = i;
-			continue;
+	/* An earlier handler, or another thread, may have ended a group
+	 * since (a flush, a detach, an answer by PRG index): it is looked at
+	 * again, without the lock, right before its handler would run. A
+	 * group ended after this check is still handled, and its handler's
+	 * answer refused. */
+	if (hb->one && hb->one->kind != B_BATCH) {
+		/* one handler for them all: its function and userdata read
+		 * once (a binding does not change; a new one replaces it) */
+		iopf_handler_fn fn = hb->one->fn;
+		void *ud = hb->one->ud;
+
+		for (int i = 0; i < n; i++) {
+			struct iopf_group *g = gs[i];
+
+			if (!(call[i] = call[i] && gst(g) == GS_HANDLING))
+				continue;
+			IOPF_TRACE_HANDLER_START(g);
+			rc[i] = fn(g, ud);
+			IOPF_TRACE_HANDLER_END(g, rc[i]);
+			returned(g, rc[i]);
 		}
-		IOPF_TRACE_HANDLER_START(gs[i]);
-		rc[i] = b[i]->fn(gs[i], b[i]->ud);
-		IOPF_TRACE_HANDLER_END(gs[i], rc[i]);
-		returned(gs[i], rc[i]);
-	}
-	if (nb) {
-		batch->batch(bg, bcode, (size_t)nb, batch->ud);
-		for (int j = 0; j < nb; j++) {
-			rc[bi[j]] = bcode[j];
-			IOPF_TRACE_HANDLER_END(bg[j], bcode[j]);
-			returned(bg[j], bcode[j]);
+	} else {
+		for (int i = 0; i < n; i++) {
+			call[i] = call[i] && gst(gs[i]) == GS_HANDLING;
+			if (!call[i])
+				continue;
+			if (b[i]->kind == B_BATCH) { /* one call for them all */
+				batch = b[i]; /* one lock hold resolved them: one */
+				bg[nb] = gs[i];
+				IOPF_TRACE_HANDLER_START(gs[i]);
+				bcode[nb] = IOPF_CODE_INVALID;
+				bi[nb++] = i;
+				continue;
+			}
+			IOPF_TRACE_HANDLER_START(gs[i]);
+			rc[i] = b[i]->fn(gs[i], b[i]->ud);
+			IOPF_TRACE_HANDLER_END(gs[i], rc[i]);
+			returned(gs[i], rc[i]);
+		}
+		if (nb) {
+			batch->batch(bg, bcode, (size_t)nb, batch->ud);
+			for (int j = 0; j < nb; j++) {
+				rc[bi[j]] = bcode[j];
+				IOPF_TRACE_HANDLER_END(bg[j], bcode[j]);
+				returned(bg[j], bcode[j]);
+			}
 		}
 	}
 	iopf__in_callback--;
