@@ -166,14 +166,16 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
  * has no records of its own, its record written inline. */
 static inline void take_one(struct iopf_ctx *ctx, struct faultq *fq,
 			    const struct iopf_k_pgfault *r, uint64_t now,
-			    struct intake_run *run)
+			    struct intake_run *restrict run)
 {
 	uint32_t cookie = r->cookie;
-	struct iopf_group *g = ctx->free_list;
+	struct iopf_group *g;
 
-	/* a slot with records of its own (cap > 1), none, or no room by
-	 * cookie: the general way */
-	if (__builtin_expect(!g || g->cap != 1 || !cookie_slot(fq, cookie), 0)) {
+	/* a cookie beyond the table, or still naming a group, a slot with
+	 * records of its own (cap > 1) or none: the general way */
+	if (__builtin_expect(cookie >= fq->ncookies || fq->by_cookie[cookie] ||
+			     !(g = ctx->free_list) || g->cap != 1, 0)) {
+		retire_reused(ctx, fq, cookie);
 		take_group(ctx, fq, r, 1, now, run);
 		return;
 	}
@@ -216,14 +218,15 @@ static void parse(struct iopf_ctx *ctx, struct faultq *fq,
 		uint32_t start = i, cookie = b[i].cookie;
 		const char *bad = NULL;
 
-		retire_reused(ctx, fq, cookie);
 		if ((b[i].flags & IOPF_K_PGFAULT_FLAGS_LAST_PAGE) && cookie) {
-			/* the common case: a whole group of one record */
+			/* the common case: a whole group of one record (its
+			 * cookie's old group, if any, retired by take_one) */
 			if (__builtin_expect(b[i].flags & ~IOPF_K_PGFAULT_FLAGS_ALL, 0))
 				ctx->st.unknown_flags++;
 			take_one(ctx, fq, &b[i++], now, &run);
 			continue;
 		}
+		retire_reused(ctx, fq, cookie);
 		for (;;) {
 			const struct iopf_k_pgfault *r = &b[i];
 

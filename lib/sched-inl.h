@@ -127,7 +127,7 @@ static inline void sched_run_end(struct iopf_ctx *ctx, struct intake_run *r)
 
 /* sched_intake() for a group of a read: a link when of the run's flow. */
 static inline __attribute__((always_inline)) void sched_intake_run(struct iopf_ctx *ctx, struct iopf_group *g,
-				    struct intake_run *r)
+				    struct intake_run *restrict r)
 {
 	uint64_t key = key_hi(&g->key);
 	struct flow *f = r->f;
