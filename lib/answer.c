@@ -49,11 +49,26 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
 	return answered(ctx, 0);
 }
 
+/* End the k groups gathered by iopf_respond_many(), all live. */
+static void end_gathered(struct iopf_ctx *ctx, struct iopf_group **gs,
+			 const int *codes, unsigned int k)
+{
+	for (unsigned int i = 0; i < k; i++)
+		gs[i]->gathered = false;
+	if (k)
+		iopf__group_end_many(ctx, gs, codes, k);
+}
+
 IOPF_API int iopf_respond_many(struct iopf_ctx *ctx,
 			       const iopf_handle_t *handles, const int *codes,
 			       size_t n, int *results)
 {
-	int done = 0;
+	/* ended ENDS at a time: the sources told once a run of them, not
+	 * once a group */
+	enum { ENDS = 64 };
+	struct iopf_group *gs[ENDS];
+	int cs[ENDS], done = 0;
+	unsigned int k = 0;
 
 	if (!ctx || (n && (!handles || !codes)))
 		return -EINVAL;
@@ -65,8 +80,17 @@ IOPF_API int iopf_respond_many(struct iopf_ctx *ctx,
 
 		if (codes[i] == IOPF_CODE_SUCCESS || codes[i] == IOPF_CODE_INVALID) {
 			g = iopf__group_from_handle(ctx, handles[i], &err);
+			/* the same handle twice: the second finds its group
+			 * ended once those gathered are */
+			if (g && g->gathered) {
+				end_gathered(ctx, gs, cs, k);
+				k = 0;
+				g = iopf__group_from_handle(ctx, handles[i], &err);
+			}
 			if (g) {
-				iopf__group_end(ctx, g, codes[i], END_ANSWERED);
+				g->gathered = true;
+				gs[k] = g;
+				cs[k++] = codes[i];
 				err = 0;
 				done++;
 			}
@@ -75,7 +99,12 @@ IOPF_API int iopf_respond_many(struct iopf_ctx *ctx,
 			ctx->st.refused_answers++;
 		if (results)
 			results[i] = err;
+		if (k == ENDS) {
+			end_gathered(ctx, gs, cs, k);
+			k = 0;
+		}
 	}
+	end_gathered(ctx, gs, cs, k);
 	return answered(ctx, done);
 }
 

@@ -273,6 +273,13 @@ int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 	return group_end(ctx, g, code, why, false);
 }
 
+/* Many live groups answered by handle: group_end_n(). */
+void iopf__group_end_many(struct iopf_ctx *ctx, struct iopf_group *const *gs,
+			  const int *codes, unsigned int n)
+{
+	group_end_n(ctx, gs, codes, n, END_ANSWERED, false, false);
+}
+
 void iopf__group_end_auto(struct iopf_ctx *ctx, struct iopf_group *g,
 			  enum gend why)
 {

@@ -84,6 +84,7 @@ struct iopf_group {
 	uint8_t end : 4;  /* enum gend, once GS_DONE */
 	uint8_t code : 1; /* the answer (producer delivery) */
 	bool indexed : 1; /* in ctx->by_prg */
+	bool gathered : 1; /* among iopf_respond_many()'s, not yet ended */
 	uint8_t gflags;   /* IOPF_GROUP_*, GF_POISONED */
 	uint32_t len1;    /* the inline record's length field (cap == 1) */
 	uint32_t nrec, cap;
@@ -484,6 +485,9 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now);
 int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 		    enum gend why);
+/* iopf__group_end() for n live groups, answered by handle. */
+void iopf__group_end_many(struct iopf_ctx *ctx, struct iopf_group *const *gs,
+			  const int *codes, unsigned int n);
 /* iopf__group_end() with INVALID from libiopf itself (counted). */
 void iopf__group_end_auto(struct iopf_ctx *ctx, struct iopf_group *g,
 			  enum gend why);

@@ -305,6 +305,88 @@ static void bh(struct iopf_group *const *gs, int *codes, size_t n, void *ud)
 	ck_assert_ptr_eq(ud, &bh_calls);
 }
 
+/* iopf_respond_many() ends the groups it is given in runs (64 at a time,
+ * sources told once a run): the same handle twice, near or far, is
+ * answered once and refused the second time; groups of a fault queue and
+ * of a producer mixed in one call each get their one answer. */
+static iopf_handle_t rm_h[512];
+static int rm_n;
+static int rm_responses;
+
+static int h_rm_keep(struct iopf_group *g, void *ud)
+{
+	(void)ud;
+	rm_h[rm_n++] = iopf_group_handle(g);
+	return IOPF_DEFER;
+}
+
+static void rm_resp(const struct iopf_response *r, void *ud)
+{
+	(void)ud;
+	ck_assert_int_eq(r->code, IOPF_CODE_SUCCESS);
+	rm_responses++;
+}
+
+START_TEST(respond_many_duplicates_runs_and_sources)
+{
+	struct tctx t;
+	IOPF_OPTS(iopf_producer_opts, po, .respond = rm_resp);
+	struct iopf_source *p;
+	static iopf_handle_t hs[1024];
+	static int codes[1024], res[1024];
+	int n = 0, want_ok = 0;
+
+	rm_n = rm_responses = 0;
+	tctx_init(&t);
+	p = iopf_producer_new(t.ctx, &po);
+	ck_assert_ptr_nonnull(p);
+	iopf_ctx_set_handler(t.ctx, h_rm_keep, NULL);
+	for (uint32_t i = 0; i < 150; i++) {
+		struct iopf_request r = { .flags = IOPF_F_LAST_PAGE, .dev_id = 9, .prgi = i };
+
+		fk_trigger(t.f, 1, 0, i, 1, 0x1000ull * i);
+		ck_assert_int_eq(iopf_producer_submit(p, &r), 1);
+		if (i % 10 == 9)
+			drive(t.ctx); /* fault-queue and producer groups interleave */
+	}
+	drive(t.ctx);
+	ck_assert_int_eq(rm_n, 300);
+	/* each handle once, some twice in a row, some again 100 later */
+	for (int i = 0; i < rm_n; i++) {
+		hs[n] = rm_h[i];
+		res[n] = 0;
+		codes[n++] = IOPF_CODE_SUCCESS;
+		want_ok++;
+		if (i % 7 == 0) {
+			hs[n] = rm_h[i];
+			codes[n++] = IOPF_CODE_SUCCESS;
+		}
+		if (i % 11 == 0 && i >= 100) {
+			hs[n] = rm_h[i - 100];
+			codes[n++] = IOPF_CODE_SUCCESS;
+		}
+	}
+	ck_assert_int_eq(iopf_respond_many(t.ctx, hs, codes, (size_t)n, res), want_ok);
+	for (int i = 0, seen_ok = 0; i < n; i++) {
+		bool first = true;
+
+		for (int j = 0; j < i; j++)
+			if (hs[j] == hs[i])
+				first = false;
+		ck_assert_int_eq(res[i], first ? 0 : -EALREADY);
+		seen_ok += first;
+		(void)seen_ok;
+	}
+	iopf_ctx_flush(t.ctx);
+	ck_assert_int_eq(rm_responses, 150);
+	for (uint64_t q = 1; q <= 150; q++)
+		ck_assert_int_eq(answer_of(t.f, q), IOPF_CODE_SUCCESS);
+	assert_each_answered_once(t.f);
+	ck_assert_uint_eq(tstats(t.ctx).outstanding, 0);
+	tctx_fini(&t);
+}
+END_TEST
+
 START_TEST(batch_handler_and_respond_many)
 {
 	struct tctx t;
@@ -369,6 +451,7 @@ Suite *suite_dispatch(void)
 	tcase_add_test(tc, dispatch_busy_and_null);
 	tcase_add_test(tc, latency_histogram_counts_answers);
 	tcase_add_test(tc, batch_handler_and_respond_many);
+	tcase_add_test(tc, respond_many_duplicates_runs_and_sources);
 	suite_add_tcase(s, tc);
 	return s;
 }
