@@ -122,7 +122,9 @@ static bool handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
  * them (batch_pre(), in the same hold as the hand-out when dispatch()
  * hands them out), once to apply their answers (batch_post()). The
  * groups are pinned by the queue they came from; unpinned at the end. */
-#define HANDLE_BATCH 64
+#define HANDLE_BATCH 256
+/* A batch handler gets at most this many groups a call (the API says so) */
+#define BATCH_CALL_MAX 64
 
 struct hbatch {
 	struct binding *b[HANDLE_BATCH];
@@ -160,6 +162,18 @@ static void batch_pre(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		one->refs++;
 }
 
+/* The batch handler's call for the nb groups gathered: their codes as rc. */
+static void batch_call(struct binding *batch, struct iopf_group **bg, int *bi,
+		       int *bcode, int nb, int *rc)
+{
+	batch->batch(bg, bcode, (size_t)nb, batch->ud);
+	for (int j = 0; j < nb; j++) {
+		rc[bi[j]] = bcode[j];
+		IOPF_TRACE_HANDLER_END(bg[j], bcode[j]);
+		returned(bg[j], bcode[j]);
+	}
+}
+
 /* Call the handlers, then apply their answers. No lock held on entry. */
 static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		      struct hbatch *hb)
@@ -167,8 +181,8 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	struct binding *batch = NULL, **b = hb->b;
 	bool *call = hb->call;
 	int *rc = hb->rc;
-	struct iopf_group *bg[HANDLE_BATCH], *eg[HANDLE_BATCH];
-	int bi[HANDLE_BATCH], nb = 0, bcode[HANDLE_BATCH];
+	struct iopf_group *bg[BATCH_CALL_MAX], *eg[HANDLE_BATCH];
+	int bi[BATCH_CALL_MAX], nb = 0, bcode[BATCH_CALL_MAX];
 	int ec[HANDLE_BATCH], ne = 0;
 
 	iopf__in_callback++;
@@ -204,6 +218,10 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 				IOPF_TRACE_HANDLER_START(gs[i]);
 				bcode[nb] = IOPF_CODE_INVALID;
 				bi[nb++] = i;
+				if (nb == BATCH_CALL_MAX) {
+					batch_call(batch, bg, bi, bcode, nb, rc);
+					nb = 0;
+				}
 				continue;
 			}
 			IOPF_TRACE_HANDLER_START(gs[i]);
@@ -211,14 +229,8 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 			IOPF_TRACE_HANDLER_END(gs[i], rc[i]);
 			returned(gs[i], rc[i]);
 		}
-		if (nb) {
-			batch->batch(bg, bcode, (size_t)nb, batch->ud);
-			for (int j = 0; j < nb; j++) {
-				rc[bi[j]] = bcode[j];
-				IOPF_TRACE_HANDLER_END(bg[j], bcode[j]);
-				returned(bg[j], bcode[j]);
-			}
-		}
+		if (nb)
+			batch_call(batch, bg, bi, bcode, nb, rc);
 	}
 	iopf__in_callback--;
 
