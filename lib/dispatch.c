@@ -240,15 +240,16 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		if (call[i] && handle_post(ctx, gs[i], rc[i])) {
 			eg[ne] = gs[i];
 			ec[ne++] = rc[i];
+		} else {
+			group_unpin(ctx, gs[i]);
 		}
 		if (b[i] != hb->one)
 			iopf__binding_put(ctx, b[i]);
 	}
 	iopf__binding_put(ctx, hb->one);
-	if (ne) /* pinned by the queue they came from */
+	/* the queue's pins on them given up there */
+	if (ne)
 		group_end_n(ctx, eg, ec, (unsigned int)ne, END_ANSWERED, false, true);
-	for (int i = 0; i < n; i++)
-		group_unpin(ctx, gs[i]);
 	if (iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);

@@ -120,12 +120,12 @@ static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
  * through group_end() for one group or directly for a handler batch.
  * Each group is counted by device, leaves the outstanding groups and
  * the indexes and becomes DONE, its source told once for each run of
- * groups of one source; then the groups nothing pins are freed (none
- * when the caller says they are all pinned).
+ * groups of one source; then the groups nothing pins are freed. unpin:
+ * the caller held one pin on each, given up here.
  */
 static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *gs,
 			       const int *codes, unsigned int n, enum gend why,
-			       bool auto_answer, bool pinned)
+			       bool auto_answer, bool unpin)
 {
 	struct iopf_source *src = gs[0]->src;
 	unsigned int run = 0;
@@ -157,10 +157,9 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 	 * made it, a dispatch round must come to read again. */
 	if (__builtin_expect(ctx->nthrottled != 0, 0) && iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
-	if (!pinned)
-		for (unsigned int i = 0; i < n; i++)
-			if (!gs[i]->pins)
-				group_put(ctx, gs[i]);
+	for (unsigned int i = 0; i < n; i++)
+		if ((unpin ? --gs[i]->pins : gs[i]->pins) == 0)
+			group_put(ctx, gs[i]);
 }
 
 /*
