@@ -28,8 +28,7 @@ void iopf__tomb_add(struct iopf_ctx *ctx, iopf_handle_t h, enum gend why);
 
 /* A slot taken for a group of nrec records: its fields set, src held.
  * The links need no reset: each list clears its own when a group leaves
- * it (indexed, prg_*), or sets it when one joins (qnext, dnext, the
- * deadline list's out_*). */
+ * it (indexed, prg_*), or sets it when one joins (qnext, dnext). */
 static inline struct iopf_group *group_init(struct iopf_group *g,
 					    struct iopf_source *src,
 					    const struct prg_key *key,

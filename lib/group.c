@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * group.c - the life of a group: slots, handles, the outstanding list, the
- * (device, PASID, PRG index) index, and iopf__group_end(), the one function
- * that ends a group on every path. ctx->lock held throughout.
+ * group.c - the life of a group: slots, handles, the (device, PASID, PRG
+ * index) index, and iopf__group_end(), the one function that ends a group
+ * on every path. ctx->lock held throughout.
  *
  *   get -> intake: QUEUED -> HANDLING -> DEFERRED -> end: DONE -> FREE
  *                    \___________\___________\______/

@@ -79,8 +79,8 @@ struct iopf_group {
 	uint32_t gen;     /* generation: bumped when the slot is recycled */
 	uint8_t state;    /* enum gstate; gst()/gst_set() */
 	uint8_t pins;     /* queue, handler, delivery or cancel list */
-	/* Bit-fields, all written under ctx->lock: one byte for the three,
-	 * so that the inline record's length fits the 128 bytes. */
+	/* Bit-fields, all written under ctx->lock: one byte for them, so
+	 * that the inline record's length fits in the group. */
 	uint8_t end : 4;  /* enum gend, once GS_DONE */
 	uint8_t code : 1; /* the answer (producer delivery) */
 	bool indexed : 1; /* in ctx->by_prg */
