@@ -113,6 +113,7 @@ IOPF_API void iopf_ctx_free(struct iopf_ctx *ctx)
 	while ((g = iopf__sched_pop(ctx)))
 		iopf__group_unpin(ctx, g);
 	ctx->wq_head = ctx->wq_tail = NULL;
+	ctx->wq_len = 0;
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__deliver(ctx);
 	iopf__devices_free(ctx);

@@ -421,8 +421,7 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 		left = n < most ? 0 : left - (uint64_t)n;
 		handled += n;
 		if (ctx->nthreads) {
-			for (int i = 0; i < n; i++)
-				iopf__workers_push(ctx, batch[i]);
+			iopf__workers_push(ctx, batch, (unsigned int)n);
 		} else if (n) {
 			batch_run(ctx, batch, n, &hb);
 		}

@@ -427,6 +427,7 @@ struct iopf_ctx {
 	pthread_mutex_t wq_lock;
 	pthread_cond_t wq_cond;
 	struct iopf_group *wq_head, *wq_tail;
+	unsigned int wq_len;
 	bool wq_stop;
 	/* since 1.3: guest answer matching per device (answer.c) */
 	struct tbl devflags;      /* dev_id -> DF_* bits, as a pointer */
@@ -570,7 +571,8 @@ void iopf__flush_all(struct iopf_ctx *ctx);
 /* workers.c */
 int iopf__workers_start(struct iopf_ctx *ctx);
 void iopf__workers_stop(struct iopf_ctx *ctx);
-void iopf__workers_push(struct iopf_ctx *ctx, struct iopf_group *g);
+void iopf__workers_push(struct iopf_ctx *ctx, struct iopf_group **gs,
+			unsigned int n);
 
 /* device.c (ctx->lock held unless said). Groups a handler holds when
  * their device goes are chained through ->qnext on *cancel, pinned; the

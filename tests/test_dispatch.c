@@ -3,6 +3,7 @@
  * the policies (max outstanding). */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "testutil.h"
 
@@ -174,6 +175,56 @@ START_TEST(workers_handle_ten_thousand_once_each)
 	assert_each_answered_once(t.f);
 	ck_assert_uint_eq(tstats(t.ctx).refused_answers, 0);
 	ck_assert_uint_eq(tstats(t.ctx).answers_success, 10000);
+	tctx_fini(&t);
+}
+END_TEST
+
+/* Workers take their share of what waits, not all of it: 8 slow
+ * handlers on a pool of 4 run on more than one thread. */
+static pthread_mutex_t slow_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t slow_threads[8];
+static int slow_n;
+
+static int h_slow(struct iopf_group *g, void *ud)
+{
+	struct timespec ts = { 0, 30 * 1000 * 1000 };
+
+	(void)g;
+	(void)ud;
+	pthread_mutex_lock(&slow_lock);
+	slow_threads[slow_n++] = pthread_self();
+	pthread_mutex_unlock(&slow_lock);
+	nanosleep(&ts, NULL);
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(workers_share_slow_handlers)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .workers = 4);
+	struct tctx t;
+	int distinct = 0;
+
+	slow_n = 0;
+	tctx_init_opts(&t, &o, NULL);
+	iopf_ctx_set_handler(t.ctx, h_slow, NULL);
+	for (uint32_t i = 0; i < 8; i++)
+		fk_trigger(t.f, 1, 0, i, 1, 0);
+	for (int i = 0; i < 500 && fk_outstanding(t.f) + fk_queued(t.f); i++) {
+		struct pollfd p = { .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
+
+		poll(&p, 1, 10);
+		iopf_ctx_dispatch(t.ctx);
+	}
+	ck_assert_int_eq(slow_n, 8);
+	for (int i = 0; i < 8; i++) {
+		bool seen = false;
+
+		for (int j = 0; j < i; j++)
+			seen |= pthread_equal(slow_threads[i], slow_threads[j]) != 0;
+		distinct += !seen;
+	}
+	ck_assert_int_ge(distinct, 2);
+	assert_each_answered_once(t.f);
 	tctx_fini(&t);
 }
 END_TEST
@@ -445,6 +496,7 @@ Suite *suite_dispatch(void)
 	tcase_add_test(tc, answer_from_other_thread_wakes_the_loop);
 	tcase_add_test(tc, run_until_stop);
 	tcase_add_test(tc, workers_handle_ten_thousand_once_each);
+	tcase_add_test(tc, workers_share_slow_handlers);
 	tcase_add_test(tc, drain_waits_and_times_out);
 	tcase_add_test(tc, no_reentry_from_handlers);
 	tcase_add_test(tc, max_outstanding_pauses_reading);
