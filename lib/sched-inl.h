@@ -238,39 +238,77 @@ static inline unsigned int lat_bucket(struct sched *s, uint64_t t_in,
 }
 
 static inline void count_end(struct sched_count *c, int code, enum gend why,
-		      bool auto_answer, unsigned int bucket)
+			     bool auto_answer, unsigned int bucket, uint32_t n)
 {
 	if (code == NO_ANSWER) {
-		c->kernel++;
+		c->kernel += n;
 	} else {
-		c->hist[bucket]++;
+		c->hist[bucket] += n;
 		if (code == IOPF_CODE_SUCCESS)
-			c->success++;
+			c->success += n;
 		else
-			c->invalid++;
+			c->invalid += n;
 	}
 	if (auto_answer)
-		c->auto_answers++;
+		c->auto_answers += n;
 	if (why == END_DEADLINE)
-		c->deadline++;
+		c->deadline += n;
 	else if (why == END_GONE)
-		c->gone++;
+		c->gone += n;
 }
 
-/* A group's life ended: count it by device (auto: libiopf's own INVALID);
- * its flow is no longer referenced by it (a flow no live group names
- * stays cached until flow_alloc() reuses it). */
-static inline void sched_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
-		     enum gend why, bool auto_answer)
+/*
+ * Groups' lives ended: counted by device (auto: libiopf's own INVALID),
+ * their flow no longer referenced by them (a flow no live group names
+ * stays cached until flow_alloc() reuses it). Counted a run at a time:
+ * the groups of one flow taken in by one read and answered alike in one
+ * batch count as one step, up to END_RUNS flows interleaved (a batch of
+ * groups of a few devices in turn): sched_end_add() for each group,
+ * sched_end_done() once.
+ */
+#define END_RUNS 8u
+
+struct end_run {
+	uint32_t flow, n;
+	int code;
+	uint64_t t_in;
+};
+
+static inline void end_run_count(struct iopf_ctx *ctx, struct end_run *r,
+				 enum gend why, bool auto_answer)
 {
 	struct sched *s = &ctx->sched;
-	struct flow *f = s->flows[g->flow];
-	unsigned int b = code == NO_ANSWER ? 0 : lat_bucket(s, g->t_in, ctx->now);
+	struct flow *f = s->flows[r->flow];
+	unsigned int b = r->code == NO_ANSWER ? 0 : lat_bucket(s, r->t_in, ctx->now);
 
-	f->refs--;
-	count_end(&f->dev->cnt, code, why, auto_answer, b);
+	f->refs -= r->n;
+	count_end(&f->dev->cnt, r->code, why, auto_answer, b, r->n);
 	if (f->cnt)
-		count_end(f->cnt, code, why, auto_answer, b);
+		count_end(f->cnt, r->code, why, auto_answer, b, r->n);
+	r->n = 0;
+}
+
+static inline void sched_end_add(struct iopf_ctx *ctx, struct end_run *runs,
+				 struct iopf_group *g, int code, enum gend why,
+				 bool auto_answer)
+{
+	struct end_run *r = &runs[g->flow % END_RUNS];
+
+	if (r->n && g->flow == r->flow && code == r->code && g->t_in == r->t_in) {
+		r->n++;
+		return;
+	}
+	if (r->n)
+		end_run_count(ctx, r, why, auto_answer);
+	*r = (struct end_run){ .flow = g->flow, .n = 1, .code = code, .t_in = g->t_in };
+}
+
+static inline void sched_end_done(struct iopf_ctx *ctx, struct end_run *runs,
+				  enum gend why, bool auto_answer)
+{
+	for (unsigned int i = 0; i < END_RUNS; i++)
+		if (runs[i].n)
+			end_run_count(ctx, &runs[i], why, auto_answer);
 }
 
 #endif

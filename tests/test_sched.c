@@ -364,6 +364,65 @@ START_TEST(device_and_pasid_stats)
 }
 END_TEST
 
+/* Ends are counted a run at a time (groups of one flow, one read, one
+ * answer: sched-inl.h): 12 devices of 2 PASIDs each interleaved (more
+ * flows than the 8 runs kept, so runs are cut and taken up again), SUCCESS
+ * and INVALID mixed, over reads taken at different times: every device's
+ * and PASID's counts are exact, and the histograms hold every answer. */
+static int h_by_prgi(struct iopf_group *g, void *ud)
+{
+	(void)ud;
+	return iopf_group_prgi(g) % 5 == 0 ? IOPF_CODE_INVALID : IOPF_CODE_SUCCESS;
+}
+
+START_TEST(counts_exact_over_interleaved_runs)
+{
+	struct tctx t;
+	IOPF_OPTS(iopf_ctx_opts, o, .flags = IOPF_CTX_PASID_STATS);
+	uint64_t want_ok[13][3] = { { 0 } }, want_bad[13][3] = { { 0 } };
+	uint32_t n = 0;
+
+	tctx_init_opts(&t, &o, NULL);
+	iopf_ctx_set_handler(t.ctx, h_by_prgi, NULL);
+	for (int round = 0; round < 7; round++) {
+		for (int i = 0; i < 150 + 37 * round; i++, n++) {
+			uint32_t dev = 1 + (n * 7 + (uint32_t)round) % 12, pasid = 1 + (n / 3) % 2;
+
+			/* runs of one flow now and then */
+			if (i % 40 >= 30)
+				dev = 3, pasid = 1;
+			fk_trigger(t.f, dev, pasid, n % 512, 1, 0);
+			if ((n % 512) % 5 == 0)
+				want_bad[dev][pasid]++;
+			else
+				want_ok[dev][pasid]++;
+		}
+		drive(t.ctx);
+	}
+	for (uint32_t dev = 1; dev <= 12; dev++) {
+		IOPF_OPTS(iopf_device_stats, ds);
+		uint64_t hist = 0;
+
+		ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, dev, 0, IOPF_ALL_PASIDS, &ds), 0);
+		ck_assert_uint_eq(ds.answers_success, want_ok[dev][1] + want_ok[dev][2]);
+		ck_assert_uint_eq(ds.answers_invalid, want_bad[dev][1] + want_bad[dev][2]);
+		ck_assert_uint_eq(ds.groups, ds.answers_success + ds.answers_invalid);
+		ck_assert_uint_eq(ds.outstanding, 0);
+		for (int b = 0; b < IOPF_LAT_BUCKETS; b++)
+			hist += ds.latency_hist[b];
+		ck_assert_uint_eq(hist, ds.groups);
+		for (uint32_t p = 1; p <= 2; p++) {
+			ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, dev, p, 0, &ds), 0);
+			ck_assert_uint_eq(ds.answers_success, want_ok[dev][p]);
+			ck_assert_uint_eq(ds.answers_invalid, want_bad[dev][p]);
+		}
+	}
+	ck_assert_uint_eq(tstats(t.ctx).answers_success + tstats(t.ctx).answers_invalid, n);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 /* ---- handler lifetimes ---- */
 
 static int destroyed[4];
@@ -749,6 +808,7 @@ Suite *suite_sched(void)
 	tcase_add_test(tc, many_pasids_flows_recycled);
 	tcase_add_test(tc, flow_reuse_looks_at_few_flows);
 	tcase_add_test(tc, device_and_pasid_stats);
+	tcase_add_test(tc, counts_exact_over_interleaved_runs);
 	tcase_add_test(tc, destroy_called_once_when_replaced_removed_or_freed);
 	tcase_add_test(tc, destroy_waits_for_a_worker_running_the_old_handler);
 	tcase_add_test(tc, quiesce_from_a_handler_is_refused);
