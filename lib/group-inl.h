@@ -127,8 +127,8 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 			       bool auto_answer, bool unpin)
 {
 	struct iopf_source *src = gs[0]->src;
-	struct end_run er[END_RUNS] = { 0 };
-	unsigned int run = 0;
+	struct end_run er[END_RUNS];
+	unsigned int run = 0, used = 0;
 
 	for (unsigned int i = 0; i < n; i++) {
 		struct iopf_group *g = gs[i];
@@ -140,7 +140,7 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 		}
 		/* counted once, by device: the context's totals are their
 		 * sums */
-		sched_end_add(ctx, er, g, codes[i], why, auto_answer);
+		sched_end_add(ctx, er, &used, g, codes[i], why, auto_answer);
 		IOPF_TRACE_ANSWER(g, codes[i], why);
 		if (__builtin_expect(g->indexed, 0))
 			iopf__prg_remove(ctx, g);
@@ -149,7 +149,7 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 		g->end = (uint8_t)why;
 		gst_set(g, GS_DONE);
 	}
-	sched_end_done(ctx, er, why, auto_answer);
+	sched_end_done(ctx, er, used, why, auto_answer);
 	src->ops->ended(ctx, src, gs + run, codes + run, n - run);
 	ctx->outstanding -= n;
 	if (__builtin_expect(ctx->drainers != 0, 0))

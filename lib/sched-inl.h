@@ -288,27 +288,31 @@ static inline void end_run_count(struct iopf_ctx *ctx, struct end_run *r,
 	r->n = 0;
 }
 
+/* used: a bit for each of runs[] in use */
 static inline void sched_end_add(struct iopf_ctx *ctx, struct end_run *runs,
-				 struct iopf_group *g, int code, enum gend why,
-				 bool auto_answer)
+				 unsigned int *used, struct iopf_group *g,
+				 int code, enum gend why, bool auto_answer)
 {
-	struct end_run *r = &runs[g->flow % END_RUNS];
+	unsigned int k = g->flow % END_RUNS;
+	struct end_run *r = &runs[k];
 
-	if (r->n && g->flow == r->flow && code == r->code && g->t_in == r->t_in) {
-		r->n++;
-		return;
-	}
-	if (r->n)
+	if (*used & 1u << k) {
+		if (g->flow == r->flow && code == r->code && g->t_in == r->t_in) {
+			r->n++;
+			return;
+		}
 		end_run_count(ctx, r, why, auto_answer);
+	}
+	*used |= 1u << k;
 	*r = (struct end_run){ .flow = g->flow, .n = 1, .code = code, .t_in = g->t_in };
 }
 
 static inline void sched_end_done(struct iopf_ctx *ctx, struct end_run *runs,
-				  enum gend why, bool auto_answer)
+				  unsigned int used, enum gend why,
+				  bool auto_answer)
 {
-	for (unsigned int i = 0; i < END_RUNS; i++)
-		if (runs[i].n)
-			end_run_count(ctx, &runs[i], why, auto_answer);
+	for (; used; used &= used - 1)
+		end_run_count(ctx, &runs[__builtin_ctz(used)], why, auto_answer);
 }
 
 #endif
