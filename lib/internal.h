@@ -244,7 +244,8 @@ struct producer {
 	void *respond_ud;
 	struct binding *rb;   /* respond's destroy, if any: put at destroy */
 	unsigned int partial_cap;
-	struct tbl partials;  /* prg_key -> struct partial */
+	struct tbl partials;  /* prg_key -> newest block of held records,
+			       * u: how many (producer.c) */
 	struct tbl devs;      /* dev_id -> struct dev_partials */
 	uint64_t oom_trunc[8]; /* PRG indices (mod 512) whose partial was
 				* dropped for want of memory */

@@ -7,7 +7,7 @@
 #include "sys.h"
 #include "table.h"
 
-static uint32_t slot_of(const struct tbl *t, uint64_t a, uint64_t b)
+static uint32_t slot_of(const struct tbl *t, uint64_t a, uint32_t b)
 {
 	uint64_t h = a * 0x9e3779b97f4a7c15ull ^ (b + 0x632be59bd9b4e019ull) *
 						       0xc2b2ae3d27d4eb4full;
@@ -18,27 +18,34 @@ static uint32_t slot_of(const struct tbl *t, uint64_t a, uint64_t b)
 	return (uint32_t)h & (t->cap - 1);
 }
 
-void *tbl_get(const struct tbl *t, uint64_t a, uint64_t b)
+struct tbl_ent *tbl_find(const struct tbl *t, uint64_t a, uint32_t b)
 {
 	if (!t->n)
 		return NULL;
 	for (uint32_t i = slot_of(t, a, b);; i = (i + 1) & (t->cap - 1)) {
-		const struct tbl_ent *e = &t->e[i];
+		struct tbl_ent *e = &t->e[i];
 
 		if (!e->v)
 			return NULL;
 		if (e->a == a && e->b == b)
-			return e->v;
+			return e;
 	}
 }
 
-static void place(struct tbl *t, uint64_t a, uint64_t b, void *v)
+void *tbl_get(const struct tbl *t, uint64_t a, uint32_t b)
+{
+	struct tbl_ent *e = tbl_find(t, a, b);
+
+	return e ? e->v : NULL;
+}
+
+static void place(struct tbl *t, uint64_t a, uint32_t b, uint32_t u, void *v)
 {
 	uint32_t i = slot_of(t, a, b);
 
 	while (t->e[i].v)
 		i = (i + 1) & (t->cap - 1);
-	t->e[i] = (struct tbl_ent){ .a = a, .b = b, .v = v };
+	t->e[i] = (struct tbl_ent){ .a = a, .b = b, .u = u, .v = v };
 	t->n++;
 }
 
@@ -58,12 +65,12 @@ static int grow(struct tbl *t)
 	t->n = 0;
 	for (uint32_t i = 0; i < old.cap; i++)
 		if (old.e[i].v)
-			place(t, old.e[i].a, old.e[i].b, old.e[i].v);
+			place(t, old.e[i].a, old.e[i].b, old.e[i].u, old.e[i].v);
 	free(old.e);
 	return 0;
 }
 
-int tbl_put(struct tbl *t, uint64_t a, uint64_t b, void *v)
+int tbl_put(struct tbl *t, uint64_t a, uint32_t b, void *v)
 {
 	if (t->n) {
 		for (uint32_t i = slot_of(t, a, b);; i = (i + 1) & (t->cap - 1)) {
@@ -79,11 +86,11 @@ int tbl_put(struct tbl *t, uint64_t a, uint64_t b, void *v)
 	}
 	if ((t->n + 1) * 2 > t->cap && grow(t))
 		return -ENOMEM;
-	place(t, a, b, v);
+	place(t, a, b, 0, v);
 	return 0;
 }
 
-void *tbl_del(struct tbl *t, uint64_t a, uint64_t b)
+void *tbl_del(struct tbl *t, uint64_t a, uint32_t b)
 {
 	uint32_t mask = t->cap - 1, i, j;
 	void *v;

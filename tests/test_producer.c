@@ -201,6 +201,107 @@ START_TEST(alloc_failure_answers_through_respond)
 }
 END_TEST
 
+/* Group gid of GROW_SIZE(gid) records, record k at gid << 32 | k << 12. */
+#define GROW_GROUPS 48
+#define GROW_SIZE(gid) ((gid) % 40 + 1)
+
+struct grown {
+	int groups, bad;
+};
+
+static int h_grown(struct iopf_group *g, void *ud)
+{
+	struct grown *s = ud;
+	size_t n;
+	const struct iopf_record *r = iopf_group_records(g, &n);
+	uint64_t gid = r[0].addr >> 32;
+
+	s->groups++;
+	if (n != GROW_SIZE(gid) || iopf_group_flags(g))
+		s->bad++;
+	for (size_t k = 0; k < n; k++)
+		if (r[k].addr != (gid << 32 | k << 12) ||
+		    !(r[k].flags & IOPF_F_LAST_PAGE) != (k + 1 < n))
+			s->bad++;
+	return IOPF_CODE_SUCCESS;
+}
+
+/* Partial records are held in blocks that grow (4, 4, 8, 16, ...) while
+ * the table of partial groups grows too: every group comes out whole, in
+ * arrival order, however many records and groups are interleaved. */
+START_TEST(records_kept_in_order_as_groups_grow)
+{
+	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
+	struct resp_log l = { 0 };
+	struct grown g = { 0 };
+	struct iopf_source *p = mk(ctx, &l, 4096);
+	struct iopf_request r;
+
+	iopf_ctx_set_handler(ctx, h_grown, &g);
+	for (uint64_t k = 0; k < GROW_SIZE(39); k++)
+		for (uint64_t gid = 0; gid < GROW_GROUPS; gid++) {
+			if (k >= GROW_SIZE(gid))
+				continue;
+			r = req(1 + gid % 3, gid % 2, (uint32_t)gid,
+				gid << 32 | k << 12, k + 1 == GROW_SIZE(gid));
+			ck_assert_int_eq(iopf_producer_submit(p, &r),
+					 k + 1 == GROW_SIZE(gid));
+		}
+	drive(ctx);
+	ck_assert_int_eq(g.groups, GROW_GROUPS);
+	ck_assert_int_eq(g.bad, 0);
+	ck_assert_int_eq(l.n, GROW_GROUPS);
+	ck_assert_uint_eq(tstats(ctx).partial_held, 0);
+	ck_assert_uint_eq(tstats(ctx).partial_dropped, 0);
+	iopf_ctx_free(ctx);
+}
+END_TEST
+
+/* No memory for a new block: that record is dropped and counted, the
+ * group is held on and comes out TRUNCATED with the others in order. */
+START_TEST(block_alloc_failure_drops_one_record)
+{
+	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
+	struct resp_log l = { 0 };
+	struct got g = { 0 };
+	struct iopf_source *p = mk(ctx, &l, 0);
+	struct iopf_request r;
+
+	iopf_ctx_set_handler(ctx, h_got, &g);
+	for (uint64_t k = 0; k < 10; k++) {
+		r = req(1, 2, 3, 0x1000 * k, k == 9);
+		if (k == 4) /* the first block (4 records) is full */
+			iopf__fail_alloc_after(0);
+		ck_assert_int_eq(iopf_producer_submit(p, &r),
+				 k == 4 ? -ENOMEM : k == 9);
+		iopf__fail_alloc_after(-1);
+	}
+	ck_assert_uint_eq(tstats(ctx).partial_dropped, 1);
+	drive(ctx);
+	ck_assert_int_eq(g.groups, 1);
+	ck_assert_uint_eq(g.nrec, 9);
+	for (uint64_t k = 0; k < 9; k++)
+		ck_assert_uint_eq(g.addr[k], 0x1000 * (k < 4 ? k : k + 1));
+	ck_assert(g.flags & IOPF_GROUP_TRUNCATED);
+	ck_assert_int_eq(l.n, 1);
+	/* none for its first record: nothing held, the group is one record */
+	iopf__fail_alloc_after(0);
+	r = req(1, 2, 4, 0x1000, false);
+	ck_assert_int_eq(iopf_producer_submit(p, &r), -ENOMEM);
+	iopf__fail_alloc_after(-1);
+	ck_assert_uint_eq(tstats(ctx).partial_held, 0);
+	r = req(1, 2, 4, 0x2000, true);
+	ck_assert_int_eq(iopf_producer_submit(p, &r), 1);
+	drive(ctx);
+	ck_assert_int_eq(g.groups, 2);
+	ck_assert_uint_eq(g.nrec, 1);
+	ck_assert_uint_eq(g.addr[0], 0x2000);
+	ck_assert(g.flags & IOPF_GROUP_TRUNCATED);
+	ck_assert_int_eq(l.n, 2);
+	iopf_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(deferred_producer_answer_by_handle)
 {
 	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
@@ -282,6 +383,8 @@ Suite *suite_producer(void)
 	tcase_add_test(tc, discard_partial_and_flush_pasid);
 	tcase_add_test(tc, bad_requests_refused);
 	tcase_add_test(tc, alloc_failure_answers_through_respond);
+	tcase_add_test(tc, records_kept_in_order_as_groups_grow);
+	tcase_add_test(tc, block_alloc_failure_drops_one_record);
 	tcase_add_test(tc, deferred_producer_answer_by_handle);
 	tcase_add_test(tc, respond_destroy_after_the_last_answer);
 	suite_add_tcase(s, tc);
