@@ -205,18 +205,20 @@ static bool same_group(const struct iopf_k_pgfault *a,
  * groups, one cookie each, LAST_PAGE on the last record; anything else is
  * answered INVALID (counted, logged) so that no device waits on it. Flag
  * bits we do not know are passed on (a newer kernel's), not refused. */
-static void parse(struct iopf_ctx *ctx, struct faultq *fq,
-		  const struct iopf_k_pgfault *b, uint32_t n)
+static uint32_t parse(struct iopf_ctx *ctx, struct faultq *fq,
+		      const struct iopf_k_pgfault *b, uint32_t n)
 {
 	uint64_t now = iopf__tick(ctx);
 	struct intake_run run = { 0 };
-	uint32_t i = 0;
+	uint32_t i = 0, groups = 0;
 
 	fq->delivered |= n > 0;
 
 	while (i < n) {
 		uint32_t start = i, cookie = b[i].cookie;
 		const char *bad = NULL;
+
+		groups++;
 
 		if ((b[i].flags & IOPF_K_PGFAULT_FLAGS_LAST_PAGE) && cookie) {
 			/* the common case: a whole group of one record (its
@@ -268,6 +270,7 @@ static void parse(struct iopf_ctx *ctx, struct faultq *fq,
 		take_group(ctx, fq, &b[start], i - start, now, &run);
 	}
 	sched_run_end(ctx, &run);
+	return groups;
 }
 
 static bool pollin(struct iopf_source *src)
@@ -441,46 +444,62 @@ nomem:
 	return 0;
 }
 
-/* One read a round, of up to read_records (256) records: the groups of a
- * read are handled and answered before the next read, so few cookies are
- * outstanding in the kernel and few group slots are in use (measured on
- * the real kernel: 46 fewer guest instructions a group than 8 reads a
- * round). Level-triggered polling brings us back for what is left. */
+/* Reads a round: until read_records (256) groups are read, at most
+ * READS_MAX reads, fewer when one comes back short. The groups of a
+ * round are handled and answered before the next round reads, so few
+ * cookies are outstanding in the kernel and few group slots are in use:
+ * one read of 256 single-record groups a round costs 46 fewer guest
+ * instructions a group on the real kernel than 8 reads; groups of many
+ * records still come 64 or more a round. Level-triggered polling brings
+ * us back for what is left. */
+#define READS_MAX 8u
+
 static int fq_read(struct iopf_ctx *ctx, struct iopf_source *src)
 {
 	struct faultq *fq = FQ(src);
-	uint32_t rm, n = 0;
-	unsigned int count;
-	int rc;
+	uint32_t groups = 0;
 
-	/* Answers still gathered name cookies the kernel has not freed
-	 * yet: written before the next read, they can never meet a reuse
-	 * of their cookie. */
-	iopf__batch_flush(ctx, src);
-	if (src->failed || src->stuck || fq->wait_below || fq->nbatch)
-		return src->failed ? -EIO : 0;
-	rm = room(ctx);
-	if (!rm) {
-		fq_throttle(ctx, src);
-		return 0;
-	}
-	count = fq->buf_recs < rm ? fq->buf_recs : rm;
-	rc = read_once(ctx, fq, fq->buf, count, &n);
-	if (rc == RD_SMALL)
-		rc = read_grown(ctx, fq, count); /* one group, or wait */
-	else if (rc == RD_OK)
-		parse(ctx, fq, fq->buf, n);
-	if (rc < 0) {
-		if (fd_dead(-rc)) {
-			iopf__source_fail(ctx, src, "read", -rc);
+	for (unsigned int reads = 0; reads < READS_MAX; reads++) {
+		uint32_t rm, n = 0;
+		unsigned int count;
+		int rc;
+
+		/* Answers still gathered name cookies the kernel has not
+		 * freed yet: written before the next read, they can never
+		 * meet a reuse of their cookie. */
+		iopf__batch_flush(ctx, src);
+		if (src->failed || src->stuck || fq->wait_below || fq->nbatch)
+			break;
+		rm = room(ctx);
+		if (!rm) {
+			fq_throttle(ctx, src);
+			break;
+		}
+		count = fq->buf_recs < rm ? fq->buf_recs : rm;
+		rc = read_once(ctx, fq, fq->buf, count, &n);
+		if (rc == RD_SMALL) {
+			rc = read_grown(ctx, fq, count);
+			if (rc > 0) { /* one group read */
+				groups++;
+				continue;
+			}
+		} else if (rc == RD_OK) {
+			groups += parse(ctx, fq, fq->buf, n);
+		}
+		if (rc < 0) {
+			if (fd_dead(-rc)) {
+				iopf__source_fail(ctx, src, "read", -rc);
+				return -EIO;
+			}
+			/* A passing failure: level-triggered polling brings
+			 * us back for what is still queued. */
+			ctx->st.read_errors++;
+			iopf__log(ctx, LOG_W, "read of fault queue %u failed: %s",
+				  src->fault_id, strerror(-rc));
 			return -EIO;
 		}
-		/* A passing failure: level-triggered polling brings us back
-		 * for what is still queued. */
-		ctx->st.read_errors++;
-		iopf__log(ctx, LOG_W, "read of fault queue %u failed: %s",
-			  src->fault_id, strerror(-rc));
-		return -EIO;
+		if (rc != RD_OK || n < count / 2 || groups >= fq->buf_recs)
+			break;
 	}
 	return src->failed ? -EIO : 0;
 }

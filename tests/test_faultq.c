@@ -121,6 +121,55 @@ START_TEST(many_groups_per_read)
 }
 END_TEST
 
+/* A round reads until read_records groups are in, a short read, or 8
+ * reads: 600 single-record groups come 256 a call (one read each: few
+ * cookies outstanding in the kernel), 40 groups of 32 records all in one
+ * call (5 full reads and the empty one). */
+static struct iopf_stats sum_dispatch(struct tctx *t, int *calls)
+{
+	*calls = 0;
+	while (fk_queued(t->f) && *calls < 100) {
+		ck_assert_int_ge(iopf_ctx_dispatch(t->ctx), 0);
+		(*calls)++;
+	}
+	return tstats(t->ctx);
+}
+
+START_TEST(reads_a_round_by_groups)
+{
+	struct tctx t;
+	int n = 0, calls;
+	struct iopf_stats st;
+	struct iopf_k_pgfault g[32];
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	for (int i = 0; i < 600; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i % 512, 1, 0);
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 256);
+	ck_assert_uint_eq(tstats(t.ctx).read_calls, 1);
+	st = sum_dispatch(&t, &calls);
+	ck_assert_int_eq(n, 600);
+	ck_assert_int_eq(calls, 2);
+	ck_assert_uint_le(st.read_calls, 4);
+
+	n = 0;
+	for (int k = 0; k < 40; k++) {
+		for (int i = 0; i < 32; i++)
+			g[i] = (struct iopf_k_pgfault){ .dev_id = 2, .grpid = (uint32_t)k,
+							.flags = i == 31 ? IOPF_K_PGFAULT_FLAGS_LAST_PAGE : 0 };
+		fk_trigger_group(t.f, g, 32);
+	}
+	st = tstats(t.ctx);
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 40);
+	ck_assert_uint_eq(tstats(t.ctx).read_calls - st.read_calls, 6);
+	ck_assert_int_eq(n, 40);
+	iopf_ctx_flush(t.ctx);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 static void grows_for(enum fk_small mode)
 {
 	IOPF_OPTS(iopf_fault_queue_opts, fo, .read_records = 2);
@@ -283,6 +332,7 @@ Suite *suite_faultq(void)
 	tcase_add_test(tc, delivers_every_field);
 	tcase_add_test(tc, multi_record_group_in_order);
 	tcase_add_test(tc, many_groups_per_read);
+	tcase_add_test(tc, reads_a_round_by_groups);
 	tcase_add_test(tc, buffer_grows_on_einval);
 	tcase_add_test(tc, buffer_grows_on_zero_with_pollin);
 	tcase_add_test(tc, group_beyond_cap_read_and_answered_invalid);
