@@ -131,6 +131,8 @@ struct hbatch {
 	bool call[HANDLE_BATCH];
 	int rc[HANDLE_BATCH];
 	struct binding *one; /* every group's, referenced once; or NULL */
+	int bmax;            /* groups a batch handler call: 64, or 1 for
+			      * a worker's (as documented since 1.2) */
 };
 
 /* ctx->lock held. */
@@ -218,7 +220,7 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 				IOPF_TRACE_HANDLER_START(gs[i]);
 				bcode[nb] = IOPF_CODE_INVALID;
 				bi[nb++] = i;
-				if (nb == BATCH_CALL_MAX) {
+				if (nb == hb->bmax) {
 					batch_call(batch, bg, bi, bcode, nb, rc);
 					nb = 0;
 				}
@@ -261,6 +263,7 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 {
 	struct hbatch hb;
 
+	hb.bmax = 1;
 	pthread_mutex_lock(&ctx->lock);
 	batch_pre(ctx, gs, n, &hb);
 	pthread_mutex_unlock(&ctx->lock);
@@ -415,6 +418,7 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 			most = (int)left;
 		pthread_mutex_lock(&ctx->lock);
 		n = (int)iopf__sched_pop_n(ctx, batch, (unsigned int)most);
+		hb.bmax = BATCH_CALL_MAX;
 		if (!ctx->nthreads) /* handed out and marked in one hold */
 			batch_pre(ctx, batch, n, &hb);
 		pthread_mutex_unlock(&ctx->lock);

@@ -229,6 +229,48 @@ START_TEST(workers_share_slow_handlers)
 }
 END_TEST
 
+/* With workers a batch handler gets one group a call (documented since
+ * 1.2), though a worker takes many groups a lock hold. */
+static atomic_size_t wb_max;
+static atomic_int wb_groups;
+
+static void wb(struct iopf_group *const *gs, int *codes, size_t n, void *ud)
+{
+	size_t m = atomic_load(&wb_max);
+
+	(void)gs;
+	(void)ud;
+	while (n > m && !atomic_compare_exchange_weak(&wb_max, &m, n))
+		;
+	for (size_t i = 0; i < n; i++)
+		codes[i] = IOPF_CODE_SUCCESS;
+	atomic_fetch_add(&wb_groups, (int)n);
+}
+
+START_TEST(workers_batch_handler_one_group_a_call)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .workers = 2);
+	struct tctx t;
+
+	atomic_store(&wb_max, 0);
+	atomic_store(&wb_groups, 0);
+	tctx_init_opts(&t, &o, NULL);
+	ck_assert_int_eq(iopf_ctx_set_batch_handler(t.ctx, wb, NULL), 0);
+	for (uint32_t i = 0; i < 300; i++)
+		fk_trigger(t.f, 1, 0, i % 512, 1, 0);
+	for (int i = 0; i < 500 && fk_outstanding(t.f) + fk_queued(t.f); i++) {
+		struct pollfd p = { .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
+
+		poll(&p, 1, 10);
+		iopf_ctx_dispatch(t.ctx);
+	}
+	ck_assert_int_eq(atomic_load(&wb_groups), 300);
+	ck_assert_uint_eq(atomic_load(&wb_max), 1);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 START_TEST(drain_waits_and_times_out)
 {
 	struct tctx t;
@@ -497,6 +539,7 @@ Suite *suite_dispatch(void)
 	tcase_add_test(tc, run_until_stop);
 	tcase_add_test(tc, workers_handle_ten_thousand_once_each);
 	tcase_add_test(tc, workers_share_slow_handlers);
+	tcase_add_test(tc, workers_batch_handler_one_group_a_call);
 	tcase_add_test(tc, drain_waits_and_times_out);
 	tcase_add_test(tc, no_reentry_from_handlers);
 	tcase_add_test(tc, max_outstanding_pauses_reading);
