@@ -921,34 +921,98 @@ static double growth_answer_ns(uint64_t O, bool random_order, uint64_t sample)
 	return t * 1e9 / (double)(reps * ns);
 }
 
+/* The same groups answered by handle in random order, 256 handles an
+ * iopf_respond_many() call (the batch answer a VMM or runtime that keeps
+ * handles would make): ns an answer. */
+struct hkeep {
+	iopf_handle_t *h;
+	size_t n;
+};
+
+static int h_keep_handle(struct iopf_group *g, void *ud)
+{
+	struct hkeep *k = ud;
+
+	k->h[k->n++] = iopf_group_handle(g);
+	return IOPF_DEFER;
+}
+
+static double growth_many_ns(uint64_t O)
+{
+	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
+	IOPF_OPTS(iopf_producer_opts, po, .respond = no_resp);
+	struct iopf_source *src = iopf_producer_new(ctx, &po);
+	struct hkeep k = { .h = malloc(O * sizeof(*k.h)) };
+	static int codes[256]; /* IOPF_CODE_SUCCESS */
+	uint64_t reps = O >= 50000 ? 1 : (50000 + O - 1) / O;
+	double t = 0, n = 0;
+
+	iopf_ctx_set_handler(ctx, h_keep_handle, &k);
+	for (uint64_t rep = 0; rep < reps; rep++) {
+		double t0;
+
+		k.n = 0;
+		for (uint64_t i = 0; i < O; i++) {
+			struct iopf_request r = { .flags = IOPF_F_LAST_PAGE | IOPF_F_PASID_VALID };
+
+			key_of(i, GP, &r.dev_id, &r.pasid, &r.prgi);
+			iopf_producer_submit(src, &r);
+			if (i % 1024 == 1023)
+				iopf_ctx_dispatch(ctx);
+		}
+		iopf_ctx_dispatch(ctx);
+		for (size_t i = k.n - 1; i > 0; i--) {
+			size_t j = rnd() % (i + 1);
+			iopf_handle_t x = k.h[i];
+
+			k.h[i] = k.h[j];
+			k.h[j] = x;
+		}
+		t0 = now();
+		for (size_t i = 0; i < k.n; i += 256)
+			iopf_respond_many(ctx, k.h + i, codes, k.n - i < 256 ? k.n - i : 256, NULL);
+		t += now() - t0;
+		n += (double)k.n;
+	}
+	iopf_ctx_free(ctx);
+	free(k.h);
+	return t * 1e9 / n;
+}
+
 static void bench_growth_order(uint64_t max_out, int rounds)
 {
 	static const uint64_t outs[] = { 1000, 10000, 100000, 1000000 };
 	static const char *const lbl[] = { "1k", "10k", "100k", "1m" };
 	const uint64_t sample = 50000;
-	double v[4][2][16], med[4][2];
+	double v[4][3][16], med[4][3];
 	size_t no = 0;
 
 	while (no < 4 && outs[no] <= max_out)
 		no++;
 	for (int rd = 0; rd < rounds; rd++)
-		for (size_t oi = 0; oi < no; oi++)
+		for (size_t oi = 0; oi < no; oi++) {
 			for (int ro = 0; ro < 2; ro++)
 				v[oi][ro][rd] = growth_answer_ns(outs[oi], ro, sample);
+			v[oi][2][rd] = growth_many_ns(outs[oi]);
+		}
 	printf("\nHost, growth by answer order: iopf_respond_prg() with n outstanding, unique keys"
-	       " (%d pairs), median of %d rounds\n", GP, rounds);
-	printf("  %-11s %14s %14s %10s %10s\n", "outstanding", "FIFO ns/ans", "random ns/ans",
-	       "FIFO/1k", "random/1k");
+	       " (%d pairs), median of %d rounds;\n  many: the same groups by handle in random order,"
+	       " 256 an iopf_respond_many() call\n", GP, rounds);
+	printf("  %-11s %14s %14s %10s %10s %13s %9s\n", "outstanding", "FIFO ns/ans", "random ns/ans",
+	       "FIFO/1k", "random/1k", "many ns/ans", "many/1k");
 	for (size_t oi = 0; oi < no; oi++) {
-		for (int ro = 0; ro < 2; ro++)
+		for (int ro = 0; ro < 3; ro++)
 			med[oi][ro] = median(v[oi][ro], rounds);
-		printf("  %-11llu %14.0f %14.0f %9.2fx %9.2fx\n", (unsigned long long)outs[oi],
-		       med[oi][0], med[oi][1], med[oi][0] / med[0][0], med[oi][1] / med[0][1]);
+		printf("  %-11llu %14.0f %14.0f %9.2fx %9.2fx %13.1f %8.2fx\n",
+		       (unsigned long long)outs[oi], med[oi][0], med[oi][1], med[oi][0] / med[0][0],
+		       med[oi][1] / med[0][1], med[oi][2], med[oi][2] / med[0][2]);
 		jkey(med[oi][0], "growth.fifo_%s.ns_per_answer", lbl[oi]);
 		jkey(med[oi][1], "growth.random_%s.ns_per_answer", lbl[oi]);
+		jkey(med[oi][2], "growth.many_random_%s.ns_per_answer", lbl[oi]);
 		if (oi) {
 			jkey(med[oi][0] / med[0][0], "growth.fifo_%s_over_1k", lbl[oi]);
 			jkey(med[oi][1] / med[0][1], "growth.random_%s_over_1k", lbl[oi]);
+			jkey(med[oi][2] / med[0][2], "growth.many_random_%s_over_1k", lbl[oi]);
 		}
 	}
 	/* issue 13's targets: 100k within 1.3x of 1k (FIFO) and 2x (random),
