@@ -118,9 +118,9 @@ static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
  * answered it itself), all for the same reason: what every path does,
  * through group_end() for one group or directly for a handler batch.
  * Each group is counted by device, leaves the outstanding groups and
- * the indexes and becomes DONE, its source told once for each run of
- * groups of one source; then the groups nothing pins are freed. unpin:
- * the caller held one pin on each, given up here.
+ * the indexes and becomes DONE; then their sources are told, once for
+ * each run of groups of one source; then the groups nothing pins are
+ * freed. unpin: the caller held one pin on each, given up here.
  */
 static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *gs,
 			       const int *codes, unsigned int n, enum gend why,
@@ -128,16 +128,13 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 {
 	struct iopf_source *src = gs[0]->src;
 	struct end_run er[END_RUNS];
-	unsigned int run = 0, used = 0;
+	unsigned int used = 0;
+	bool mixed = false;
 
 	for (unsigned int i = 0; i < n; i++) {
 		struct iopf_group *g = gs[i];
 
-		if (__builtin_expect(g->src != src, 0)) {
-			src->ops->ended(ctx, src, gs + run, codes + run, i - run);
-			src = g->src;
-			run = i;
-		}
+		mixed |= g->src != src;
 		/* counted once, by device: the context's totals are their
 		 * sums */
 		sched_end_add(ctx, er, &used, g, codes[i], why, auto_answer);
@@ -150,7 +147,19 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 		gst_set(g, GS_DONE);
 	}
 	sched_end_done(ctx, er, used, why, auto_answer);
-	src->ops->ended(ctx, src, gs + run, codes + run, n - run);
+	/* All are DONE before any source is told: telling one may fail it
+	 * (a write that finds its fd dead), and its failure ends its live
+	 * groups, which must not include one of these. */
+	if (__builtin_expect(!mixed, 1)) {
+		src->ops->ended(ctx, src, gs, codes, n);
+	} else {
+		for (unsigned int i = 0, j; i < n; i = j) {
+			src = gs[i]->src;
+			for (j = i + 1; j < n && gs[j]->src == src; j++)
+				;
+			src->ops->ended(ctx, src, gs + i, codes + i, j - i);
+		}
+	}
 	ctx->outstanding -= n;
 	if (__builtin_expect(ctx->drainers != 0, 0))
 		pthread_cond_broadcast(&ctx->answered);

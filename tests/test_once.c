@@ -539,6 +539,54 @@ START_TEST(room_made_by_detach_wakes_a_paused_queue)
 }
 END_TEST
 
+/* A handler batch ends its groups together (group_end_n): all become
+ * DONE before any source is told. Telling one may fail it (its write
+ * finds the fd dead), and a failed source ends its live groups: a group
+ * of the same batch still live then would end twice. Two queues, their
+ * groups interleaved in one batch by the turns, answers written one at a
+ * time, the first write of queue A failing with EBADF. */
+START_TEST(source_failing_mid_batch_ends_each_group_once)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .batch_max = 1);
+	IOPF_OPTS(iopf_device_stats, ds);
+	struct iopf_ctx *ctx;
+	struct fk_fault *fa, *fb;
+	struct iopf_stats st;
+	int n = 0;
+
+	fk_install();
+	ctx = iopf_ctx_new(&o);
+	ck_assert_ptr_nonnull(ctx);
+	fa = fk_fault_new();
+	fb = fk_fault_new();
+	ck_assert_ptr_nonnull(iopf_fault_queue_adopt(ctx, fk_fault_fd(fa), fk_fault_id(fa), NULL));
+	ck_assert_ptr_nonnull(iopf_fault_queue_adopt(ctx, fk_fault_fd(fb), fk_fault_id(fb), NULL));
+	iopf_ctx_set_handler(ctx, h_success, &n);
+	for (uint32_t i = 0; i < 3; i++) {
+		fk_trigger(fa, 1, 0, i, 1, 0);
+		fk_trigger(fb, 2, 0, i, 1, 0);
+	}
+	fk_fail_next(fa, 1, EBADF);
+	drive(ctx);
+	ck_assert_int_eq(n, 6);
+	st = tstats(ctx);
+	ck_assert_uint_eq(st.outstanding, 0);
+	ck_assert_uint_eq(st.source_errors, 1);
+	ck_assert_int_eq(iopf_ctx_get_device_stats(ctx, 1, 0, IOPF_ALL_PASIDS, &ds), 0);
+	ck_assert_uint_eq(ds.groups, 3);
+	ck_assert_uint_eq(ds.outstanding, 0);
+	ck_assert_uint_eq(ds.answers_success + ds.answers_invalid, 3);
+	ck_assert_int_eq(iopf_ctx_get_device_stats(ctx, 2, 0, IOPF_ALL_PASIDS, &ds), 0);
+	ck_assert_uint_eq(ds.answers_success, 3);
+	ck_assert_uint_eq(ds.outstanding, 0);
+	assert_each_answered_once(fb);
+	iopf_ctx_free(ctx);
+	fk_fault_free(fa);
+	fk_fault_free(fb);
+	fk_uninstall();
+}
+END_TEST
+
 Suite *suite_once(void)
 {
 	Suite *s = suite_create("once");
@@ -560,6 +608,7 @@ Suite *suite_once(void)
 	tcase_add_test(tc, stale_raw_answer_never_reaches_reused_cookie);
 	tcase_add_test(tc, malformed_group_on_reused_cookie_retires_the_old);
 	tcase_add_test(tc, room_made_by_detach_wakes_a_paused_queue);
+	tcase_add_test(tc, source_failing_mid_batch_ends_each_group_once);
 	suite_add_tcase(s, tc);
 	return s;
 }
