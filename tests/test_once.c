@@ -587,6 +587,122 @@ START_TEST(source_failing_mid_batch_ends_each_group_once)
 }
 END_TEST
 
+/* The same, randomized: three queues, groups of 1 to 3 records from 6
+ * devices, handlers answering at once, deferring (answered later in one
+ * iopf_respond_many() call) or returning INVALID, answers written 1 to 4
+ * at a time, and now and then a write that finds the fd dead, mid-batch
+ * or mid-respond_many. Oracle: no group ends twice (the counters would
+ * wrap: outstanding is intake minus ends), none is left outstanding, no
+ * fake sees a second answer, and a queue that never failed sees every
+ * group answered once. */
+struct rdf {
+	iopf_handle_t h[4096];
+	int codes[4096];
+	int nh;
+	unsigned int seed;
+};
+
+static int h_rdf(struct iopf_group *g, void *ud)
+{
+	struct rdf *r = ud;
+	unsigned int x = (r->seed = r->seed * 1103515245u + 12345u) >> 16;
+
+	if (x % 3 == 0 && r->nh < 4096) {
+		r->codes[r->nh] = IOPF_CODE_SUCCESS;
+		r->h[r->nh++] = iopf_group_handle(g);
+		return IOPF_DEFER;
+	}
+	return x % 7 == 0 ? IOPF_CODE_INVALID : IOPF_CODE_SUCCESS;
+}
+
+static void assert_no_second_answer(struct fk_fault *f)
+{
+	size_t n;
+	const struct fk_answer *a = fk_answers(f, &n);
+	uint64_t total = fk_triggered(f);
+	unsigned char *seen = calloc(total + 1, 1);
+
+	for (size_t i = 0; i < n; i++) {
+		if (!a[i].seq)
+			continue;
+		ck_assert_msg(!seen[a[i].seq], "group %llu answered twice",
+			      (unsigned long long)a[i].seq);
+		seen[a[i].seq] = 1;
+	}
+	free(seen);
+}
+
+START_TEST(random_dead_fds_end_each_group_once)
+{
+	for (unsigned int seed = 1; seed <= 30; seed++) {
+		IOPF_OPTS(iopf_ctx_opts, o, .batch_max = 1 + seed % 4);
+		static struct rdf r;
+		struct fk_fault *f[3];
+		struct iopf_ctx *ctx;
+		bool failed[3] = { false };
+		unsigned int x = seed;
+
+		fk_install();
+		ctx = iopf_ctx_new(&o);
+		ck_assert_ptr_nonnull(ctx);
+		r.nh = 0;
+		r.seed = seed;
+		iopf_ctx_set_handler(ctx, h_rdf, &r);
+		for (int q = 0; q < 3; q++) {
+			f[q] = fk_fault_new();
+			ck_assert_ptr_nonnull(iopf_fault_queue_adopt(ctx, fk_fault_fd(f[q]),
+								     fk_fault_id(f[q]), NULL));
+		}
+		for (int round = 0; round < 20; round++) {
+			for (int i = 0; i < 40; i++) {
+				struct iopf_k_pgfault g[3];
+				unsigned int nrec, q, dev;
+
+				x = x * 1103515245u + 12345u;
+				nrec = 1 + (x >> 16) % 3;
+				q = (x >> 8) % 3;
+				dev = 1 + q * 2 + (x >> 20) % 2;
+				for (unsigned int k = 0; k < nrec; k++)
+					g[k] = (struct iopf_k_pgfault){
+						.dev_id = dev, .grpid = (uint32_t)(round * 40 + i) % 512,
+						.flags = k + 1 == nrec ? IOPF_K_PGFAULT_FLAGS_LAST_PAGE : 0 };
+				fk_trigger_group(f[q], g, nrec);
+			}
+			x = x * 1103515245u + 12345u;
+			if ((x >> 16) % 5 == 0) { /* a queue's next write finds its fd dead */
+				unsigned int q = (x >> 4) % 3;
+
+				fk_fail_next(f[q], 1, EBADF);
+			}
+			drive(ctx);
+			if (r.nh) { /* deferred ones, in one call, now and then */
+				ck_assert_int_ge(iopf_respond_many(ctx, r.h, r.codes, (size_t)r.nh, NULL), 0);
+				r.nh = 0;
+				drive(ctx);
+			}
+		}
+		iopf_ctx_flush(ctx);
+		ck_assert_uint_eq(tstats(ctx).outstanding, 0);
+		for (uint32_t dev = 1; dev <= 6; dev++) {
+			IOPF_OPTS(iopf_device_stats, ds);
+
+			if (iopf_ctx_get_device_stats(ctx, dev, 0, IOPF_ALL_PASIDS, &ds) == 0)
+				ck_assert_uint_eq(ds.outstanding, 0);
+		}
+		for (int q = 0; q < 3; q++) {
+			assert_no_second_answer(f[q]);
+			failed[q] = fk_outstanding(f[q]) + fk_queued(f[q]) != 0;
+			if (!failed[q])
+				assert_each_answered_once(f[q]);
+		}
+		iopf_ctx_free(ctx);
+		for (int q = 0; q < 3; q++)
+			fk_fault_free(f[q]);
+		fk_uninstall();
+	}
+}
+END_TEST
+
 Suite *suite_once(void)
 {
 	Suite *s = suite_create("once");
@@ -609,6 +725,7 @@ Suite *suite_once(void)
 	tcase_add_test(tc, malformed_group_on_reused_cookie_retires_the_old);
 	tcase_add_test(tc, room_made_by_detach_wakes_a_paused_queue);
 	tcase_add_test(tc, source_failing_mid_batch_ends_each_group_once);
+	tcase_add_test(tc, random_dead_fds_end_each_group_once);
 	suite_add_tcase(s, tc);
 	return s;
 }
