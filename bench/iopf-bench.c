@@ -761,6 +761,23 @@ static void key_of(uint64_t i, uint64_t pairs, uint32_t *dev, uint32_t *pasid,
 	*prgi = (uint32_t)((i / pairs) % 512);
 }
 
+/* O single-record groups submitted through src, keys from key_of() over
+ * `pairs` (device, PASID) pairs, dispatched 1,024 at a time: each reaches
+ * ctx's handler (every caller's defers them). */
+static void submit_keys(struct iopf_ctx *ctx, struct iopf_source *src,
+			uint64_t O, uint64_t pairs)
+{
+	for (uint64_t i = 0; i < O; i++) {
+		struct iopf_request r = { .flags = IOPF_F_LAST_PAGE | IOPF_F_PASID_VALID };
+
+		key_of(i, pairs, &r.dev_id, &r.pasid, &r.prgi);
+		iopf_producer_submit(src, &r);
+		if (i % 1024 == 1023)
+			iopf_ctx_dispatch(ctx);
+	}
+	iopf_ctx_dispatch(ctx);
+}
+
 static void bench_growth(FILE *dat)
 {
 	static const uint64_t outs[] = { 10, 1000, 100000 };
@@ -782,15 +799,7 @@ static void bench_growth(FILE *dat)
 
 			iopf_ctx_set_handler(ctx, h_defer_only, NULL);
 			t0 = now();
-			for (uint64_t i = 0; i < O; i++) {
-				struct iopf_request r = { .flags = IOPF_F_LAST_PAGE | IOPF_F_PASID_VALID };
-
-				key_of(i, P, &r.dev_id, &r.pasid, &r.prgi);
-				iopf_producer_submit(src, &r);
-				if (i % 1024 == 1023)
-					iopf_ctx_dispatch(ctx);
-			}
-			iopf_ctx_dispatch(ctx);
+			submit_keys(ctx, src, O, P);
 			t_in = (now() - t0) / (double)O;
 			for (uint64_t i = 0; i < O; i++)
 				order[i] = i;
@@ -887,15 +896,7 @@ static double growth_answer_ns(uint64_t O, bool random_order, uint64_t sample)
 		double t0;
 
 		iopf_ctx_set_handler(ctx, h_defer_only, NULL);
-		for (uint64_t i = 0; i < O; i++) {
-			struct iopf_request r = { .flags = IOPF_F_LAST_PAGE | IOPF_F_PASID_VALID };
-
-			key_of(i, GP, &r.dev_id, &r.pasid, &r.prgi);
-			iopf_producer_submit(src, &r);
-			if (i % 1024 == 1023)
-				iopf_ctx_dispatch(ctx);
-		}
-		iopf_ctx_dispatch(ctx);
+		submit_keys(ctx, src, O, GP);
 		iopf_respond_prg(ctx, 0xfffffff0u, 0, 0, IOPF_CODE_SUCCESS); /* builds the index */
 		for (uint64_t i = 0; i < O; i++)
 			order[i] = i;
@@ -952,15 +953,7 @@ static double growth_many_ns(uint64_t O)
 		double t0;
 
 		k.n = 0;
-		for (uint64_t i = 0; i < O; i++) {
-			struct iopf_request r = { .flags = IOPF_F_LAST_PAGE | IOPF_F_PASID_VALID };
-
-			key_of(i, GP, &r.dev_id, &r.pasid, &r.prgi);
-			iopf_producer_submit(src, &r);
-			if (i % 1024 == 1023)
-				iopf_ctx_dispatch(ctx);
-		}
-		iopf_ctx_dispatch(ctx);
+		submit_keys(ctx, src, O, GP);
 		for (size_t i = k.n - 1; i > 0; i--) {
 			size_t j = rnd() % (i + 1);
 			iopf_handle_t x = k.h[i];
@@ -1117,15 +1110,7 @@ static void bench_memory(uint64_t O)
 	iopf_ctx_dispatch(ctx);
 	heap0 = heap_used();
 	rss0 = rss_bytes();
-	for (uint64_t i = 0; i < O; i++) {
-		struct iopf_request r = { .flags = IOPF_F_LAST_PAGE | IOPF_F_PASID_VALID };
-
-		key_of(i, 10000, &r.dev_id, &r.pasid, &r.prgi);
-		iopf_producer_submit(src, &r);
-		if (i % 1024 == 1023)
-			iopf_ctx_dispatch(ctx);
-	}
-	iopf_ctx_dispatch(ctx);
+	submit_keys(ctx, src, O, 10000);
 	rss1 = rss_bytes();
 	heap1 = heap_used();
 	iopf_respond_prg(ctx, 0xfffffff0u, 0, 0, IOPF_CODE_SUCCESS); /* builds the index */

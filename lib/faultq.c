@@ -166,7 +166,7 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
  * has no records of its own, its record written inline. */
 static inline void take_one(struct iopf_ctx *ctx, struct faultq *fq,
 			    const struct iopf_k_pgfault *r, uint64_t now,
-			    struct intake_run *restrict run)
+			    struct intake_run *run)
 {
 	uint32_t cookie = r->cookie;
 	struct iopf_group *g;

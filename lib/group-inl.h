@@ -88,7 +88,7 @@ static inline void group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
  * device only (sched_intake): the context's groups and records are the
  * sums over devices plus what never got a group object. */
 static inline __attribute__((always_inline)) void group_intake_run(struct iopf_ctx *ctx, struct iopf_group *g,
-				    uint64_t now, struct intake_run *restrict run)
+				    uint64_t now, struct intake_run *run)
 {
 	g->t_in = now;
 	g->seq = ctx->seq++;

@@ -620,15 +620,10 @@ static inline void iopf__source_ref(struct iopf_source *src)
 	src->refs++;
 }
 
-static inline void iopf__source_unref_n(struct iopf_source *src, unsigned int n)
-{
-	if (src && (src->refs -= n) == 0)
-		src->ops->destroy(src);
-}
-
 static inline void iopf__source_unref(struct iopf_source *src)
 {
-	iopf__source_unref_n(src, 1);
+	if (src && --src->refs == 0)
+		src->ops->destroy(src);
 }
 
 

@@ -47,6 +47,23 @@ static inline struct flow *sched_flow(struct iopf_ctx *ctx, uint64_t key)
 	return f && f->key == key ? f : iopf__flow_lookup(ctx, key);
 }
 
+/* n groups of recs records taken in on flow f: counted by its device
+ * (and its PASID's counters, if kept), referenced by them, ready. */
+static inline void flow_count_intake(struct sched *s, struct flow *f,
+				     uint32_t n, uint32_t recs)
+{
+	f->refs += n;
+	f->dev->cnt.groups += n;
+	f->dev->cnt.records += recs;
+	f->dev->cnt.ready += n;
+	if (f->cnt) {
+		f->cnt->groups += n;
+		f->cnt->records += recs;
+		f->cnt->ready += n;
+	}
+	s->nready += n;
+}
+
 /* Into the ready FIFO of its flow, that of key (pinned by it), counted.
  * Returns the flow. */
 static inline __attribute__((always_inline)) struct flow *
@@ -57,15 +74,7 @@ sched_intake_key(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t key)
 	struct dsched *d = f->dev;
 
 	g->flow = f->idx;
-	f->refs++;
-	d->cnt.groups++;
-	d->cnt.records += g->nrec;
-	d->cnt.ready++;
-	if (f->cnt) {
-		f->cnt->groups++;
-		f->cnt->records += g->nrec;
-		f->cnt->ready++;
-	}
+	flow_count_intake(s, f, 1, g->nrec);
 	g->pins++; /* the ready queue's */
 	g->qnext = NULL;
 	if (f->tail)
@@ -73,7 +82,6 @@ sched_intake_key(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t key)
 	else
 		f->head = g;
 	f->tail = g;
-	s->nready++;
 	if (!f->active) {
 		f->active = true;
 		flow_enqueue(d, f);
@@ -108,26 +116,15 @@ struct intake_run {
 
 static inline void sched_run_end(struct iopf_ctx *ctx, struct intake_run *r)
 {
-	struct flow *f = r->f;
-
 	if (!r->n)
 		return;
-	f->refs += r->n;
-	f->dev->cnt.groups += r->n;
-	f->dev->cnt.records += r->recs;
-	f->dev->cnt.ready += r->n;
-	if (f->cnt) {
-		f->cnt->groups += r->n;
-		f->cnt->records += r->recs;
-		f->cnt->ready += r->n;
-	}
-	ctx->sched.nready += r->n;
+	flow_count_intake(&ctx->sched, r->f, r->n, r->recs);
 	r->n = r->recs = 0;
 }
 
 /* sched_intake() for a group of a read: a link when of the run's flow. */
 static inline __attribute__((always_inline)) void sched_intake_run(struct iopf_ctx *ctx, struct iopf_group *g,
-				    struct intake_run *restrict r)
+				    struct intake_run *r)
 {
 	uint64_t key = key_hi(&g->key);
 	struct flow *f = r->f;
