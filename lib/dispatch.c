@@ -127,15 +127,19 @@ static bool handle_post(struct iopf_ctx *ctx, struct iopf_group *g, int rc)
 #define BATCH_CALL_MAX 64
 
 struct hbatch {
+	/* each group's binding, referenced (handle_pre()), when there is
+	 * no one binding for them all */
 	struct binding *b[HANDLE_BATCH];
-	bool call[HANDLE_BATCH];
+	bool call[HANDLE_BATCH]; /* its handler was called: rc[] holds */
 	int rc[HANDLE_BATCH];
 	struct binding *one; /* every group's, referenced once; or NULL */
 	int bmax;            /* groups a batch handler call: 64, or 1 for
 			      * a worker's (as documented since 1.2) */
 };
 
-/* ctx->lock held. */
+/* ctx->lock held. A group to be handled is marked HANDLING, the rest are
+ * ended or were already: the state says which, so that nothing else is
+ * kept for a batch with one handler. */
 static void batch_pre(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		      struct hbatch *hb)
 {
@@ -147,17 +151,12 @@ static void batch_pre(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	if (one && !ctx->ngone) {
 		/* handle_pre() when no device is gone and one handler takes
 		 * them all: a group still QUEUED is marked, the rest skipped */
-		for (int i = 0; i < n; i++) {
-			bool q = gst(gs[i]) == GS_QUEUED;
-
-			if (q)
+		for (int i = 0; i < n; i++)
+			if (gst(gs[i]) == GS_QUEUED)
 				gst_set(gs[i], GS_HANDLING);
-			hb->call[i] = q;
-			hb->b[i] = q ? one : NULL;
-		}
 	} else {
 		for (int i = 0; i < n; i++)
-			hb->call[i] = (hb->b[i] = handle_pre(ctx, gs[i], one)) != NULL;
+			hb->b[i] = handle_pre(ctx, gs[i], one);
 	}
 	hb->one = one;
 	if (one)
@@ -190,9 +189,10 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	iopf__in_callback++;
 	/* An earlier handler, or another thread, may have ended a group
 	 * since (a flush, a detach, an answer by PRG index): it is looked at
-	 * again, without the lock, right before its handler would run. A
-	 * group ended after this check is still handled, and its handler's
-	 * answer refused. */
+	 * again, without the lock, right before its handler would run (a
+	 * group batch_pre() did not mark is not HANDLING either: it ended).
+	 * A group ended after this check is still handled, and its
+	 * handler's answer refused. */
 	if (hb->one && hb->one->kind != B_BATCH) {
 		/* one handler for them all: its function and userdata read
 		 * once (a binding does not change; a new one replaces it) */
@@ -202,7 +202,7 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		for (int i = 0; i < n; i++) {
 			struct iopf_group *g = gs[i];
 
-			if (!(call[i] = call[i] && gst(g) == GS_HANDLING))
+			if (!(call[i] = gst(g) == GS_HANDLING))
 				continue;
 			IOPF_TRACE_HANDLER_START(g);
 			rc[i] = fn(g, ud);
@@ -211,11 +211,13 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		}
 	} else {
 		for (int i = 0; i < n; i++) {
-			call[i] = call[i] && gst(gs[i]) == GS_HANDLING;
-			if (!call[i])
+			/* HANDLING: handle_pre() found it a binding */
+			struct binding *bd = hb->one ? hb->one : b[i];
+
+			if (!(call[i] = gst(gs[i]) == GS_HANDLING))
 				continue;
-			if (b[i]->kind == B_BATCH) { /* one call for them all */
-				batch = b[i]; /* one lock hold resolved them: one */
+			if (bd->kind == B_BATCH) { /* one call for them all */
+				batch = bd; /* one lock hold resolved them: one */
 				bg[nb] = gs[i];
 				IOPF_TRACE_HANDLER_START(gs[i]);
 				bcode[nb] = IOPF_CODE_INVALID;
@@ -227,7 +229,7 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 				continue;
 			}
 			IOPF_TRACE_HANDLER_START(gs[i]);
-			rc[i] = b[i]->fn(gs[i], b[i]->ud);
+			rc[i] = bd->fn(gs[i], bd->ud);
 			IOPF_TRACE_HANDLER_END(gs[i], rc[i]);
 			returned(gs[i], rc[i]);
 		}
@@ -239,13 +241,19 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	pthread_mutex_lock(&ctx->lock);
 	iopf__tick(ctx);
 	for (int i = 0; i < n; i++) {
-		if (call[i] && handle_post(ctx, gs[i], rc[i])) {
-			eg[ne] = gs[i];
+		struct iopf_group *g = gs[i];
+
+		/* RETURNED is still live, and handled: an answer, when it is
+		 * one (the rest: handle_post()) */
+		if (__builtin_expect(gst(g) == GS_RETURNED &&
+				     (unsigned int)rc[i] <= IOPF_CODE_INVALID, 1) ||
+		    (call[i] && handle_post(ctx, g, rc[i]))) {
+			eg[ne] = g;
 			ec[ne++] = rc[i];
 		} else {
-			group_unpin(ctx, gs[i]);
+			group_unpin(ctx, g);
 		}
-		if (b[i] != hb->one)
+		if (!hb->one)
 			iopf__binding_put(ctx, b[i]);
 	}
 	iopf__binding_put(ctx, hb->one);

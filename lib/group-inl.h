@@ -127,9 +127,10 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 			       bool auto_answer, bool unpin)
 {
 	struct iopf_source *src = gs[0]->src;
-	struct end_run er[END_RUNS];
-	unsigned int used = 0;
+	struct end_runs er;
 	bool mixed = false;
+
+	sched_end_init(&er);
 
 	for (unsigned int i = 0; i < n; i++) {
 		struct iopf_group *g = gs[i];
@@ -137,7 +138,7 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 		mixed |= g->src != src;
 		/* counted once, by device: the context's totals are their
 		 * sums */
-		sched_end_add(ctx, er, &used, g, codes[i], why, auto_answer);
+		sched_end_add(ctx, &er, g, codes[i], why, auto_answer);
 		IOPF_TRACE_ANSWER(g, codes[i], why);
 		if (__builtin_expect(g->indexed, 0))
 			iopf__prg_remove(ctx, g);
@@ -146,7 +147,7 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 		g->end = (uint8_t)why;
 		gst_set(g, GS_DONE);
 	}
-	sched_end_done(ctx, er, used, why, auto_answer);
+	sched_end_done(ctx, &er, why, auto_answer);
 	/* All are DONE before any source is told: telling one may fail it
 	 * (a write that finds its fd dead), and its failure ends its live
 	 * groups, which must not include one of these. */

@@ -285,31 +285,53 @@ static inline void end_run_count(struct iopf_ctx *ctx, struct end_run *r,
 	r->n = 0;
 }
 
-/* used: a bit for each of runs[] in use */
-static inline void sched_end_add(struct iopf_ctx *ctx, struct end_run *runs,
-				 unsigned int *used, struct iopf_group *g,
-				 int code, enum gend why, bool auto_answer)
-{
-	unsigned int k = g->flow % END_RUNS;
-	struct end_run *r = &runs[k];
+/* The runs of one batch: a bit in used for each of r[] in use; last is
+ * the run the group before joined (most groups join it: checked first). */
+struct end_runs {
+	struct end_run r[END_RUNS];
+	struct end_run *last;
+	unsigned int used;
+};
 
-	if (*used & 1u << k) {
+static inline void sched_end_init(struct end_runs *e)
+{
+	e->used = 0;
+	e->last = &e->r[0];
+	/* matches no group until used: flows are numbered from 0 up */
+	e->r[0] = (struct end_run){ .flow = UINT32_MAX };
+}
+
+static inline void sched_end_add(struct iopf_ctx *ctx, struct end_runs *e,
+				 struct iopf_group *g, int code, enum gend why,
+				 bool auto_answer)
+{
+	struct end_run *r = e->last;
+	unsigned int k;
+
+	if (__builtin_expect(g->flow == r->flow && code == r->code &&
+			     g->t_in == r->t_in, 1)) {
+		r->n++;
+		return;
+	}
+	k = g->flow % END_RUNS;
+	r = &e->r[k];
+	e->last = r;
+	if (e->used & 1u << k) {
 		if (g->flow == r->flow && code == r->code && g->t_in == r->t_in) {
 			r->n++;
 			return;
 		}
 		end_run_count(ctx, r, why, auto_answer);
 	}
-	*used |= 1u << k;
+	e->used |= 1u << k;
 	*r = (struct end_run){ .flow = g->flow, .n = 1, .code = code, .t_in = g->t_in };
 }
 
-static inline void sched_end_done(struct iopf_ctx *ctx, struct end_run *runs,
-				  unsigned int used, enum gend why,
-				  bool auto_answer)
+static inline void sched_end_done(struct iopf_ctx *ctx, struct end_runs *e,
+				  enum gend why, bool auto_answer)
 {
-	for (; used; used &= used - 1)
-		end_run_count(ctx, &runs[__builtin_ctz(used)], why, auto_answer);
+	for (unsigned int used = e->used; used; used &= used - 1)
+		end_run_count(ctx, &e->r[__builtin_ctz(used)], why, auto_answer);
 }
 
 #endif
