@@ -159,7 +159,7 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 	}
 	g->cookie = cookie;
 	fq->by_cookie[cookie] = g;
-	group_intake_run(ctx, g, now, run);
+	group_intake_run(ctx, g, n, now, run);
 }
 
 /* take_group() of a one-record group: the free list's first slot when it
@@ -190,7 +190,7 @@ static inline void take_one(struct iopf_ctx *ctx, struct faultq *fq,
 	g->len1 = r->length;
 	g->cookie = cookie;
 	fq->by_cookie[cookie] = g;
-	group_intake_run(ctx, g, now, run);
+	group_intake_run(ctx, g, 1, now, run);
 }
 
 static bool same_group(const struct iopf_k_pgfault *a,

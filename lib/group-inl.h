@@ -40,7 +40,7 @@ static inline struct iopf_group *group_init(struct iopf_group *g,
 	g->nrec = nrec;
 	g->gflags = 0;
 	g->cookie = 0;
-	g->end = END_NONE;
+	g->end = END_ANSWERED; /* read once DONE; other ends set theirs */
 	return g;
 }
 
@@ -87,8 +87,9 @@ static inline void group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
  * PRG index or the deadline has no room for is answered INVALID at once. Counted by
  * device only (sched_intake): the context's groups and records are the
  * sums over devices plus what never got a group object. */
-static inline __attribute__((always_inline)) void group_intake_run(struct iopf_ctx *ctx, struct iopf_group *g,
-				    uint64_t now, struct intake_run *run)
+static inline __attribute__((always_inline)) void
+group_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
+		 uint64_t now, struct intake_run *run)
 {
 	g->t_in = now;
 	g->seq = ctx->seq++;
@@ -96,7 +97,7 @@ static inline __attribute__((always_inline)) void group_intake_run(struct iopf_c
 	IOPF_TRACE_GROUP_COMPLETE(g);
 	gst_set(g, GS_QUEUED);
 	if (run) /* one of a read's groups (faultq.c) */
-		sched_intake_run(ctx, g, run);
+		sched_intake_run(ctx, g, nrec, run);
 	else
 		sched_intake(ctx, g);
 	if (__builtin_expect(ctx->prg_on, 0) && iopf__prg_insert(ctx, g))
@@ -109,7 +110,7 @@ static inline __attribute__((always_inline)) void group_intake_run(struct iopf_c
 static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
 				uint64_t now)
 {
-	group_intake_run(ctx, g, now, NULL);
+	group_intake_run(ctx, g, g->nrec, now, NULL);
 }
 
 /*
@@ -128,7 +129,7 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 {
 	struct iopf_source *src = gs[0]->src;
 	struct end_runs er;
-	bool mixed = false;
+	bool mixed = false, prg = ctx->prg_on; /* none is indexed if off */
 
 	sched_end_init(&er);
 
@@ -140,11 +141,13 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 		 * sums */
 		sched_end_add(ctx, &er, g, codes[i], why, auto_answer);
 		IOPF_TRACE_ANSWER(g, codes[i], why);
-		if (__builtin_expect(g->indexed, 0))
+		if (__builtin_expect(prg && g->indexed, 0))
 			iopf__prg_remove(ctx, g);
-		if (why != END_ANSWERED && gst(g) != GS_QUEUED)
-			iopf__tomb_add(ctx, grp_handle(g), why);
-		g->end = (uint8_t)why;
+		if (why != END_ANSWERED) {
+			if (gst(g) != GS_QUEUED)
+				iopf__tomb_add(ctx, grp_handle(g), why);
+			g->end = (uint8_t)why;
+		}
 		gst_set(g, GS_DONE);
 	}
 	sched_end_done(ctx, &er, why, auto_answer);

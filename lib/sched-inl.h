@@ -109,22 +109,25 @@ static inline __attribute__((always_inline)) void sched_intake(struct iopf_ctx *
  * meanwhile: no group is handed out, no flow made or reused.
  */
 struct intake_run {
-	struct flow *f;   /* the flow of the run, or NULL */
-	uint64_t key;     /* its key */
-	uint32_t n, recs; /* groups and records not yet counted */
+	struct flow *f;    /* the flow of the run, or NULL */
+	uint64_t key;      /* its key */
+	uint32_t n, extra; /* groups not yet counted; their records past
+			    * the first of each */
 };
 
 static inline void sched_run_end(struct iopf_ctx *ctx, struct intake_run *r)
 {
 	if (!r->n)
 		return;
-	flow_count_intake(&ctx->sched, r->f, r->n, r->recs);
-	r->n = r->recs = 0;
+	flow_count_intake(&ctx->sched, r->f, r->n, r->n + r->extra);
+	r->n = r->extra = 0;
 }
 
-/* sched_intake() for a group of a read: a link when of the run's flow. */
-static inline __attribute__((always_inline)) void sched_intake_run(struct iopf_ctx *ctx, struct iopf_group *g,
-				    struct intake_run *r)
+/* sched_intake() for a group of nrec records (g->nrec, known to the
+ * caller) of a read: a link when of the run's flow. */
+static inline __attribute__((always_inline)) void
+sched_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
+		 struct intake_run *r)
 {
 	uint64_t key = key_hi(&g->key);
 	struct flow *f = r->f;
@@ -136,7 +139,8 @@ static inline __attribute__((always_inline)) void sched_intake_run(struct iopf_c
 		f->tail->qnext = g;
 		f->tail = g;
 		r->n++;
-		r->recs += g->nrec;
+		if (nrec > 1)
+			r->extra += nrec - 1;
 		return;
 	}
 	sched_run_end(ctx, r);
