@@ -59,8 +59,10 @@ static inline struct iopf_group *group_get(struct iopf_ctx *ctx,
 	return group_init(g, src, key, nrec);
 }
 
-/* Back to the free list: the generation goes up, the source is let go. */
-static inline void group_put(struct iopf_ctx *ctx, struct iopf_group *g)
+/* Back to the free list: the generation goes up. Returns its source, for
+ * the caller to let go (group_put(), or once for many). */
+static inline struct iopf_source *group_free(struct iopf_ctx *ctx,
+					     struct iopf_group *g)
 {
 	struct iopf_source *src = g->src;
 
@@ -74,7 +76,13 @@ static inline void group_put(struct iopf_ctx *ctx, struct iopf_group *g)
 		g->qnext = ctx->free_list;
 		ctx->free_list = g;
 	}
-	iopf__source_unref(src);
+	return src;
+}
+
+/* Back to the free list, the source let go. */
+static inline void group_put(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	iopf__source_unref(group_free(ctx, g));
 }
 
 static inline void group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
@@ -171,6 +179,17 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 	 * made it, a dispatch round must come to read again. */
 	if (__builtin_expect(ctx->nthrottled != 0, 0) && iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
+	if (__builtin_expect(!mixed, 1)) { /* src let go once for them all */
+		uint32_t freed = 0;
+
+		for (unsigned int i = 0; i < n; i++)
+			if ((unpin ? --gs[i]->pins : gs[i]->pins) == 0) {
+				group_free(ctx, gs[i]);
+				freed++;
+			}
+		iopf__source_unref_n(src, freed);
+		return;
+	}
 	for (unsigned int i = 0; i < n; i++)
 		if ((unpin ? --gs[i]->pins : gs[i]->pins) == 0)
 			group_put(ctx, gs[i]);

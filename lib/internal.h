@@ -48,8 +48,8 @@ enum gstate {
 
 /* How a group's life ended: decides the error a late answer gets. */
 enum gend {
-	END_NONE = 0,
-	END_ANSWERED, /* -EALREADY */
+	END_ANSWERED = 0, /* -EALREADY; what a slot's end says until its
+			   * group ends otherwise (0: a tomb's "none") */
 	END_CLOSED,   /* -ESHUTDOWN: source or context closed, flushed */
 	END_DETACHED, /* -ESHUTDOWN: the kernel answered (detach/replace) */
 	END_DEADLINE, /* -ETIMEDOUT */
@@ -623,6 +623,13 @@ static inline void iopf__source_ref(struct iopf_source *src)
 static inline void iopf__source_unref(struct iopf_source *src)
 {
 	if (src && --src->refs == 0)
+		src->ops->destroy(src);
+}
+
+/* n references let go at once (n may be 0) */
+static inline void iopf__source_unref_n(struct iopf_source *src, uint32_t n)
+{
+	if (n && (src->refs -= n) == 0)
 		src->ops->destroy(src);
 }
 
