@@ -59,10 +59,10 @@ static inline struct iopf_group *group_get(struct iopf_ctx *ctx,
 	return group_init(g, src, key, nrec);
 }
 
-/* Back to the free list: the generation goes up. Returns its source, for
- * the caller to let go (group_put(), or once for many). */
-static inline struct iopf_source *group_free(struct iopf_ctx *ctx,
-					     struct iopf_group *g)
+/* A slot's group is gone: the generation goes up, the slot is FREE.
+ * Returns its source, for the caller to let go (group_put(), or once
+ * for many). The caller puts the slot on the free list. */
+static inline struct iopf_source *group_retire(struct iopf_group *g)
 {
 	struct iopf_source *src = g->src;
 
@@ -70,6 +70,15 @@ static inline struct iopf_source *group_free(struct iopf_ctx *ctx,
 	if (++g->gen == 0) /* handles never carry generation 0 */
 		g->gen = 1;
 	gst_set(g, GS_FREE);
+	return src;
+}
+
+/* group_retire(), then the free list (or the quarantine, poisoned). */
+static inline struct iopf_source *group_free(struct iopf_ctx *ctx,
+					     struct iopf_group *g)
+{
+	struct iopf_source *src = group_retire(g);
+
 	if (__builtin_expect(ctx->flags & IOPF_CTX_POISON, 0)) {
 		iopf__group_poison(ctx, g);
 	} else {
@@ -179,14 +188,23 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 	 * made it, a dispatch round must come to read again. */
 	if (__builtin_expect(ctx->nthrottled != 0, 0) && iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
-	if (__builtin_expect(!mixed, 1)) { /* src let go once for them all */
+	if (__builtin_expect(!mixed && !(ctx->flags & IOPF_CTX_POISON), 1)) {
+		/* group_free() for each, the free list's head in a local,
+		 * src let go once for them all */
+		struct iopf_group *head = ctx->free_list;
 		uint32_t freed = 0;
 
-		for (unsigned int i = 0; i < n; i++)
-			if ((unpin ? --gs[i]->pins : gs[i]->pins) == 0) {
-				group_free(ctx, gs[i]);
+		for (unsigned int i = 0; i < n; i++) {
+			struct iopf_group *g = gs[i];
+
+			if ((unpin ? --g->pins : g->pins) == 0) {
+				group_retire(g);
+				g->qnext = head;
+				head = g;
 				freed++;
 			}
+		}
+		ctx->free_list = head;
 		iopf__source_unref_n(src, freed);
 		return;
 	}

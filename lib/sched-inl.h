@@ -166,11 +166,8 @@ static inline unsigned int sched_take(struct sched *s, int q, struct dsched *d,
 	if (!f->anext)
 		lim = d->anext && d->credit < n ? d->credit : n;
 	do {
-		struct iopf_group *nx = g->qnext;
-
-		g->qnext = NULL;
-		gs[m++] = g;
-		g = nx;
+		gs[m++] = g; /* its qnext is set by the next list it joins */
+		g = g->qnext;
 	} while (m < lim && g);
 	if (!(f->head = g))
 		f->tail = NULL;
