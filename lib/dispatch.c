@@ -240,26 +240,35 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 
 	pthread_mutex_lock(&ctx->lock);
 	iopf__tick(ctx);
-	for (int i = 0; i < n; i++) {
-		struct iopf_group *g = gs[i];
+	/* RETURNED is still live, and handled: an answer, when it is one.
+	 * Most often every group of the batch is: they are ended as they
+	 * are; else each is looked at (the rest: handle_post()). */
+	while (ne < n && gst(gs[ne]) == GS_RETURNED &&
+	       (unsigned int)rc[ne] <= IOPF_CODE_INVALID)
+		ne++;
+	if (ne < n || !hb->one) {
+		ne = 0;
+		for (int i = 0; i < n; i++) {
+			struct iopf_group *g = gs[i];
 
-		/* RETURNED is still live, and handled: an answer, when it is
-		 * one (the rest: handle_post()) */
-		if (__builtin_expect(gst(g) == GS_RETURNED &&
-				     (unsigned int)rc[i] <= IOPF_CODE_INVALID, 1) ||
-		    (call[i] && handle_post(ctx, g, rc[i]))) {
-			eg[ne] = g;
-			ec[ne++] = rc[i];
-		} else {
-			group_unpin(ctx, g);
+			if ((gst(g) == GS_RETURNED &&
+			     (unsigned int)rc[i] <= IOPF_CODE_INVALID) ||
+			    (call[i] && handle_post(ctx, g, rc[i]))) {
+				eg[ne] = g;
+				ec[ne++] = rc[i];
+			} else {
+				group_unpin(ctx, g);
+			}
+			if (!hb->one)
+				iopf__binding_put(ctx, b[i]);
 		}
-		if (!hb->one)
-			iopf__binding_put(ctx, b[i]);
+		gs = eg;
+		rc = ec;
 	}
 	iopf__binding_put(ctx, hb->one);
 	/* the queue's pins on them given up there */
 	if (ne)
-		group_end_n(ctx, eg, ec, (unsigned int)ne, END_ANSWERED, false, true);
+		group_end_n(ctx, gs, rc, (unsigned int)ne, END_ANSWERED, false, true);
 	if (iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);

@@ -380,6 +380,7 @@ START_TEST(counts_exact_over_interleaved_runs)
 	struct tctx t;
 	IOPF_OPTS(iopf_ctx_opts, o, .flags = IOPF_CTX_PASID_STATS);
 	uint64_t want_ok[13][3] = { { 0 } }, want_bad[13][3] = { { 0 } };
+	uint64_t want_recs[13] = { 0 };
 	uint32_t n = 0;
 
 	tctx_init_opts(&t, &o, NULL);
@@ -391,7 +392,22 @@ START_TEST(counts_exact_over_interleaved_runs)
 			/* runs of one flow now and then */
 			if (i % 40 >= 30)
 				dev = 3, pasid = 1;
-			fk_trigger(t.f, dev, pasid, n % 512, 1, 0);
+			if (i % 7 == 3) { /* groups of 2 to 4 records among them */
+				struct iopf_k_pgfault r[4];
+				unsigned int k = 2 + i % 3;
+
+				for (unsigned int j = 0; j < k; j++)
+					r[j] = (struct iopf_k_pgfault){
+						.flags = IOPF_K_PGFAULT_FLAGS_PASID_VALID |
+							 (j == k - 1 ? IOPF_K_PGFAULT_FLAGS_LAST_PAGE : 0),
+						.dev_id = dev, .pasid = pasid, .grpid = n % 512,
+						.perm = 1, .addr = (uint64_t)j << 12 };
+				fk_trigger_group(t.f, r, k);
+				want_recs[dev] += k;
+			} else {
+				fk_trigger(t.f, dev, pasid, n % 512, 1, 0);
+				want_recs[dev]++;
+			}
 			if ((n % 512) % 5 == 0)
 				want_bad[dev][pasid]++;
 			else
@@ -407,6 +423,7 @@ START_TEST(counts_exact_over_interleaved_runs)
 		ck_assert_uint_eq(ds.answers_success, want_ok[dev][1] + want_ok[dev][2]);
 		ck_assert_uint_eq(ds.answers_invalid, want_bad[dev][1] + want_bad[dev][2]);
 		ck_assert_uint_eq(ds.groups, ds.answers_success + ds.answers_invalid);
+		ck_assert_uint_eq(ds.records, want_recs[dev]);
 		ck_assert_uint_eq(ds.outstanding, 0);
 		for (int b = 0; b < IOPF_LAT_BUCKETS; b++)
 			hist += ds.latency_hist[b];
