@@ -215,19 +215,27 @@ static uint32_t parse(struct iopf_ctx *ctx, struct faultq *fq,
 	fq->delivered |= n > 0;
 
 	while (i < n) {
-		uint32_t start = i, cookie = b[i].cookie;
+		uint32_t start = i, cookie;
 		const char *bad = NULL;
 
-		groups++;
-
-		if ((b[i].flags & IOPF_K_PGFAULT_FLAGS_LAST_PAGE) && cookie) {
-			/* the common case: a whole group of one record (its
-			 * cookie's old group, if any, retired by take_one) */
-			if (__builtin_expect(b[i].flags & ~IOPF_K_PGFAULT_FLAGS_ALL, 0))
-				ctx->st.unknown_flags++;
-			take_one(ctx, fq, &b[i++], now, &run);
-			continue;
+		/* the common case: whole groups of one record, known flags
+		 * only, one after another (a cookie's old group, if any, is
+		 * retired by take_one) */
+		for (; i < n; i++) {
+			if ((b[i].flags & (IOPF_K_PGFAULT_FLAGS_LAST_PAGE |
+					   ~IOPF_K_PGFAULT_FLAGS_ALL)) !=
+				    IOPF_K_PGFAULT_FLAGS_LAST_PAGE ||
+			    !b[i].cookie)
+				break;
+			take_one(ctx, fq, &b[i], now, &run);
 		}
+		groups += i - start;
+		if (i == n)
+			break;
+		/* any other group: looked at record by record */
+		start = i;
+		cookie = b[i].cookie;
+		groups++;
 		retire_reused(ctx, fq, cookie);
 		for (;;) {
 			const struct iopf_k_pgfault *r = &b[i];
