@@ -46,6 +46,7 @@ IOPF_API struct iopf_ctx *iopf_ctx_new(const struct iopf_ctx_opts *opts)
 	ctx->batch_max = o.batch_max ? o.batch_max : IOPF_DEFAULT_BATCH;
 	ctx->max_outstanding = o.max_outstanding;
 	ctx->deadline_ms = o.deadline_ms;
+	ctx->tracked = o.deadline_ms != 0;
 	ctx->log_fn = o.log_fn;
 	ctx->log_ud = o.log_userdata;
 	ctx->log_level = o.log_level ? o.log_level : LOG_W;

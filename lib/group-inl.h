@@ -117,10 +117,11 @@ group_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
 		sched_intake_run(ctx, g, nrec, run);
 	else
 		sched_intake(ctx, g);
-	if (__builtin_expect(ctx->prg_on, 0) && iopf__prg_insert(ctx, g))
+	if (__builtin_expect(!ctx->tracked, 1))
+		return;
+	if (ctx->prg_on && iopf__prg_insert(ctx, g))
 		iopf__group_untracked(ctx, g, "index");
-	else if (__builtin_expect(ctx->deadline_ms != 0, 0) &&
-		 iopf__deadline_add(ctx, g))
+	else if (ctx->deadline_ms != 0 && iopf__deadline_add(ctx, g))
 		iopf__group_untracked(ctx, g, "time");
 }
 

@@ -207,6 +207,7 @@ int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 			if (iopf__prg_insert(ctx, g))
 				goto nomem;
 		ctx->prg_on = true;
+		ctx->tracked = true;
 	}
 	*out = tbl_get(&ctx->by_prg, key_hi(k), k->prgi);
 	/* the oldest still open to an answer: a group whose handler has

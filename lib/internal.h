@@ -412,6 +412,7 @@ struct iopf_ctx {
 	uint32_t dl_cap, dl_head, dl_n; /* dl_cap: 0 or a power of two */
 	uint32_t seq;             /* next intake number */
 	bool prg_on;              /* by_prg is kept (someone answered by PRG) */
+	bool tracked;             /* prg_on or a deadline: intake looks */
 	struct tbl by_prg;        /* prg_key -> oldest outstanding group */
 	struct tbl tombs;         /* handle -> enum gend, for early ends */
 	uint64_t *tomb_ring;      /* the same handles, oldest first out */
