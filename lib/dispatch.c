@@ -137,21 +137,34 @@ struct hbatch {
 			      * a worker's (as documented since 1.2) */
 };
 
+/* Without keyed handlers every group has the same one: resolved once
+ * (the lock is held, so it cannot change meanwhile), and referenced once
+ * for all of them (batch_pre()). NULL: looked up for each group. */
+static struct binding *one_binding(struct iopf_ctx *ctx)
+{
+	return ctx->handlers.n ? NULL : iopf__handler_any(ctx);
+}
+
+/* handle_pre() needs nothing but the mark: one handler takes them all and
+ * no device is gone. Then the hand-out marks them (same lock hold). */
+static bool mark_at_handout(struct iopf_ctx *ctx)
+{
+	return !ctx->nthreads && !ctx->ngone && one_binding(ctx);
+}
+
 /* ctx->lock held. A group to be handled is marked HANDLING, the rest are
  * ended or were already: the state says which, so that nothing else is
- * kept for a batch with one handler. */
+ * kept for a batch with one handler. marked: the hand-out did it, in this
+ * lock hold (mark_at_handout()). */
 static void batch_pre(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
-		      struct hbatch *hb)
+		      struct hbatch *hb, bool marked)
 {
-	/* Without keyed handlers every group has the same one: resolved
-	 * once (the lock is held, so it cannot change meanwhile), and
-	 * referenced once for all of them. */
-	struct binding *one = ctx->handlers.n ? NULL : iopf__handler_any(ctx);
+	struct binding *one = one_binding(ctx);
 
 	if (one && !ctx->ngone) {
 		/* handle_pre() when no device is gone and one handler takes
 		 * them all: a group still QUEUED is marked, the rest skipped */
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n && !marked; i++)
 			if (gst(gs[i]) == GS_QUEUED)
 				gst_set(gs[i], GS_HANDLING);
 	} else {
@@ -282,7 +295,7 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 
 	hb.bmax = 1;
 	pthread_mutex_lock(&ctx->lock);
-	batch_pre(ctx, gs, n, &hb);
+	batch_pre(ctx, gs, n, &hb, false);
 	pthread_mutex_unlock(&ctx->lock);
 	batch_run(ctx, gs, n, &hb);
 }
@@ -418,6 +431,7 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 		/* with a time budget, one group at a time: the clock is
 		 * read before each handler starts */
 		int n = 0, most = t_end ? 1 : HANDLE_BATCH;
+		bool marked;
 
 		if (max_groups && (unsigned int)handled >= max_groups) {
 			cut = true;
@@ -434,10 +448,11 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 		if ((uint64_t)most > left)
 			most = (int)left;
 		pthread_mutex_lock(&ctx->lock);
-		n = (int)iopf__sched_pop_n(ctx, batch, (unsigned int)most);
+		marked = mark_at_handout(ctx);
+		n = (int)iopf__sched_pop_n(ctx, batch, (unsigned int)most, marked);
 		hb.bmax = BATCH_CALL_MAX;
 		if (!ctx->nthreads) /* handed out and marked in one hold */
-			batch_pre(ctx, batch, n, &hb);
+			batch_pre(ctx, batch, n, &hb, marked);
 		pthread_mutex_unlock(&ctx->lock);
 		left = n < most ? 0 : left - (uint64_t)n;
 		handled += n;

@@ -512,9 +512,11 @@ int iopf__sched_init(struct iopf_ctx *ctx);
 void iopf__sched_free(struct iopf_ctx *ctx);
 /* The next ready group in turn, or NULL (out of line: sched-inl.h inlines it). */
 struct iopf_group *iopf__sched_pop(struct iopf_ctx *ctx);
-/* Up to n ready groups in turn into gs; how many. */
+/* Up to n ready groups in turn into gs; how many. mark: those still
+ * QUEUED are marked HANDLING in the same pass (their handler is called
+ * next, after this lock hold; the rest ended before their turn). */
 unsigned int iopf__sched_pop_n(struct iopf_ctx *ctx, struct iopf_group **gs,
-			       unsigned int n);
+			       unsigned int n, bool mark);
 /* Add the per-device counts to the context's (answers, latency). */
 void iopf__sched_totals(struct iopf_ctx *ctx, struct iopf_stats *st);
 

@@ -154,10 +154,13 @@ sched_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
  * come back to that flow anyway (it is alone on its device's list, and the
  * device's credit lasts or no other device waits): the same groups, in
  * the same order, as one at a time, with the turns moved once for the run
- * (the common case: one flow a device). The caller has their pins.
+ * (the common case: one flow a device). The caller has their pins. mark:
+ * a group still QUEUED is marked HANDLING as it is handed out (for the
+ * caller that calls its handler next: see iopf__sched_pop_n()).
  */
-static inline unsigned int sched_take(struct sched *s, int q, struct dsched *d,
-				      struct iopf_group **gs, unsigned int n)
+static inline __attribute__((always_inline)) unsigned int
+sched_take(struct sched *s, int q, struct dsched *d, struct iopf_group **gs,
+	   unsigned int n, bool mark)
 {
 	struct flow *f = d->fhead;
 	struct iopf_group *g = f->head;
@@ -167,6 +170,8 @@ static inline unsigned int sched_take(struct sched *s, int q, struct dsched *d,
 		lim = d->anext && d->credit < n ? d->credit : n;
 	do {
 		gs[m++] = g; /* its qnext is set by the next list it joins */
+		if (mark && gst(g) == GS_QUEUED)
+			gst_set(g, GS_HANDLING);
 		g = g->qnext;
 	} while (m < lim && g);
 	if (!(f->head = g))
@@ -214,7 +219,7 @@ static inline struct iopf_group *sched_pop(struct iopf_ctx *ctx)
 	struct iopf_group *g = NULL;
 
 	if (d)
-		sched_take(s, q, d, &g, 1);
+		sched_take(s, q, d, &g, 1, false);
 	return g;
 }
 

@@ -194,7 +194,7 @@ struct iopf_group *iopf__sched_pop(struct iopf_ctx *ctx)
 }
 
 unsigned int iopf__sched_pop_n(struct iopf_ctx *ctx, struct iopf_group **gs,
-			       unsigned int n)
+			       unsigned int n, bool mark)
 {
 	struct sched *s = &ctx->sched;
 	unsigned int k = 0;
@@ -205,7 +205,8 @@ unsigned int iopf__sched_pop_n(struct iopf_ctx *ctx, struct iopf_group **gs,
 
 		if (!d)
 			break;
-		k += sched_take(s, q, d, gs + k, n - k);
+		k += mark ? sched_take(s, q, d, gs + k, n - k, true) :
+			    sched_take(s, q, d, gs + k, n - k, false);
 	}
 	return k;
 }
