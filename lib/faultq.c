@@ -44,20 +44,28 @@ static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 	struct batch_key *k = fq->bkey;
 	unsigned int nb = fq->nbatch, max = ctx->batch_max;
 
-	for (unsigned int i = 0; i < n; i++) {
-		struct iopf_group *g = gs[i];
-		uint32_t cookie = g->cookie;
+	for (unsigned int i = 0; i < n;) {
+		/* as many as fill the batch to max, then a write; one at a
+		 * time past max (a passing write failure kept answers, and
+		 * iopf__batch_full() makes room for one more each time) */
+		unsigned int room = nb < max ? max - nb : 1;
+		unsigned int end = i + (n - i < room ? n - i : room);
 
-		/* every group of a fault queue holds its cookie's slot */
-		if (bc[cookie] == g)
-			bc[cookie] = NULL;
-		if (codes[i] == NO_ANSWER)
-			continue;
-		w[nb] = (struct iopf_k_page_response){ .cookie = cookie,
-						       .code = (uint32_t)codes[i] };
-		k[nb] = (struct batch_key){ .dev_id = g->key.dev_id,
-					    .pasid = g->key.pasid };
-		if (++nb >= max) {
+		for (; i < end; i++) {
+			struct iopf_group *g = gs[i];
+			uint32_t cookie = g->cookie;
+
+			/* every group of a fault queue holds its cookie's slot */
+			if (bc[cookie] == g)
+				bc[cookie] = NULL;
+			if (codes[i] == NO_ANSWER)
+				continue;
+			w[nb] = (struct iopf_k_page_response){
+				.cookie = cookie, .code = (uint32_t)codes[i] };
+			k[nb++] = (struct batch_key){ .dev_id = g->key.dev_id,
+						      .pasid = g->key.pasid };
+		}
+		if (nb >= max) {
 			fq->nbatch = nb;
 			iopf__batch_full(ctx, fq);
 			nb = fq->nbatch;

@@ -47,6 +47,66 @@ START_TEST(batch_cap_splits_writes)
 }
 END_TEST
 
+/* A write that fails in passing (ENOMEM) in the middle of a handler
+ * batch's answers: they are kept, the batch goes on past batch_max one
+ * answer at a time, and every group is answered once. */
+START_TEST(passing_write_failure_mid_batch_keeps_answers)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .batch_max = 4);
+	struct tctx t;
+	int n = 0;
+
+	tctx_init_opts(&t, &o, NULL);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	for (int i = 0; i < 64; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	fk_fail_next(t.f, 1, ENOMEM);
+	drive(t.ctx);
+	ck_assert_int_eq(n, 64);
+	ck_assert_uint_eq(tstats(t.ctx).answers_success, 64);
+	ck_assert_uint_eq(fk_outstanding(t.f), 0);
+	ck_assert_uint_eq(tstats(t.ctx).write_errors, 0);
+	/* the first write fails and keeps its 4 answers, written with the
+	 * 5th; then 14 batches of 4 and the last 3: 17 calls, 1 failed */
+	ck_assert_uint_eq(tstats(t.ctx).write_calls, 17);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+/* Every write fails in passing (ENOMEM) from the first handler call on:
+ * the dispatch call still returns, with every answer kept; once writes
+ * work again, the next dispatch writes each of them once. */
+static struct fk_fault *fail_f;
+static int h_success_then_fail_writes(struct iopf_group *g, void *ud)
+{
+	fk_fail_always(fail_f, 1, ENOMEM);
+	return h_success(g, ud);
+}
+
+START_TEST(lasting_write_failure_keeps_every_answer)
+{
+	IOPF_OPTS(iopf_ctx_opts, o, .batch_max = 4);
+	struct tctx t;
+	int n = 0;
+
+	tctx_init_opts(&t, &o, NULL);
+	fail_f = t.f;
+	iopf_ctx_set_handler(t.ctx, h_success_then_fail_writes, &n);
+	for (int i = 0; i < 64; i++)
+		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 64);
+	ck_assert_uint_eq(tstats(t.ctx).answers_success, 64);
+	ck_assert_uint_eq(fk_outstanding(t.f), 64); /* none written yet */
+	ck_assert_uint_eq(tstats(t.ctx).write_errors, 0);
+	fk_fail_always(t.f, 1, 0);
+	drive(t.ctx);
+	ck_assert_uint_eq(fk_outstanding(t.f), 0);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 START_TEST(deferred_answers_wait_for_flush)
 {
 	struct tctx t;
@@ -200,6 +260,8 @@ Suite *suite_batch(void)
 
 	tcase_add_test(tc, one_write_per_round);
 	tcase_add_test(tc, batch_cap_splits_writes);
+	tcase_add_test(tc, passing_write_failure_mid_batch_keeps_answers);
+	tcase_add_test(tc, lasting_write_failure_keeps_every_answer);
 	tcase_add_test(tc, deferred_answers_wait_for_flush);
 	tcase_add_test(tc, kernel_refusal_mid_batch_drops_only_that_answer);
 	tcase_add_test(tc, first_answer_refused_rest_written);

@@ -42,6 +42,7 @@ struct fk_fault {
 	size_t nanswers, answers_cap;
 	uint64_t seq, reads, writes;
 	int fail_op[2];
+	int fail_always[2]; /* fk_fail_always(): until cleared */
 	uint64_t chaos_state, chaos_injected;
 	unsigned int chaos;
 };
@@ -216,7 +217,7 @@ ssize_t fk_sys_read(int fd, void *buf, size_t count)
 	}
 	f->reads++;
 	if (!f->fail_op[0])
-		f->fail_op[0] = chaos_err(f);
+		f->fail_op[0] = f->fail_always[0] ? f->fail_always[0] : chaos_err(f);
 	if (f->fail_op[0]) {
 		errno = f->fail_op[0];
 		f->fail_op[0] = 0;
@@ -296,7 +297,7 @@ ssize_t fk_sys_write(int fd, const void *buf, size_t count)
 	}
 	f->writes++;
 	if (!f->fail_op[1])
-		f->fail_op[1] = chaos_err(f);
+		f->fail_op[1] = f->fail_always[1] ? f->fail_always[1] : chaos_err(f);
 	if (f->fail_op[1]) {
 		errno = f->fail_op[1];
 		f->fail_op[1] = 0;
@@ -656,6 +657,13 @@ void fk_fail_next(struct fk_fault *f, int op, int err)
 {
 	pthread_mutex_lock(&fk_lock);
 	f->fail_op[op ? 1 : 0] = err;
+	pthread_mutex_unlock(&fk_lock);
+}
+
+void fk_fail_always(struct fk_fault *f, int op, int err)
+{
+	pthread_mutex_lock(&fk_lock);
+	f->fail_always[op ? 1 : 0] = err;
 	pthread_mutex_unlock(&fk_lock);
 }
 

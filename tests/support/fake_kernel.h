@@ -79,6 +79,9 @@ void fk_inject_raw(struct fk_fault *f, const struct iopf_k_pgfault *recs,
 /* Make the next read (op 0) or write (op 1) fail once with errno err,
  * as a signal (EINTR) or a transient condition (EAGAIN) would. */
 void fk_fail_next(struct fk_fault *f, int op, int err);
+/* Make every read (op 0) or write (op 1) fail with errno err until called
+ * again with err 0: a failure that lasts. */
+void fk_fail_always(struct fk_fault *f, int op, int err);
 /* Chaos: make about per_mille in 1000 reads and writes fail with EINTR,
  * EAGAIN or ENOMEM (passing failures; nothing is consumed), drawn from
  * seed. 0 turns it off. */
