@@ -222,10 +222,36 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 			IOPF_TRACE_HANDLER_END(g, rc[i]);
 			returned(g, rc[i]);
 		}
+	} else if (hb->one) {
+		/* one batch handler for them all: each run of groups still
+		 * HANDLING handed over where it lies, bmax at a time */
+		struct binding *bd = hb->one;
+
+		for (int i = 0; i < n;) {
+			int j = i;
+			bool skip = false;
+
+			while (j < n && j - i < hb->bmax) {
+				if (!(call[j] = gst(gs[j]) == GS_HANDLING)) {
+					skip = true;
+					break;
+				}
+				IOPF_TRACE_HANDLER_START(gs[j]);
+				rc[j++] = IOPF_CODE_INVALID;
+			}
+			if (j > i) {
+				bd->batch(gs + i, rc + i, (size_t)(j - i), bd->ud);
+				for (int k = i; k < j; k++) {
+					IOPF_TRACE_HANDLER_END(gs[k], rc[k]);
+					returned(gs[k], rc[k]);
+				}
+			}
+			i = j + skip;
+		}
 	} else {
 		for (int i = 0; i < n; i++) {
 			/* HANDLING: handle_pre() found it a binding */
-			struct binding *bd = hb->one ? hb->one : b[i];
+			struct binding *bd = b[i];
 
 			if (!(call[i] = gst(gs[i]) == GS_HANDLING))
 				continue;

@@ -480,6 +480,60 @@ START_TEST(respond_many_duplicates_runs_and_sources)
 }
 END_TEST
 
+/* The one batch handler of a context: its first call ends device 2's
+ * groups (another path, as a VMM's reset would); the later calls of that
+ * dispatch get none of them, each call gets at most 64, and every group
+ * is answered once (device 2's INVALID, the rest SUCCESS). */
+static struct iopf_ctx *bh1_ctx;
+static int bh1_calls, bh1_dev2_after, bh1_max;
+
+static void bh1(struct iopf_group *const *gs, int *codes, size_t n, void *ud)
+{
+	(void)ud;
+	if (n > (size_t)bh1_max)
+		bh1_max = (int)n;
+	for (size_t i = 0; i < n; i++) {
+		if (bh1_calls > 0 && iopf_group_dev_id(gs[i]) == 2)
+			bh1_dev2_after++;
+		codes[i] = IOPF_CODE_SUCCESS;
+	}
+	if (bh1_calls++ == 0)
+		ck_assert_int_gt(iopf_ctx_answer_invalid(bh1_ctx, 2, 0, IOPF_ALL_PASIDS), 0);
+}
+
+START_TEST(batch_handler_skips_groups_ended_meanwhile)
+{
+	struct tctx t;
+	uint64_t dev2 = 0;
+
+	tctx_init(&t);
+	bh1_ctx = t.ctx;
+	bh1_calls = bh1_dev2_after = bh1_max = 0;
+	ck_assert_int_eq(iopf_ctx_set_batch_handler(t.ctx, bh1, NULL), 0);
+	for (uint32_t i = 0; i < 200; i++)
+		fk_trigger(t.f, 1 + i % 2, 0, i, 1, 0);
+	drive(t.ctx);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_int_ge(bh1_calls, 4);
+	ck_assert_int_le(bh1_max, 64);
+	ck_assert_int_eq(bh1_dev2_after, 0);
+	/* device 2's groups of the first call (every other one of 64, in
+	 * turn by device) were ended under its feet: their answers from the
+	 * handler refused */
+	for (uint64_t q = 1; q <= 200; q++) {
+		int a = answer_of(t.f, q);
+
+		ck_assert_int_eq(a, q % 2 ? IOPF_CODE_SUCCESS : IOPF_CODE_INVALID);
+		dev2 += q % 2 == 0;
+	}
+	ck_assert_uint_eq(dev2, 100);
+	ck_assert_uint_eq(tstats(t.ctx).refused_answers, 32);
+	assert_each_answered_once(t.f);
+	ck_assert_uint_eq(tstats(t.ctx).outstanding, 0);
+	tctx_fini(&t);
+}
+END_TEST
+
 START_TEST(batch_handler_and_respond_many)
 {
 	struct tctx t;
@@ -546,6 +600,7 @@ Suite *suite_dispatch(void)
 	tcase_add_test(tc, dispatch_busy_and_null);
 	tcase_add_test(tc, latency_histogram_counts_answers);
 	tcase_add_test(tc, batch_handler_and_respond_many);
+	tcase_add_test(tc, batch_handler_skips_groups_ended_meanwhile);
 	tcase_add_test(tc, respond_many_duplicates_runs_and_sources);
 	suite_add_tcase(s, tc);
 	return s;
