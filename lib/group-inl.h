@@ -67,8 +67,7 @@ static inline struct iopf_source *group_retire(struct iopf_group *g)
 	struct iopf_source *src = g->src;
 
 	g->src = NULL;
-	if (++g->gen == 0) /* handles never carry generation 0 */
-		g->gen = 1;
+	g->gen++; /* wraps: handles compare generations by difference */
 	gst_set(g, GS_FREE);
 	return src;
 }

@@ -311,7 +311,7 @@ struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 	struct iopf_group *g;
 	void *why;
 
-	if (idx == 0 || idx > ctx->nslots || gen == 0) {
+	if (idx == 0 || idx > ctx->nslots) {
 		*err = -ENOENT;
 		return NULL;
 	}
@@ -326,7 +326,7 @@ struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 		       st == GS_RETURNED ? -EALREADY : -ENOENT;
 		return NULL;
 	}
-	if (gen > g->gen) {
+	if ((int32_t)(gen - g->gen) > 0) { /* not handed out yet */
 		*err = -ENOENT;
 		return NULL;
 	}
@@ -334,6 +334,17 @@ struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 	*err = iopf__end_error(why ? (unsigned int)(uintptr_t)why : END_ANSWERED);
 	return NULL;
 }
+
+#ifdef IOPF_TESTING
+void iopf__slots_set_gen(struct iopf_ctx *ctx, uint32_t gen)
+{
+	pthread_mutex_lock(&ctx->lock);
+	for (uint32_t i = 0; i < ctx->nslots; i++)
+		if (gst(iopf__slot(ctx, i)) == GS_FREE)
+			iopf__slot(ctx, i)->gen = gen;
+	pthread_mutex_unlock(&ctx->lock);
+}
+#endif
 
 void iopf__groups_free(struct iopf_ctx *ctx)
 {

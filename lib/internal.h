@@ -594,6 +594,10 @@ void iopf__uevent_feed(struct iopf_ctx *ctx, const void *buf, size_t len,
 		       uint32_t sender_portid);
 /* Test seam: where removals are confirmed ("/sys"). */
 extern const char *iopf__sysfs;
+/* Test seam: the generation of every free slot set to gen (a slot's
+ * generation wraps after 2^32 groups; this brings a test there). Takes
+ * the lock. */
+void iopf__slots_set_gen(struct iopf_ctx *ctx, uint32_t gen);
 /* Test seam: flows made (the fallback included) and flows the clock
  * hand looked at so far. */
 void iopf__sched_flow_counts(struct iopf_ctx *ctx, uint32_t *nflows,

@@ -39,6 +39,45 @@ START_TEST(second_answer_is_ealready)
 }
 END_TEST
 
+/* A slot's generation wraps past 2^32 groups, through 0: the group of
+ * generation 0 is answered by its handle like any other, the handle of
+ * the generation before it is refused, and a generation not handed out
+ * yet is unknown. */
+void iopf__slots_set_gen(struct iopf_ctx *ctx, uint32_t gen);
+
+START_TEST(generation_wraps_through_zero)
+{
+	struct tctx t;
+
+	setup_defer(&t, NULL);
+	iopf__slots_set_gen(t.ctx, UINT32_MAX); /* no slot yet: nothing */
+	fk_trigger(t.f, 1, 0, 1, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[0], IOPF_CODE_SUCCESS), 0);
+	iopf_ctx_flush(t.ctx);
+	iopf__slots_set_gen(t.ctx, UINT32_MAX);
+	fk_trigger(t.f, 1, 0, 2, 1, 0);
+	drive(t.ctx);
+	ck_assert_uint_eq(handles[1] >> 32, UINT32_MAX);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[1], IOPF_CODE_SUCCESS), 0);
+	iopf_ctx_flush(t.ctx);
+	fk_trigger(t.f, 1, 0, 3, 1, 0);
+	drive(t.ctx);
+	ck_assert_int_eq(nhandles, 3);
+	ck_assert_uint_eq(handles[2] >> 32, 0); /* wrapped */
+	ck_assert_uint_eq((uint32_t)handles[2], (uint32_t)handles[1]); /* slot */
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[1], IOPF_CODE_INVALID), -EALREADY);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[2] + (1ull << 32), IOPF_CODE_INVALID),
+			 -ENOENT);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[2], IOPF_CODE_SUCCESS), 0);
+	ck_assert_int_eq(iopf_respond(t.ctx, handles[2], IOPF_CODE_SUCCESS), -EALREADY);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_int_eq(answer_of(t.f, 3), IOPF_CODE_SUCCESS);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 START_TEST(stale_handle_cannot_reach_group_with_reused_cookie)
 {
 	struct tctx t;
@@ -315,6 +354,7 @@ Suite *suite_handles(void)
 	TCase *tc = tcase_create("handles");
 
 	tcase_add_test(tc, second_answer_is_ealready);
+	tcase_add_test(tc, generation_wraps_through_zero);
 	tcase_add_test(tc, stale_handle_cannot_reach_group_with_reused_cookie);
 	tcase_add_test(tc, respond_prg_oldest_first_and_unknown_refused);
 	tcase_add_test(tc, respond_prg_oldest_first_when_slots_are_reused);
