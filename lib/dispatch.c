@@ -75,14 +75,14 @@ static struct binding *handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
 /* A handler returned its answer (no lock): from now on answers by handle
  * are refused, as they would be had it been applied at once. A group
  * ended meanwhile stays ended (compare and swap). */
-static void returned(struct iopf_group *g, int rc)
+static bool returned(struct iopf_group *g, int rc)
 {
 	uint8_t st = GS_HANDLING;
 
-	if (rc != IOPF_DEFER)
-		__atomic_compare_exchange_n(&g->state, &st, (uint8_t)GS_RETURNED,
-					    false, __ATOMIC_ACQ_REL,
-					    __ATOMIC_ACQUIRE);
+	return rc != IOPF_DEFER &&
+	       __atomic_compare_exchange_n(&g->state, &st, (uint8_t)GS_RETURNED,
+					   false, __ATOMIC_ACQ_REL,
+					   __ATOMIC_ACQUIRE);
 }
 
 /* After the handler returned rc (ctx->lock held): true when the group is
@@ -133,6 +133,7 @@ struct hbatch {
 	bool call[HANDLE_BATCH]; /* its handler was called: rc[] holds */
 	int rc[HANDLE_BATCH];
 	struct binding *one; /* every group's, referenced once; or NULL */
+	uint64_t ends;       /* ctx->nends when handed out */
 	int bmax;            /* groups a batch handler call: 64, or 1 for
 			      * a worker's (as documented since 1.2) */
 };
@@ -172,6 +173,7 @@ static void batch_pre(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 			hb->b[i] = handle_pre(ctx, gs[i], one);
 	}
 	hb->one = one;
+	hb->ends = ctx->nends;
 	if (one)
 		one->refs++;
 }
@@ -198,6 +200,7 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	struct iopf_group *bg[BATCH_CALL_MAX], *eg[HANDLE_BATCH];
 	int bi[BATCH_CALL_MAX], nb = 0, bcode[BATCH_CALL_MAX];
 	int ec[HANDLE_BATCH], ne = 0;
+	bool all = false; /* every group answered by its handler, RETURNED */
 
 	iopf__in_callback++;
 	/* An earlier handler, or another thread, may have ended a group
@@ -212,15 +215,19 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		iopf_handler_fn fn = hb->one->fn;
 		void *ud = hb->one->ud;
 
+		all = true;
 		for (int i = 0; i < n; i++) {
 			struct iopf_group *g = gs[i];
 
-			if (!(call[i] = gst(g) == GS_HANDLING))
+			if (!(call[i] = gst(g) == GS_HANDLING)) {
+				all = false;
 				continue;
+			}
 			IOPF_TRACE_HANDLER_START(g);
 			rc[i] = fn(g, ud);
 			IOPF_TRACE_HANDLER_END(g, rc[i]);
-			returned(g, rc[i]);
+			all &= returned(g, rc[i]) &&
+			       (unsigned int)rc[i] <= IOPF_CODE_INVALID;
 		}
 	} else if (hb->one) {
 		/* one batch handler for them all: each run of groups still
@@ -281,10 +288,16 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	iopf__tick(ctx);
 	/* RETURNED is still live, and handled: an answer, when it is one.
 	 * Most often every group of the batch is: they are ended as they
-	 * are; else each is looked at (the rest: handle_post()). */
-	while (ne < n && gst(gs[ne]) == GS_RETURNED &&
-	       (unsigned int)rc[ne] <= IOPF_CODE_INVALID)
-		ne++;
+	 * are. Known without looking when every handler returned an answer
+	 * and its group became RETURNED, and no group has ended since the
+	 * hand-out (only an end moves a group on from RETURNED); else each
+	 * is looked at (the rest: handle_post()). */
+	if (all && ctx->nends == hb->ends)
+		ne = n;
+	else
+		while (ne < n && gst(gs[ne]) == GS_RETURNED &&
+		       (unsigned int)rc[ne] <= IOPF_CODE_INVALID)
+			ne++;
 	if (ne < n || !hb->one) {
 		ne = 0;
 		for (int i = 0; i < n; i++) {

@@ -182,6 +182,7 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 		}
 	}
 	ctx->outstanding -= n;
+	ctx->nends += n;
 	if (__builtin_expect(ctx->drainers != 0, 0))
 		pthread_cond_broadcast(&ctx->answered);
 	/* Room for a queue paused by max_outstanding: whichever thread

@@ -419,6 +419,8 @@ struct iopf_ctx {
 	uint32_t tomb_head, tomb_n;
 	struct iopf_group *deliv_head, *deliv_tail; /* producer answers */
 	uint64_t outstanding, partial_held;
+	uint64_t nends;           /* groups ended so far: a batch's handlers
+				   * see whether any ended meanwhile */
 	uint64_t now;             /* last clock read under the lock: one a
 				   * batch, not one a group (iopf__tick) */
 	struct iopf_source *sources;

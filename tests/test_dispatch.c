@@ -534,6 +534,62 @@ START_TEST(batch_handler_skips_groups_ended_meanwhile)
 }
 END_TEST
 
+/* A handler ends groups of its own batch (a reset, as a VMM would): one
+ * whose handler already returned its answer, one being handled, two not
+ * handled yet. Each group gets one answer; the answers of handlers whose
+ * groups ended are refused. Then the same with the reset's handler's own
+ * group untouched (device 2 resets device 1): every handler's group
+ * returned, one of them ended since. */
+static struct iopf_ctx *reset_ctx;
+static int reset_calls;
+
+static int h_reset_second(struct iopf_group *g, void *ud)
+{
+	(void)ud;
+	reset_calls++;
+	if (iopf_group_dev_id(g) == 2 ||
+	    (iopf_group_dev_id(g) == 1 && iopf_group_prgi(g) == 1))
+		ck_assert_int_gt(iopf_ctx_answer_invalid(reset_ctx, 1, 0,
+							 IOPF_ALL_PASIDS), 0);
+	return IOPF_CODE_SUCCESS;
+}
+
+START_TEST(handler_ends_groups_of_its_batch_returned_ones_too)
+{
+	struct tctx t;
+
+	tctx_init(&t);
+	reset_ctx = t.ctx;
+	reset_calls = 0;
+	iopf_ctx_set_handler(t.ctx, h_reset_second, NULL);
+	for (uint32_t i = 0; i < 4; i++)
+		fk_trigger(t.f, 1, 0, i, 1, 0);
+	drive(t.ctx);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_int_eq(reset_calls, 2); /* the last two ended before their turn */
+	for (uint64_t q = 1; q <= 4; q++)
+		ck_assert_int_eq(answer_of(t.f, q), IOPF_CODE_INVALID);
+	ck_assert_uint_eq(tstats(t.ctx).refused_answers, 2);
+	ck_assert_uint_eq(tstats(t.ctx).answers_invalid, 4);
+	ck_assert_uint_eq(tstats(t.ctx).answers_success, 0);
+	assert_each_answered_once(t.f);
+
+	/* device 1's group handled first, then device 2's resets device 1 */
+	reset_calls = 0;
+	fk_trigger(t.f, 1, 0, 10, 1, 0);
+	fk_trigger(t.f, 2, 0, 11, 1, 0);
+	drive(t.ctx);
+	iopf_ctx_flush(t.ctx);
+	ck_assert_int_eq(reset_calls, 2);
+	ck_assert_int_eq(answer_of(t.f, 5), IOPF_CODE_INVALID);
+	ck_assert_int_eq(answer_of(t.f, 6), IOPF_CODE_SUCCESS);
+	ck_assert_uint_eq(tstats(t.ctx).refused_answers, 3);
+	ck_assert_uint_eq(tstats(t.ctx).outstanding, 0);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
 START_TEST(batch_handler_and_respond_many)
 {
 	struct tctx t;
@@ -601,6 +657,7 @@ Suite *suite_dispatch(void)
 	tcase_add_test(tc, latency_histogram_counts_answers);
 	tcase_add_test(tc, batch_handler_and_respond_many);
 	tcase_add_test(tc, batch_handler_skips_groups_ended_meanwhile);
+	tcase_add_test(tc, handler_ends_groups_of_its_batch_returned_ones_too);
 	tcase_add_test(tc, respond_many_duplicates_runs_and_sources);
 	suite_add_tcase(s, tc);
 	return s;
