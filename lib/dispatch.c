@@ -234,12 +234,14 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		 * HANDLING handed over where it lies, bmax at a time */
 		struct binding *bd = hb->one;
 
+		all = true;
 		for (int i = 0; i < n;) {
 			int j = i;
 			bool skip = false;
 
 			while (j < n && j - i < hb->bmax) {
 				if (!(call[j] = gst(gs[j]) == GS_HANDLING)) {
+					all = false;
 					skip = true;
 					break;
 				}
@@ -250,7 +252,8 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 				bd->batch(gs + i, rc + i, (size_t)(j - i), bd->ud);
 				for (int k = i; k < j; k++) {
 					IOPF_TRACE_HANDLER_END(gs[k], rc[k]);
-					returned(gs[k], rc[k]);
+					all &= returned(gs[k], rc[k]) &&
+					       (unsigned int)rc[k] <= IOPF_CODE_INVALID;
 				}
 			}
 			i = j + skip;
