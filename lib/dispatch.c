@@ -134,6 +134,7 @@ struct hbatch {
 	int rc[HANDLE_BATCH];
 	struct binding *one; /* every group's, referenced once; or NULL */
 	uint64_t ends;       /* ctx->nends when handed out */
+	bool one_flow;       /* all of one flow, in its order */
 	int bmax;            /* groups a batch handler call: 64, or 1 for
 			      * a worker's (as documented since 1.2) */
 };
@@ -323,7 +324,8 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 	iopf__binding_put(ctx, hb->one);
 	/* the queue's pins on them given up there */
 	if (ne)
-		group_end_n(ctx, gs, rc, (unsigned int)ne, END_ANSWERED, false, true);
+		group_end_n(ctx, gs, rc, (unsigned int)ne, END_ANSWERED, false,
+			    true, hb->one_flow);
 	if (iopf__dispatch_ctx != ctx)
 		iopf__wake(ctx);
 	pthread_mutex_unlock(&ctx->lock);
@@ -336,6 +338,7 @@ void iopf__handle_batch(struct iopf_ctx *ctx, struct iopf_group **gs, int n)
 	struct hbatch hb;
 
 	hb.bmax = 1;
+	hb.one_flow = false; /* a worker's share: any flows */
 	pthread_mutex_lock(&ctx->lock);
 	batch_pre(ctx, gs, n, &hb, false);
 	pthread_mutex_unlock(&ctx->lock);
@@ -491,7 +494,8 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 			most = (int)left;
 		pthread_mutex_lock(&ctx->lock);
 		marked = mark_at_handout(ctx);
-		n = (int)iopf__sched_pop_n(ctx, batch, (unsigned int)most, marked);
+		n = (int)iopf__sched_pop_n(ctx, batch, (unsigned int)most, marked,
+					   &hb.one_flow);
 		hb.bmax = BATCH_CALL_MAX;
 		if (!ctx->nthreads) /* handed out and marked in one hold */
 			batch_pre(ctx, batch, n, &hb, marked);

@@ -139,14 +139,22 @@ static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
  * the indexes and becomes DONE; then their sources are told, once for
  * each run of groups of one source; then the groups nothing pins are
  * freed. unpin: the caller held one pin on each, given up here.
+ * one_flow: the caller knows them all of one flow, in intake order (a
+ * run handed out by the scheduler).
  */
 static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *gs,
 			       const int *codes, unsigned int n, enum gend why,
-			       bool auto_answer, bool unpin)
+			       bool auto_answer, bool unpin, bool one_flow)
 {
 	struct iopf_source *src = gs[0]->src;
 	struct end_runs er;
 	bool mixed = false, prg = ctx->prg_on; /* none is indexed if off */
+	/* Answers to groups of one flow taken in by one read (the first
+	 * and last of a flow's run share their intake time only if all
+	 * do): counted once for all, only the answers told apart. */
+	bool one_run = one_flow && why == END_ANSWERED && !auto_answer &&
+		       gs[0]->t_in == gs[n - 1]->t_in;
+	uint32_t nsucc = 0;
 
 	sched_end_init(&er);
 
@@ -156,7 +164,10 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 		mixed |= g->src != src;
 		/* counted once, by device: the context's totals are their
 		 * sums */
-		sched_end_add(ctx, &er, g, codes[i], why, auto_answer);
+		if (one_run)
+			nsucc += codes[i] == IOPF_CODE_SUCCESS;
+		else
+			sched_end_add(ctx, &er, g, codes[i], why, auto_answer);
 		IOPF_TRACE_ANSWER(g, codes[i], why);
 		if (__builtin_expect(prg && g->indexed, 0))
 			iopf__prg_remove(ctx, g);
@@ -167,7 +178,10 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 		}
 		gst_set(g, GS_DONE);
 	}
-	sched_end_done(ctx, &er, why, auto_answer);
+	if (one_run)
+		sched_end_answers(ctx, gs[0], n, nsucc);
+	else
+		sched_end_done(ctx, &er, why, auto_answer);
 	/* All are DONE before any source is told: telling one may fail it
 	 * (a write that finds its fd dead), and its failure ends its live
 	 * groups, which must not include one of these. */
@@ -228,7 +242,7 @@ static inline int group_end(struct iopf_ctx *ctx, struct iopf_group *g,
 {
 	if (!gst_live(gst(g)))
 		return iopf__end_error(g->end);
-	group_end_n(ctx, &g, &code, 1, why, auto_answer, false);
+	group_end_n(ctx, &g, &code, 1, why, auto_answer, false, true);
 	return 0;
 }
 

@@ -278,7 +278,7 @@ int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 void iopf__group_end_many(struct iopf_ctx *ctx, struct iopf_group *const *gs,
 			  const int *codes, unsigned int n)
 {
-	group_end_n(ctx, gs, codes, n, END_ANSWERED, false, false);
+	group_end_n(ctx, gs, codes, n, END_ANSWERED, false, false, false);
 }
 
 void iopf__group_end_auto(struct iopf_ctx *ctx, struct iopf_group *g,

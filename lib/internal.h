@@ -516,9 +516,10 @@ void iopf__sched_free(struct iopf_ctx *ctx);
 struct iopf_group *iopf__sched_pop(struct iopf_ctx *ctx);
 /* Up to n ready groups in turn into gs; how many. mark: those still
  * QUEUED are marked HANDLING in the same pass (their handler is called
- * next, after this lock hold; the rest ended before their turn). */
+ * next, after this lock hold; the rest ended before their turn).
+ * *one_flow: all of one flow, in its order. */
 unsigned int iopf__sched_pop_n(struct iopf_ctx *ctx, struct iopf_group **gs,
-			       unsigned int n, bool mark);
+			       unsigned int n, bool mark, bool *one_flow);
 /* Add the per-device counts to the context's (answers, latency). */
 void iopf__sched_totals(struct iopf_ctx *ctx, struct iopf_stats *st);
 

@@ -333,6 +333,25 @@ static inline void sched_end_add(struct iopf_ctx *ctx, struct end_runs *e,
 	*r = (struct end_run){ .flow = g->flow, .n = 1, .code = code, .t_in = g->t_in };
 }
 
+/* n answers (nsucc of them SUCCESS, the rest INVALID) to groups of one
+ * flow taken in at the same time as g: one run, counted at once. */
+static inline void sched_end_answers(struct iopf_ctx *ctx,
+				     const struct iopf_group *g, uint32_t n,
+				     uint32_t nsucc)
+{
+	struct sched *s = &ctx->sched;
+	struct flow *f = s->flows[g->flow];
+	unsigned int b = lat_bucket(s, g->t_in, ctx->now);
+
+	f->refs -= n;
+	count_end(&f->dev->cnt, IOPF_CODE_SUCCESS, END_ANSWERED, false, b, nsucc);
+	count_end(&f->dev->cnt, IOPF_CODE_INVALID, END_ANSWERED, false, b, n - nsucc);
+	if (f->cnt) {
+		count_end(f->cnt, IOPF_CODE_SUCCESS, END_ANSWERED, false, b, nsucc);
+		count_end(f->cnt, IOPF_CODE_INVALID, END_ANSWERED, false, b, n - nsucc);
+	}
+}
+
 static inline void sched_end_done(struct iopf_ctx *ctx, struct end_runs *e,
 				  enum gend why, bool auto_answer)
 {

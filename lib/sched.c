@@ -194,17 +194,23 @@ struct iopf_group *iopf__sched_pop(struct iopf_ctx *ctx)
 }
 
 unsigned int iopf__sched_pop_n(struct iopf_ctx *ctx, struct iopf_group **gs,
-			       unsigned int n, bool mark)
+			       unsigned int n, bool mark, bool *one_flow)
 {
 	struct sched *s = &ctx->sched;
+	struct flow *first = NULL;
 	unsigned int k = 0;
 
+	*one_flow = true;
 	while (k < n) {
 		int q = s->act_head[0] ? 0 : 1;
 		struct dsched *d = s->act_head[q];
 
 		if (!d)
 			break;
+		if (!first)
+			first = d->fhead;
+		else if (d->fhead != first)
+			*one_flow = false;
 		k += mark ? sched_take(s, q, d, gs + k, n - k, true) :
 			    sched_take(s, q, d, gs + k, n - k, false);
 	}
