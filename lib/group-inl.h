@@ -130,6 +130,24 @@ static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
 	group_intake_run(ctx, g, g->nrec, now, NULL);
 }
 
+/* group_end_n(), for each group once counted: out of the PRG index, its
+ * end reason kept (a tomb for its handle once it reached a handler),
+ * DONE. prg: ctx->prg_on (no group is indexed without it). */
+static inline __attribute__((always_inline)) void
+group_done(struct iopf_ctx *ctx, struct iopf_group *g, int code, enum gend why,
+	   bool prg)
+{
+	IOPF_TRACE_ANSWER(g, code, why);
+	if (__builtin_expect(prg && g->indexed, 0))
+		iopf__prg_remove(ctx, g);
+	if (why != END_ANSWERED) {
+		if (gst(g) != GS_QUEUED)
+			iopf__tomb_add(ctx, grp_handle(g), why);
+		g->end = (uint8_t)why;
+	}
+	gst_set(g, GS_DONE);
+}
+
 /*
  * End the lives of n live groups (the caller looked, under ctx->lock),
  * gs[i] answered codes[i] (IOPF_CODE_*, or NO_ANSWER when the kernel
@@ -148,40 +166,32 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 {
 	struct iopf_source *src = gs[0]->src;
 	struct end_runs er;
-	bool mixed = false, prg = ctx->prg_on; /* none is indexed if off */
+	uintptr_t mixed = 0; /* not 0: of more than one source */
+	bool prg = ctx->prg_on; /* none is indexed if off */
 	/* Answers to groups of one flow taken in by one read (the first
 	 * and last of a flow's run share their intake time only if all
 	 * do): counted once for all, only the answers told apart. */
 	bool one_run = one_flow && why == END_ANSWERED && !auto_answer &&
 		       gs[0]->t_in == gs[n - 1]->t_in;
-	uint32_t nsucc = 0;
+	uint32_t ninval = 0;
 
-	sched_end_init(&er);
-
-	for (unsigned int i = 0; i < n; i++) {
-		struct iopf_group *g = gs[i];
-
-		mixed |= g->src != src;
-		/* counted once, by device: the context's totals are their
-		 * sums */
-		if (one_run)
-			nsucc += codes[i] == IOPF_CODE_SUCCESS;
-		else
-			sched_end_add(ctx, &er, g, codes[i], why, auto_answer);
-		IOPF_TRACE_ANSWER(g, codes[i], why);
-		if (__builtin_expect(prg && g->indexed, 0))
-			iopf__prg_remove(ctx, g);
-		if (why != END_ANSWERED) {
-			if (gst(g) != GS_QUEUED)
-				iopf__tomb_add(ctx, grp_handle(g), why);
-			g->end = (uint8_t)why;
+	/* counted once, by device: the context's totals are their sums */
+	if (one_run) {
+		for (unsigned int i = 0; i < n; i++) {
+			mixed |= (uintptr_t)gs[i]->src ^ (uintptr_t)src;
+			ninval += (uint32_t)codes[i]; /* answers: 0 or 1 */
+			group_done(ctx, gs[i], codes[i], why, prg);
 		}
-		gst_set(g, GS_DONE);
-	}
-	if (one_run)
-		sched_end_answers(ctx, gs[0], n, nsucc);
-	else
+		sched_end_answers(ctx, gs[0], n, n - ninval);
+	} else {
+		sched_end_init(&er);
+		for (unsigned int i = 0; i < n; i++) {
+			mixed |= (uintptr_t)gs[i]->src ^ (uintptr_t)src;
+			sched_end_add(ctx, &er, gs[i], codes[i], why, auto_answer);
+			group_done(ctx, gs[i], codes[i], why, prg);
+		}
 		sched_end_done(ctx, &er, why, auto_answer);
+	}
 	/* All are DONE before any source is told: telling one may fail it
 	 * (a write that finds its fd dead), and its failure ends its live
 	 * groups, which must not include one of these. */
