@@ -137,7 +137,66 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g)
 	group_put(ctx, g);
 }
 
-/* ---- the (device, PASID, PRG index) index: kept once asked for ---- */
+/* ---- the (device, PASID, PRG index) index: kept once asked for ----
+ *
+ * Each key has a FIFO of its outstanding groups (prg_next/prg_prev,
+ * circular, in intake order); the index holds each FIFO's head, the
+ * oldest. A PCIe PRG index has 9 bits, so a head lives in its flow's
+ * array at the PRG index: no hashing, and answers a VMM gives back in
+ * about the order it got them touch few cache lines, however many groups
+ * are outstanding (a table hashed over all keys cost a cache miss an
+ * answer). Heads of larger indexes (SMMU stall tags have 16 bits) and of
+ * groups in the fallback flow, which mixes keys, live in ctx->by_prg.
+ */
+#define PRG_DIRECT 512u
+
+static bool prg_direct(const struct iopf_group *g)
+{
+	return g->key.prgi < PRG_DIRECT && g->flow != 0;
+}
+
+static struct iopf_group *head_of(struct iopf_ctx *ctx, const struct flow *f,
+				  uint32_t prgi)
+{
+	return prgi < f->prg_cap && f->prg[prgi] ? iopf__slot(ctx, f->prg[prgi] - 1) : NULL;
+}
+
+/* The head of g's key, NULL if it has none. */
+static struct iopf_group *prg_head(struct iopf_ctx *ctx, const struct iopf_group *g)
+{
+	if (prg_direct(g))
+		return head_of(ctx, ctx->sched.flows[g->flow], g->key.prgi);
+	return tbl_get(&ctx->by_prg, key_hi(&g->key), g->key.prgi);
+}
+
+/* Make h (NULL: none) the head of g's key. Only a key's first head can
+ * need memory: -ENOMEM. */
+static int prg_set_head(struct iopf_ctx *ctx, const struct iopf_group *g,
+			struct iopf_group *h)
+{
+	struct flow *f = ctx->sched.flows[g->flow];
+	uint32_t i = g->key.prgi;
+
+	if (!prg_direct(g)) {
+		if (h)
+			return tbl_put(&ctx->by_prg, key_hi(&g->key), i, h);
+		tbl_del(&ctx->by_prg, key_hi(&g->key), i);
+		return 0;
+	}
+	if (i >= f->prg_cap) { /* grows to the PRG indexes in use */
+		uint32_t cap = f->prg_cap ? f->prg_cap : 64, *a;
+
+		while (cap <= i)
+			cap *= 2;
+		if (!(a = xrealloc(f->prg, cap * sizeof(*a))))
+			return -ENOMEM;
+		memset(a + f->prg_cap, 0, (cap - f->prg_cap) * sizeof(*a));
+		f->prg = a;
+		f->prg_cap = cap;
+	}
+	f->prg[i] = h ? h->slot + 1 : 0;
+	return 0;
+}
 
 /* Into its key's FIFO, which is kept in intake order. Groups come in
  * intake order almost always (new ones; the index built in slot order),
@@ -145,11 +204,10 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g)
  * the FIFO (which made building the index O(n * k) for k groups a key). */
 int iopf__prg_insert(struct iopf_ctx *ctx, struct iopf_group *g)
 {
-	struct iopf_group *head = tbl_get(&ctx->by_prg, key_hi(&g->key),
-					  g->key.prgi), *at;
+	struct iopf_group *head = prg_head(ctx, g), *at;
 
 	if (!head) {
-		if (tbl_put(&ctx->by_prg, key_hi(&g->key), g->key.prgi, g))
+		if (prg_set_head(ctx, g, g))
 			return -ENOMEM;
 		g->prg_next = g->prg_prev = g;
 		g->indexed = true;
@@ -164,8 +222,7 @@ int iopf__prg_insert(struct iopf_ctx *ctx, struct iopf_group *g)
 		g->prg_prev = head->prg_prev;
 		head->prg_prev->prg_next = g;
 		head->prg_prev = g;
-		/* replaces in place: cannot fail */
-		tbl_put(&ctx->by_prg, key_hi(&g->key), g->key.prgi, g);
+		prg_set_head(ctx, g, g); /* the key has a head: no memory needed */
 	} else { /* after at */
 		g->prg_prev = at;
 		g->prg_next = at->prg_next;
@@ -179,28 +236,41 @@ int iopf__prg_insert(struct iopf_ctx *ctx, struct iopf_group *g)
 void iopf__prg_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 {
 	struct iopf_group *nx = g->prg_next;
-	uint64_t hi = key_hi(&g->key);
 
 	if (!g->indexed)
 		return;
-	if (tbl_get(&ctx->by_prg, hi, g->key.prgi) == g) {
-		if (nx != g) /* replaces in place: cannot fail */
-			tbl_put(&ctx->by_prg, hi, g->key.prgi, nx);
-		else
-			tbl_del(&ctx->by_prg, hi, g->key.prgi);
-	}
+	if (prg_head(ctx, g) == g)
+		prg_set_head(ctx, g, nx != g ? nx : NULL); /* needs no memory */
 	g->prg_prev->prg_next = nx;
 	nx->prg_prev = g->prg_prev;
 	g->prg_next = g->prg_prev = NULL;
 	g->indexed = false;
 }
 
+/* The oldest group still open to an answer in the FIFO that starts at
+ * head (a group whose handler has returned its answer is answered
+ * already), or NULL. */
+static struct iopf_group *oldest_answerable(struct iopf_group *head)
+{
+	struct iopf_group *g = head;
+
+	if (g)
+		do {
+			if (gst_answerable(gst(g)))
+				return g;
+		} while ((g = g->prg_next) != head);
+	return NULL;
+}
+
 /* The oldest outstanding group of key k. The index is built the first
- * time someone answers by PRG index (a VMM); others never pay for it. */
+ * time someone answers by PRG index (a VMM); others never pay for it.
+ * Groups of k can be in its flow and, taken in while memory for a flow
+ * was short, in the fallback flow too. */
 int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 		       struct iopf_group **out)
 {
-	struct iopf_group *g;
+	struct iopf_group *g, *t = NULL;
+	struct flow *f;
 
 	if (!ctx->prg_on) {
 		FOR_EACH_LIVE(ctx, i, g)
@@ -209,19 +279,14 @@ int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 		ctx->prg_on = true;
 		ctx->tracked = true;
 	}
-	*out = tbl_get(&ctx->by_prg, key_hi(k), k->prgi);
-	/* the oldest still open to an answer: a group whose handler has
-	 * returned its answer is answered already */
-	for (g = *out; g; g = g->prg_next) {
-		if (gst_answerable(gst(g))) {
-			*out = g;
-			return 0;
-		}
-		if (g->prg_next == *out)
-			break;
-	}
-	*out = NULL;
-	return -ENOENT;
+	g = k->prgi < PRG_DIRECT && (f = iopf__flow_find(ctx, key_hi(k))) ?
+		    oldest_answerable(head_of(ctx, f, k->prgi)) : NULL;
+	if (ctx->by_prg.n)
+		t = oldest_answerable(tbl_get(&ctx->by_prg, key_hi(k), k->prgi));
+	if (t && (!g || (int32_t)(t->seq - g->seq) < 0))
+		g = t;
+	*out = g;
+	return g ? 0 : -ENOENT;
 nomem:
 	FOR_EACH_LIVE(ctx, i, g)
 		iopf__prg_remove(ctx, g);

@@ -84,7 +84,7 @@ struct iopf_group {
 	 * that the inline record's length fits in the group. */
 	uint8_t end : 4;  /* enum gend, once GS_DONE */
 	uint8_t code : 1; /* the answer (producer delivery) */
-	bool indexed : 1; /* in ctx->by_prg */
+	bool indexed : 1; /* in the PRG index */
 	bool gathered : 1; /* among iopf_respond_many()'s, not yet ended */
 	uint8_t gflags;   /* IOPF_GROUP_*, GF_POISONED */
 	uint32_t flow;    /* its (device, PASID) flow: sched.c, from intake */
@@ -331,6 +331,9 @@ struct flow {
 	uint32_t idx;              /* ctx->sched.flows[idx] == this */
 	uint32_t refs;             /* groups naming it (intake to free) */
 	bool active;               /* on its device's list of ready flows */
+	uint32_t prg_cap;          /* prg[]'s length: 0 or 64..PRG_DIRECT */
+	uint32_t *prg;             /* PRG index -> slot + 1 of its key's
+				    * oldest group, 0: none (group.c) */
 	struct dsched *dev;
 	struct iopf_group *head, *tail; /* ready groups, through qnext */
 	struct flow *anext;        /* the device's ready flows */
@@ -414,9 +417,10 @@ struct iopf_ctx {
 	iopf_handle_t *dl_ring;
 	uint32_t dl_cap, dl_head, dl_n; /* dl_cap: 0 or a power of two */
 	uint32_t seq;             /* next intake number */
-	bool prg_on;              /* by_prg is kept (someone answered by PRG) */
+	bool prg_on;              /* the PRG index is kept (someone answered by PRG) */
 	bool tracked;             /* prg_on or a deadline: intake looks */
-	struct tbl by_prg;        /* prg_key -> oldest outstanding group */
+	struct tbl by_prg;        /* the PRG index beyond the flows' arrays:
+				   * prg_key -> oldest outstanding group */
 	struct tbl tombs;         /* handle -> enum gend, for early ends */
 	uint64_t *tomb_ring;      /* the same handles, oldest first out */
 	uint32_t tomb_head, tomb_n;
@@ -501,6 +505,7 @@ void iopf__group_end_auto(struct iopf_ctx *ctx, struct iopf_group *g,
 			  enum gend why);
 struct iopf_group *iopf__group_from_handle(struct iopf_ctx *ctx,
 					   iopf_handle_t h, int *err);
+struct flow *iopf__flow_find(struct iopf_ctx *ctx, uint64_t key);
 int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 		       struct iopf_group **out);
 int iopf__end_error(unsigned int why);

@@ -51,6 +51,7 @@ void iopf__sched_free(struct iopf_ctx *ctx)
 
 	for (uint32_t i = 1; i < s->nflows; i++) {
 		free(s->flows[i]->cnt);
+		free(s->flows[i]->prg);
 		free(s->flows[i]);
 	}
 	free(s->flows);
@@ -75,7 +76,6 @@ static struct dsched *dev_get(struct iopf_ctx *ctx, uint32_t dev)
 	}
 	return d;
 }
-
 
 /* A flow struct: reused, or new with an index. NULL without memory. */
 static struct flow *flow_alloc(struct iopf_ctx *ctx)
@@ -159,13 +159,19 @@ struct flow *iopf__flow_lookup(struct iopf_ctx *ctx, uint64_t key)
 	return f;
 }
 
+/* The flow of key if it has one, else NULL (the fallback's groups are
+ * in no flow of their own). Makes none. */
+struct flow *iopf__flow_find(struct iopf_ctx *ctx, uint64_t key)
+{
+	struct sched *s = &ctx->sched;
+	struct flow *f = s->fcache[fcache_slot(key)];
 
-
-
-
-
-
-
+	if (f && f->key == key)
+		return f;
+	if ((f = tbl_get(&s->by_key, key, 0)))
+		s->fcache[fcache_slot(key)] = f;
+	return f;
+}
 
 /* The context's groups and records count what never got a group object
  * (malformed, no memory); the rest are counted once, by device. */

@@ -176,6 +176,184 @@ START_TEST(respond_prg_oldest_first_when_slots_are_reused)
 }
 END_TEST
 
+/*
+ * The PRG index against a model of it: each key's outstanding groups in
+ * intake order. Keys with PRG indexes the flows' arrays hold (PCIe's 9
+ * bits) and beyond (SMMU stall tags), so many PASIDs that flows are
+ * reused, answers by PRG index and by handle in random order, the index
+ * turned on late, and allocations failing now and then. A group the
+ * library answered INVALID for want of memory leaves the model; every
+ * answer by PRG index must reach the oldest outstanding group of its key,
+ * wherever its groups are kept (a flow's array, the table, the fallback
+ * flow of groups taken in without memory for a flow).
+ */
+#define MG 1500
+static struct mgrp {
+	uint32_t dev, pasid, prgi;
+	uint64_t seq;
+	iopf_handle_t h;
+	bool out;
+} mg[MG];
+
+static int h_model(struct iopf_group *g, void *ud)
+{
+	size_t n;
+	const struct iopf_record *r = iopf_group_records(g, &n);
+
+	(void)ud;
+	mg[r[0].addr >> 12].h = iopf_group_handle(g);
+	return IOPF_DEFER;
+}
+
+static uint64_t mrnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* The model's answer to (dev, pasid, prgi): its oldest outstanding group,
+ * or -1. */
+static int model_oldest(int n, uint32_t dev, uint32_t pasid, uint32_t prgi)
+{
+	int best = -1;
+
+	for (int i = 0; i < n; i++)
+		if (mg[i].out && mg[i].dev == dev && mg[i].pasid == pasid &&
+		    mg[i].prgi == prgi && (best < 0 || mg[i].seq < mg[best].seq))
+			best = i;
+	return best;
+}
+
+START_TEST(respond_prg_matches_a_model_of_each_key)
+{
+	static const uint32_t prgis[] = { 0, 1, 2, 63, 64, 65, 511, 512, 513, 4096, 65535 };
+	uint64_t r = 0x9e3779b97f4a7c15ull * (uint64_t)(_i + 1);
+	bool wide = _i % 2; /* PASIDs enough to have flows reused */
+	int n = 0, nout = 0;
+	struct tctx t;
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_model, NULL);
+	memset(mg, 0, sizeof(mg));
+	for (int step = 0; step < 6000 && n < MG; step++) {
+		unsigned int op = (unsigned int)(mrnd(&r) % 10);
+
+		if (op < 4 && nout < 300) { /* a group */
+			struct mgrp *m = &mg[n];
+
+			m->dev = 1 + (uint32_t)(mrnd(&r) % 3);
+			m->pasid = wide ? (uint32_t)(mrnd(&r) % 1500) : (uint32_t)(mrnd(&r) % 3);
+			m->prgi = prgis[mrnd(&r) % (sizeof(prgis) / sizeof(prgis[0]))];
+			m->seq = fk_trigger(t.f, m->dev, m->pasid, m->prgi, 1,
+					    (uint64_t)n << 12);
+			m->out = true;
+			n++;
+			nout++;
+			continue;
+		}
+		if (op == 9) { /* allocations fail while groups come in */
+			iopf__fail_alloc_after((int)(mrnd(&r) % 8));
+			drive(t.ctx);
+			iopf__fail_alloc_after(-1);
+			iopf_ctx_flush(t.ctx);
+			for (int i = 0; i < n; i++) {
+				int code = mg[i].out ? answer_of(t.f, mg[i].seq) : -1;
+
+				if (code == -1)
+					continue;
+				ck_assert_int_eq(code, IOPF_CODE_INVALID);
+				mg[i].out = false;
+				nout--;
+			}
+			continue;
+		}
+		drive(t.ctx);
+		if (!nout)
+			continue;
+		if (op < 8) { /* by PRG index: a key with groups, or any */
+			int pick = (int)(mrnd(&r) % (uint64_t)n), want;
+			uint32_t dev = mg[pick].dev, pasid = mg[pick].pasid, prgi = mg[pick].prgi;
+			enum iopf_code code = mrnd(&r) % 2 ? IOPF_CODE_SUCCESS : IOPF_CODE_INVALID;
+
+			if (op == 7)
+				prgi = prgis[mrnd(&r) % (sizeof(prgis) / sizeof(prgis[0]))];
+			want = model_oldest(n, dev, pasid, prgi);
+			ck_assert_int_eq(iopf_respond_prg(t.ctx, dev, pasid ? pasid : IOPF_NO_PASID,
+							  prgi, code),
+					 want < 0 ? -ENOENT : 0);
+			if (want < 0)
+				continue;
+			iopf_ctx_flush(t.ctx);
+			ck_assert_msg(answer_of(t.f, mg[want].seq) == (int)code,
+				      "seed %d step %d: dev %u pasid %u prgi %u: group %d not answered",
+				      _i, step, dev, pasid, prgi, want);
+			mg[want].out = false;
+			nout--;
+		} else { /* by handle */
+			int i = (int)(mrnd(&r) % (uint64_t)n);
+
+			while (!mg[i].out)
+				i = (i + 1) % n;
+			ck_assert_int_eq(iopf_respond(t.ctx, mg[i].h, IOPF_CODE_SUCCESS), 0);
+			mg[i].out = false;
+			nout--;
+		}
+	}
+	drive(t.ctx);
+	for (int i = 0; i < n; i++)
+		if (mg[i].out)
+			ck_assert_int_eq(iopf_respond(t.ctx, mg[i].h, IOPF_CODE_SUCCESS), 0);
+	iopf_ctx_flush(t.ctx);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
+}
+END_TEST
+
+/* A group taken in while memory for its flow ran short waits in the
+ * fallback flow, with its key's later groups in the key's own flow: an
+ * answer by PRG index still goes to the oldest, the index built before
+ * (_i 1) or after (_i 0) it came. */
+START_TEST(respond_prg_finds_groups_taken_in_without_a_flow)
+{
+	int fell_back = 0;
+
+	for (int k = 0; k < 12; k++) {
+		struct tctx t;
+		uint64_t s1, s2;
+
+		setup_defer(&t, NULL);
+		if (_i)
+			ck_assert_int_eq(iopf_respond_prg(t.ctx, 9, 9, 9, IOPF_CODE_SUCCESS), -ENOENT);
+		s1 = fk_trigger(t.f, 2, 7, 40, 1, 0x1000);
+		iopf__fail_alloc_after(k);
+		drive(t.ctx);
+		iopf__fail_alloc_after(-1);
+		iopf_ctx_flush(t.ctx);
+		if (answer_of(t.f, s1) != -1) { /* answered INVALID for want of memory */
+			ck_assert_int_eq(answer_of(t.f, s1), IOPF_CODE_INVALID);
+			tctx_fini(&t);
+			continue;
+		}
+		fell_back += t.ctx->sched.fallback.refs > 1;
+		s2 = fk_trigger(t.f, 2, 7, 40, 1, 0x2000);
+		drive(t.ctx);
+		ck_assert_int_eq(iopf_respond_prg(t.ctx, 2, 7, 40, IOPF_CODE_INVALID), 0);
+		iopf_ctx_flush(t.ctx);
+		ck_assert_int_eq(answer_of(t.f, s1), IOPF_CODE_INVALID);
+		ck_assert_int_eq(answer_of(t.f, s2), -1);
+		ck_assert_int_eq(iopf_respond_prg(t.ctx, 2, 7, 40, IOPF_CODE_SUCCESS), 0);
+		ck_assert_int_eq(iopf_respond_prg(t.ctx, 2, 7, 40, IOPF_CODE_SUCCESS), -ENOENT);
+		iopf_ctx_flush(t.ctx);
+		ck_assert_int_eq(answer_of(t.f, s2), IOPF_CODE_SUCCESS);
+		assert_each_answered_once(t.f);
+		tctx_fini(&t);
+	}
+	ck_assert_int_gt(fell_back, 0); /* the case this test is for happened */
+}
+END_TEST
+
 START_TEST(detach_refuses_later_answers_without_write)
 {
 	struct tctx t;
@@ -358,6 +536,8 @@ Suite *suite_handles(void)
 	tcase_add_test(tc, stale_handle_cannot_reach_group_with_reused_cookie);
 	tcase_add_test(tc, respond_prg_oldest_first_and_unknown_refused);
 	tcase_add_test(tc, respond_prg_oldest_first_when_slots_are_reused);
+	tcase_add_loop_test(tc, respond_prg_matches_a_model_of_each_key, 0, 8);
+	tcase_add_loop_test(tc, respond_prg_finds_groups_taken_in_without_a_flow, 0, 2);
 	tcase_add_test(tc, detach_refuses_later_answers_without_write);
 	tcase_add_test(tc, unnoticed_detach_seen_through_cookie_reuse);
 	tcase_add_test(tc, close_answers_outstanding_and_refuses_later);
