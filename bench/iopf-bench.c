@@ -491,6 +491,10 @@ static int bench_kernel(uint64_t n, int rounds)
 
 /* ---- host: the fake kernel ---- */
 
+/* Devices the fake's groups take turns over (--devices: the profile's
+ * 1-device figure, the real kernel bench's shape). */
+static unsigned int fill_devs = 4;
+
 static void fake_fill(struct fk_fault *f, uint64_t n, unsigned int size)
 {
 	struct iopf_k_pgfault rec[32];
@@ -499,7 +503,7 @@ static void fake_fill(struct fk_fault *f, uint64_t n, unsigned int size)
 		for (unsigned int k = 0; k < size; k++)
 			rec[k] = (struct iopf_k_pgfault){
 				.flags = k + 1 == size ? IOPF_K_PGFAULT_FLAGS_LAST_PAGE : 0,
-				.dev_id = 1 + (uint32_t)(i % 4), .grpid = (uint32_t)(i % 512),
+				.dev_id = 1 + (uint32_t)(i % fill_devs), .grpid = (uint32_t)(i % 512),
 				.perm = 1, .addr = (i * size + k) << 12,
 			};
 		fk_trigger_group(f, rec, size);
@@ -1103,9 +1107,11 @@ static void bench_growth_order(uint64_t max_out, int rounds)
  * iopf_ctx_dispatch() calls. scripts/bench.sh runs this under callgrind and
  * takes (inclusive Ir of iopf_ctx_dispatch - inclusive Ir of the fake
  * kernel's fk_sys_read, fk_sys_write and fk_sys_poll) / N: libiopf's own
- * instructions per group.
+ * instructions per group. --profile-many N: the handler defers each
+ * group and a round's groups are answered by one iopf_respond_many()
+ * call (count its inclusive Ir too).
  */
-static int profile_once(uint64_t n)
+static int profile_once(uint64_t n, enum lib_mode mode)
 {
 	struct libstate s = { 0 };
 	struct iopf_ctx *ctx;
@@ -1115,12 +1121,17 @@ static int profile_once(uint64_t n)
 	fk_install();
 	f = fk_fault_new();
 	fake_fill(f, n, 1);
-	ctx = lib_ctx(LIB_AT_ONCE, &s, 1);
+	ctx = lib_ctx(mode, &s, n);
 	iopf_fault_queue_adopt(ctx, fk_fault_fd(f), fk_fault_id(f), NULL);
 	do {
 		iopf_ctx_dispatch(ctx);
+		if (s.nh) { /* --profile-many: a round's groups in one call */
+			iopf_respond_many(ctx, s.h, s.codes, s.nh, NULL);
+			s.nh = 0;
+		}
 		iopf_ctx_get_stats(ctx, &st);
 	} while (st.answers_success < n && st.read_calls < 4 * n + 16);
+	iopf_ctx_flush(ctx);
 	bool ok = st.answers_success == n && fk_outstanding(f) == 0 && fk_queued(f) == 0;
 
 	printf("profile: %llu groups, %llu answered, %llu reads, %llu writes%s\n",
@@ -1489,7 +1500,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: iopf-bench --host|--kernel|--fairness [--quick] [--json FILE] [--dat FILE]\n"
 		   "                  [--groups N] [--rounds R] [--growth-max N]\n"
-		   "       iopf-bench --profile-once N\n"
+		   "       iopf-bench --profile-once N | --profile-many N [--devices D]\n"
 		   "  --host     fake kernel, producer path, growth, memory, latency,\n"
 		   "             fairness\n"
 		   "  --fairness the fairness part of --host alone\n"
@@ -1508,7 +1519,11 @@ static void usage(FILE *f)
 		   "  --growth-max N  most outstanding groups in the growth-by-order part\n"
 		   "             (default 1000000; --quick 100000)\n"
 		   "  --profile-once N  drain N groups of the fake kernel answered at once,\n"
-		   "             nothing else (for callgrind: scripts/bench.sh)\n");
+		   "             nothing else (for callgrind: scripts/bench.sh)\n"
+		   "  --profile-many N  the same, deferred and answered by\n"
+		   "             iopf_respond_many() a round at a time\n"
+		   "  --devices D  the fake kernel's groups over D devices in turn\n"
+		   "             (default 4)\n");
 }
 
 int main(int argc, char **argv)
@@ -1517,6 +1532,7 @@ int main(int argc, char **argv)
 	bool growth = false, memory = false, producer = false;
 	const char *json = NULL, *datp = NULL;
 	uint64_t groups = 0, growth_max = 0, profile = 0;
+	enum lib_mode pmode = LIB_AT_ONCE;
 	int rounds = 0, rc = 0;
 
 	for (int i = 1; i < argc; i++) {
@@ -1546,13 +1562,20 @@ int main(int argc, char **argv)
 			growth_max = strtoull(argv[++i], NULL, 0);
 		else if (!strcmp(argv[i], "--profile-once") && i + 1 < argc)
 			profile = strtoull(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "--devices") && i + 1 < argc &&
+			 (fill_devs = (unsigned int)atoi(argv[i + 1])) > 0)
+			i++;
+		else if (!strcmp(argv[i], "--profile-many") && i + 1 < argc) {
+			profile = strtoull(argv[++i], NULL, 0);
+			pmode = LIB_MANY;
+		}
 		else {
 			usage(!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help") ? stdout : stderr);
 			return 2;
 		}
 	}
 	if (profile)
-		return profile_once(profile);
+		return profile_once(profile, pmode);
 	if (!rounds)
 		rounds = quick ? 3 : 5;
 	if (!growth_max)

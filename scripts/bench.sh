@@ -58,28 +58,44 @@ dat=$out/growth.dat
 
 # 2. libiopf's own instructions per group: (inclusive Ir of iopf_ctx_dispatch
 #    - inclusive Ir of the fake kernel's read, write and poll) / N.
+#    Three runs: at once over 4 devices (the headline), at once with 1
+#    device, deferred and answered by iopf_respond_many() with 1 device.
 echo
 if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then
 	n=100000
-	cg=$build/callgrind.bench.out
-	if ! valgrind --tool=callgrind --callgrind-out-file="$cg" "$bench" --profile-once $n \
-		> "$out/profile.txt" 2> "$cg.log"; then
-		echo "Host, instructions per group: the profiled run failed:"
-		cat "$out/profile.txt"; tail -5 "$cg.log"
-	fi
-	callgrind_annotate --inclusive=yes --threshold=100 "$cg" > "$cg.txt" 2>/dev/null || true
-	awk -v n=$n -v out="$out/profile.json" '
-		function ir(s) { gsub(",", "", s); return s + 0 }
-		/[: ]iopf_ctx_dispatch \[/ { d += ir($1) }
-		/[: ]fk_sys_(read|write|poll) \[/ { k += ir($1) }
-		END {
-			if (!d) { print "host: iopf_ctx_dispatch not found in the callgrind profile"; exit 1 }
-			ipg = (d - k) / n
-			printf "Host, instructions per group (callgrind, %d single-record groups of the fake kernel,\n", n
-			printf "  answered at once): iopf_ctx_dispatch %d Ir - fake kernel read/write/poll %d Ir\n", d, k
-			printf "  = %.0f instructions per group of libiopf'"'"'s own work\n", ipg
-			printf "{\n  \"host.instructions_per_group\": %.1f\n}\n", ipg > out
-		}' "$cg.txt" | tee -a "$out/profile.txt" || true
+	: > "$out/profile.txt"
+	: > "$out/profile.json.parts"
+	# profile KEY WHAT ARGS...: one callgrind run, one JSON key
+	profile() {
+		local key=$1 what=$2 cg=$build/callgrind.bench.$1.out
+		shift 2
+		if ! valgrind --tool=callgrind --callgrind-out-file="$cg" "$bench" "$@" \
+			>> "$out/profile.txt" 2> "$cg.log"; then
+			echo "Host, instructions per group: the profiled run failed:"
+			cat "$out/profile.txt"; tail -5 "$cg.log"
+		fi
+		callgrind_annotate --inclusive=yes --threshold=100 "$cg" > "$cg.txt" 2>/dev/null || true
+		awk -v n=$n -v key="$key" -v what="$what" -v parts="$out/profile.json.parts" '
+			function ir(s) { gsub(",", "", s); return s + 0 }
+			/[: ](iopf_ctx_dispatch|iopf_respond_many|iopf_ctx_flush) \[/ { d += ir($1) }
+			/[: ]fk_sys_(read|write|poll) \[/ { k += ir($1) }
+			END {
+				if (!d) { print "host: iopf_ctx_dispatch not found in the callgrind profile"; exit 1 }
+				ipg = (d - k) / n
+				printf "Host, instructions per group (callgrind, %d single-record groups of the fake kernel,\n", n
+				printf "  %s): iopf_ctx_dispatch, iopf_respond_many, iopf_ctx_flush %d Ir\n", what, d
+				printf "  - fake kernel read/write/poll %d Ir = %.0f instructions per group of libiopf'"'"'s own work\n", k, ipg
+				printf "  \"%s\": %.1f\n", key, ipg >> parts
+			}' "$cg.txt" | tee -a "$out/profile.txt" || true
+	}
+	profile host.instructions_per_group "answered at once, 4 devices in turn" \
+		--profile-once $n
+	profile host.instructions_per_group_1dev "answered at once, 1 device (the shape of the kernel bench)" \
+		--profile-once $n --devices 1
+	profile host.instructions_per_group_many_1dev "deferred, iopf_respond_many() a round, 1 device" \
+		--profile-many $n --devices 1
+	{ echo "{"; sed '$!s/$/,/' "$out/profile.json.parts"; echo "}"; } > "$out/profile.json"
+	rm -f "$out/profile.json.parts"
 else
 	echo "Host, instructions per group: skipped (valgrind not installed)" | tee "$out/profile.txt"
 fi
