@@ -216,13 +216,14 @@ static struct run tuned(const struct fdops *op, int fd, uint64_t n,
 /* libiopf: handlers answer at once, or defer (answered by handle after
  * the dispatch round), or run in a worker pool. */
 enum lib_mode { LIB_AT_ONCE, LIB_DEFER, LIB_WORKERS, LIB_BIG, LIB_BATCH,
-		LIB_MANY };
+		LIB_MANY, LIB_PRG };
 static const char *lib_name[] = { "libiopf, answers at once",
 				  "libiopf, deferred answers",
 				  "libiopf, 2 workers",
 				  "libiopf, at once, 16k buffers",
 				  "libiopf, batch handler",
-				  "libiopf, batch answers" };
+				  "libiopf, batch answers",
+				  "libiopf, answers by PRG index" };
 /* LIB_BIG: read buffer and answer batch of 16384 (defaults: 256, 1024) */
 #define BIG 16384u
 
@@ -230,6 +231,9 @@ struct libstate {
 	atomic_ulong handled;
 	iopf_handle_t *h;
 	int *codes; /* all SUCCESS, for iopf_respond_many() */
+	struct pkey {
+		uint32_t dev, pasid, prgi;
+	} *k;       /* LIB_PRG: what a VMM forwards to its guest */
 	size_t nh;
 };
 
@@ -244,6 +248,17 @@ static int h_defer(struct iopf_group *g, void *ud)
 	struct libstate *s = ud;
 
 	s->h[s->nh++] = iopf_group_handle(g);
+	return IOPF_DEFER;
+}
+
+/* A VMM's handler: the group goes to the guest, whose answer names only
+ * device, PASID and PRG index (iopf_respond_prg() later). */
+static int h_prg(struct iopf_group *g, void *ud)
+{
+	struct libstate *s = ud;
+
+	s->k[s->nh++] = (struct pkey){ iopf_group_dev_id(g), iopf_group_pasid(g),
+				       iopf_group_prgi(g) };
 	return IOPF_DEFER;
 }
 
@@ -270,6 +285,12 @@ static struct run lib_drain(struct iopf_ctx *ctx, struct libstate *s,
 		if (mode == LIB_DEFER) {
 			for (size_t i = 0; i < s->nh; i++)
 				iopf_respond(ctx, s->h[i], IOPF_CODE_SUCCESS);
+			atomic_fetch_add(&s->handled, s->nh);
+			s->nh = 0;
+		} else if (mode == LIB_PRG) {
+			for (size_t i = 0; i < s->nh; i++)
+				iopf_respond_prg(ctx, s->k[i].dev, s->k[i].pasid,
+						 s->k[i].prgi, IOPF_CODE_SUCCESS);
 			atomic_fetch_add(&s->handled, s->nh);
 			s->nh = 0;
 		} else if (mode == LIB_MANY && s->nh) {
@@ -310,11 +331,12 @@ static struct iopf_ctx *lib_ctx(enum lib_mode mode, struct libstate *s, uint64_t
 
 	s->h = realloc(s->h, n * sizeof(*s->h));
 	s->codes = realloc(s->codes, n * sizeof(*s->codes));
+	s->k = realloc(s->k, n * sizeof(*s->k));
 	for (uint64_t i = 0; i < n; i++)
 		s->codes[i] = IOPF_CODE_SUCCESS;
 	s->nh = 0;
-	iopf_ctx_set_handler(ctx, mode == LIB_DEFER || mode == LIB_MANY ? h_defer :
-									   h_now, s);
+	iopf_ctx_set_handler(ctx, mode == LIB_PRG ? h_prg :
+			     mode == LIB_DEFER || mode == LIB_MANY ? h_defer : h_now, s);
 	if (mode == LIB_BATCH)
 		iopf_ctx_set_batch_handler(ctx, h_batch, s);
 	return ctx;
@@ -380,17 +402,18 @@ static int bench_kernel(uint64_t n, int rounds)
 {
 	struct kmock m;
 	enum { NAIVE, L256, ONEREAD, VTD, NBASE, AT_ONCE = NBASE, DEFER, WORKERS, BIGBUF,
-	       BATCH, MANY, NM };
+	       BATCH, MANY, PRG, NM };
 	static const char *const names[NM] = {
 		"naive loop", "256-record loop", "one-read loop", "VT-d-style loop",
 		"libiopf, answers at once", "libiopf, deferred answers",
 		"libiopf, 2 workers", "libiopf, at once, 16k buffers",
 		"libiopf, batch handler", "libiopf, batch answers",
+		"libiopf, answers by PRG index",
 	};
 	static const char *const slug[NM] = {
 		"naive", "loop256", "one_read", "vtd",
 		"lib_at_once", "lib_deferred", "lib_2_workers", "lib_16k",
-		"lib_batch_handler", "lib_batch_answers",
+		"lib_batch_handler", "lib_batch_answers", "lib_prg",
 	};
 	double gps[NM][16];
 	struct run last[NM];
@@ -485,6 +508,7 @@ static int bench_kernel(uint64_t n, int rounds)
 	jkey(rn, "kernel.ratio_over_naive");
 	free(s.h);
 	free(s.codes);
+	free(s.k);
 	kmock_close(&m);
 	return 0;
 }
@@ -559,6 +583,7 @@ static void bench_fake(uint64_t n, int rounds)
 	}
 	free(s.h);
 	free(s.codes);
+	free(s.k);
 	fk_uninstall();
 }
 
@@ -592,6 +617,7 @@ static double producer_once(uint64_t ng, unsigned int sz)
 	iopf_ctx_free(ctx);
 	free(s.h);
 	free(s.codes);
+	free(s.k);
 	return (double)ng / dt;
 }
 
@@ -684,6 +710,7 @@ static double producer_inter_once(uint64_t ni, unsigned int sz, uint64_t nreq)
 	free(sl);
 	free(s.h);
 	free(s.codes);
+	free(s.k);
 	return dt * 1e9 / (double)(sweeps * ni);
 }
 
@@ -1109,7 +1136,8 @@ static void bench_growth_order(uint64_t max_out, int rounds)
  * kernel's fk_sys_read, fk_sys_write and fk_sys_poll) / N: libiopf's own
  * instructions per group. --profile-many N: the handler defers each
  * group and a round's groups are answered by one iopf_respond_many()
- * call (count its inclusive Ir too).
+ * call (count its inclusive Ir too); --profile-prg N: each answered by
+ * iopf_respond_prg(), as a VMM does with its guest's answers.
  */
 static int profile_once(uint64_t n, enum lib_mode mode)
 {
@@ -1125,10 +1153,14 @@ static int profile_once(uint64_t n, enum lib_mode mode)
 	iopf_fault_queue_adopt(ctx, fk_fault_fd(f), fk_fault_id(f), NULL);
 	do {
 		iopf_ctx_dispatch(ctx);
-		if (s.nh) { /* --profile-many: a round's groups in one call */
+		if (s.nh && mode == LIB_MANY) { /* a round's groups in one call */
 			iopf_respond_many(ctx, s.h, s.codes, s.nh, NULL);
 			s.nh = 0;
 		}
+		for (size_t i = 0; i < s.nh; i++) /* LIB_PRG: one at a time */
+			iopf_respond_prg(ctx, s.k[i].dev, s.k[i].pasid, s.k[i].prgi,
+					 IOPF_CODE_SUCCESS);
+		s.nh = 0;
 		iopf_ctx_get_stats(ctx, &st);
 	} while (st.answers_success < n && st.read_calls < 4 * n + 16);
 	iopf_ctx_flush(ctx);
@@ -1143,6 +1175,7 @@ static int profile_once(uint64_t n, enum lib_mode mode)
 	fk_uninstall();
 	free(s.h);
 	free(s.codes);
+	free(s.k);
 	return ok ? 0 : 1;
 }
 
@@ -1500,7 +1533,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: iopf-bench --host|--kernel|--fairness [--quick] [--json FILE] [--dat FILE]\n"
 		   "                  [--groups N] [--rounds R] [--growth-max N]\n"
-		   "       iopf-bench --profile-once N | --profile-many N [--devices D]\n"
+		   "       iopf-bench --profile-once N | --profile-many N | --profile-prg N\n"
+		   "                  [--devices D]\n"
 		   "  --host     fake kernel, producer path, growth, memory, latency,\n"
 		   "             fairness\n"
 		   "  --fairness the fairness part of --host alone\n"
@@ -1522,6 +1556,7 @@ static void usage(FILE *f)
 		   "             nothing else (for callgrind: scripts/bench.sh)\n"
 		   "  --profile-many N  the same, deferred and answered by\n"
 		   "             iopf_respond_many() a round at a time\n"
+		   "  --profile-prg N   the same, each answered by iopf_respond_prg()\n"
 		   "  --devices D  the fake kernel's groups over D devices in turn\n"
 		   "             (default 4)\n");
 }
@@ -1568,6 +1603,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--profile-many") && i + 1 < argc) {
 			profile = strtoull(argv[++i], NULL, 0);
 			pmode = LIB_MANY;
+		} else if (!strcmp(argv[i], "--profile-prg") && i + 1 < argc) {
+			profile = strtoull(argv[++i], NULL, 0);
+			pmode = LIB_PRG;
 		}
 		else {
 			usage(!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help") ? stdout : stderr);

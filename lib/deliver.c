@@ -21,9 +21,10 @@ void iopf__deliver_push(struct iopf_ctx *ctx, struct iopf_group *g)
 
 static void deliver_all(struct iopf_ctx *ctx);
 
-/* Call the respond callbacks of every answer waiting, then the destroy
- * callbacks due (a producer's, once its last answer went). No lock held. */
-void iopf__deliver(struct iopf_ctx *ctx)
+/* iopf__deliver() when something looked due: the respond callbacks of
+ * every answer waiting, then the destroy callbacks due (a producer's,
+ * once its last answer went). No lock held. */
+void iopf__deliver_due(struct iopf_ctx *ctx)
 {
 	deliver_all(ctx);
 	iopf__reap(ctx);

@@ -23,7 +23,10 @@ void iopf__wake(struct iopf_ctx *ctx)
 {
 	uint64_t one = 1;
 
-	if (!atomic_exchange(&ctx->wake_pending, true))
+	/* pending already (answers after the first of a batch): no locked
+	 * exchange */
+	if (!atomic_load_explicit(&ctx->wake_pending, memory_order_relaxed) &&
+	    !atomic_exchange(&ctx->wake_pending, true))
 		(void)!write(ctx->wakefd, &one, sizeof(one));
 }
 

@@ -26,6 +26,44 @@ int iopf__prg_insert(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__prg_remove(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__tomb_add(struct iopf_ctx *ctx, iopf_handle_t h, enum gend why);
 
+/* Where the PRG index keeps the head of g's key when its flow's array
+ * does (group.c: PCIe PRG indexes, g in a flow of its own; the fallback
+ * flow's array stays empty), else NULL. */
+static inline uint32_t *prg_cell(struct iopf_ctx *ctx, const struct iopf_group *g)
+{
+	struct flow *f = ctx->sched.flows[g->flow];
+
+	return g->key.prgi < f->prg_cap ? &f->prg[g->key.prgi] : NULL;
+}
+
+/* Into the PRG index: a key's only group inline, the rest in group.c. */
+static inline int prg_insert(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	uint32_t *c = prg_cell(ctx, g);
+
+	if (__builtin_expect(c && !*c, 1)) {
+		*c = g->slot + 1;
+		g->prg_next = g->prg_prev = g;
+		g->indexed = true;
+		return 0;
+	}
+	return iopf__prg_insert(ctx, g);
+}
+
+/* Out of the PRG index (g->indexed): a key's only group inline. */
+static inline void prg_remove(struct iopf_ctx *ctx, struct iopf_group *g)
+{
+	uint32_t *c;
+
+	if (__builtin_expect(g->prg_next == g && (c = prg_cell(ctx, g)), 1)) {
+		*c = 0;
+		g->prg_next = g->prg_prev = NULL;
+		g->indexed = false;
+		return;
+	}
+	iopf__prg_remove(ctx, g);
+}
+
 /* A slot taken for a group of nrec records: its fields set, src held.
  * The links need no reset: each list clears its own when a group leaves
  * it (indexed, prg_*), or sets it when one joins (qnext, dnext). */
@@ -118,7 +156,7 @@ group_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
 		sched_intake(ctx, g);
 	if (__builtin_expect(!ctx->tracked, 1))
 		return;
-	if (ctx->prg_on && iopf__prg_insert(ctx, g))
+	if (ctx->prg_on && prg_insert(ctx, g))
 		iopf__group_untracked(ctx, g, "index");
 	else if (ctx->deadline_ms != 0 && iopf__deadline_add(ctx, g))
 		iopf__group_untracked(ctx, g, "time");
@@ -139,7 +177,7 @@ group_done(struct iopf_ctx *ctx, struct iopf_group *g, int code, enum gend why,
 {
 	IOPF_TRACE_ANSWER(g, code, why);
 	if (__builtin_expect(prg && g->indexed, 0))
-		iopf__prg_remove(ctx, g);
+		prg_remove(ctx, g);
 	if (why != END_ANSWERED) {
 		if (gst(g) != GS_QUEUED)
 			iopf__tomb_add(ctx, grp_handle(g), why);

@@ -514,7 +514,16 @@ void iopf__groups_free(struct iopf_ctx *ctx);
 /* deliver.c: producer answers and cancel callbacks run outside the lock,
  * from per-context lists. */
 void iopf__deliver_push(struct iopf_ctx *ctx, struct iopf_group *g);
-void iopf__deliver(struct iopf_ctx *ctx);
+void iopf__deliver_due(struct iopf_ctx *ctx);
+/* Call the respond callbacks of every answer waiting, then the destroy
+ * callbacks due. No lock held. Most calls have neither: a look, no call
+ * (an answer pushed after the look is delivered by its pusher). */
+static inline void iopf__deliver(struct iopf_ctx *ctx)
+{
+	if (__atomic_load_n(&ctx->deliv_head, __ATOMIC_RELAXED) ||
+	    __atomic_load_n(&ctx->dead, __ATOMIC_RELAXED))
+		iopf__deliver_due(ctx);
+}
 void iopf__cancel_deliver(struct iopf_ctx *ctx, struct iopf_group *list);
 
 /* sched.c (ctx->lock held) */

@@ -47,6 +47,15 @@ static inline struct flow *sched_flow(struct iopf_ctx *ctx, uint64_t key)
 	return f && f->key == key ? f : iopf__flow_lookup(ctx, key);
 }
 
+/* The flow of key if it has one, else NULL; makes none (the slow path
+ * is iopf__flow_find()). */
+static inline struct flow *sched_flow_find(struct iopf_ctx *ctx, uint64_t key)
+{
+	struct flow *f = ctx->sched.fcache[fcache_slot(key)];
+
+	return f && f->key == key ? f : iopf__flow_find(ctx, key);
+}
+
 /* n groups of recs records taken in on flow f: counted by its device
  * (and its PASID's counters, if kept), referenced by them, ready. */
 static inline void flow_count_intake(struct sched *s, struct flow *f,

@@ -160,14 +160,12 @@ struct flow *iopf__flow_lookup(struct iopf_ctx *ctx, uint64_t key)
 }
 
 /* The flow of key if it has one, else NULL (the fallback's groups are
- * in no flow of their own). Makes none. */
+ * in no flow of their own). Makes none: sched_flow_find()'s slow path. */
 struct flow *iopf__flow_find(struct iopf_ctx *ctx, uint64_t key)
 {
 	struct sched *s = &ctx->sched;
-	struct flow *f = s->fcache[fcache_slot(key)];
+	struct flow *f;
 
-	if (f && f->key == key)
-		return f;
 	if ((f = tbl_get(&s->by_key, key, 0)))
 		s->fcache[fcache_slot(key)] = f;
 	return f;
