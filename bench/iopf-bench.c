@@ -216,14 +216,15 @@ static struct run tuned(const struct fdops *op, int fd, uint64_t n,
 /* libiopf: handlers answer at once, or defer (answered by handle after
  * the dispatch round), or run in a worker pool. */
 enum lib_mode { LIB_AT_ONCE, LIB_DEFER, LIB_WORKERS, LIB_BIG, LIB_BATCH,
-		LIB_MANY, LIB_PRG };
+		LIB_MANY, LIB_PRG, LIB_PRG_MANY };
 static const char *lib_name[] = { "libiopf, answers at once",
 				  "libiopf, deferred answers",
 				  "libiopf, 2 workers",
 				  "libiopf, at once, 16k buffers",
 				  "libiopf, batch handler",
 				  "libiopf, batch answers",
-				  "libiopf, answers by PRG index" };
+				  "libiopf, answers by PRG index",
+				  "libiopf, PRG answers, batched" };
 /* LIB_BIG: read buffer and answer batch of 16384 (defaults: 256, 1024) */
 #define BIG 16384u
 
@@ -231,9 +232,8 @@ struct libstate {
 	atomic_ulong handled;
 	iopf_handle_t *h;
 	int *codes; /* all SUCCESS, for iopf_respond_many() */
-	struct pkey {
-		uint32_t dev, pasid, prgi;
-	} *k;       /* LIB_PRG: what a VMM forwards to its guest */
+	struct iopf_prg_answer *k; /* LIB_PRG*: what a VMM forwards to its
+				    * guest, and the guest's answer */
 	size_t nh;
 };
 
@@ -257,8 +257,8 @@ static int h_prg(struct iopf_group *g, void *ud)
 {
 	struct libstate *s = ud;
 
-	s->k[s->nh++] = (struct pkey){ iopf_group_dev_id(g), iopf_group_pasid(g),
-				       iopf_group_prgi(g) };
+	s->k[s->nh++] = (struct iopf_prg_answer){ iopf_group_dev_id(g), iopf_group_pasid(g),
+						  iopf_group_prgi(g), IOPF_CODE_SUCCESS };
 	return IOPF_DEFER;
 }
 
@@ -287,10 +287,13 @@ static struct run lib_drain(struct iopf_ctx *ctx, struct libstate *s,
 				iopf_respond(ctx, s->h[i], IOPF_CODE_SUCCESS);
 			atomic_fetch_add(&s->handled, s->nh);
 			s->nh = 0;
-		} else if (mode == LIB_PRG) {
-			for (size_t i = 0; i < s->nh; i++)
-				iopf_respond_prg(ctx, s->k[i].dev, s->k[i].pasid,
-						 s->k[i].prgi, IOPF_CODE_SUCCESS);
+		} else if (mode == LIB_PRG || mode == LIB_PRG_MANY) {
+			if (mode == LIB_PRG_MANY)
+				iopf_respond_prg_many(ctx, s->k, s->nh, NULL);
+			else
+				for (size_t i = 0; i < s->nh; i++)
+					iopf_respond_prg(ctx, s->k[i].dev_id, s->k[i].pasid,
+							 s->k[i].prgi, IOPF_CODE_SUCCESS);
 			atomic_fetch_add(&s->handled, s->nh);
 			s->nh = 0;
 		} else if (mode == LIB_MANY && s->nh) {
@@ -335,7 +338,7 @@ static struct iopf_ctx *lib_ctx(enum lib_mode mode, struct libstate *s, uint64_t
 	for (uint64_t i = 0; i < n; i++)
 		s->codes[i] = IOPF_CODE_SUCCESS;
 	s->nh = 0;
-	iopf_ctx_set_handler(ctx, mode == LIB_PRG ? h_prg :
+	iopf_ctx_set_handler(ctx, mode == LIB_PRG || mode == LIB_PRG_MANY ? h_prg :
 			     mode == LIB_DEFER || mode == LIB_MANY ? h_defer : h_now, s);
 	if (mode == LIB_BATCH)
 		iopf_ctx_set_batch_handler(ctx, h_batch, s);
@@ -402,18 +405,19 @@ static int bench_kernel(uint64_t n, int rounds)
 {
 	struct kmock m;
 	enum { NAIVE, L256, ONEREAD, VTD, NBASE, AT_ONCE = NBASE, DEFER, WORKERS, BIGBUF,
-	       BATCH, MANY, PRG, NM };
+	       BATCH, MANY, PRG, PRG_MANY, NM };
 	static const char *const names[NM] = {
 		"naive loop", "256-record loop", "one-read loop", "VT-d-style loop",
 		"libiopf, answers at once", "libiopf, deferred answers",
 		"libiopf, 2 workers", "libiopf, at once, 16k buffers",
 		"libiopf, batch handler", "libiopf, batch answers",
 		"libiopf, answers by PRG index",
+		"libiopf, PRG answers, batched",
 	};
 	static const char *const slug[NM] = {
 		"naive", "loop256", "one_read", "vtd",
 		"lib_at_once", "lib_deferred", "lib_2_workers", "lib_16k",
-		"lib_batch_handler", "lib_batch_answers", "lib_prg",
+		"lib_batch_handler", "lib_batch_answers", "lib_prg", "lib_prg_many",
 	};
 	double gps[NM][16];
 	struct run last[NM];
@@ -1137,7 +1141,8 @@ static void bench_growth_order(uint64_t max_out, int rounds)
  * instructions per group. --profile-many N: the handler defers each
  * group and a round's groups are answered by one iopf_respond_many()
  * call (count its inclusive Ir too); --profile-prg N: each answered by
- * iopf_respond_prg(), as a VMM does with its guest's answers.
+ * iopf_respond_prg(), as a VMM does with its guest's answers;
+ * --profile-prg-many N: a round's by one iopf_respond_prg_many() call.
  */
 static int profile_once(uint64_t n, enum lib_mode mode)
 {
@@ -1157,9 +1162,12 @@ static int profile_once(uint64_t n, enum lib_mode mode)
 			iopf_respond_many(ctx, s.h, s.codes, s.nh, NULL);
 			s.nh = 0;
 		}
-		for (size_t i = 0; i < s.nh; i++) /* LIB_PRG: one at a time */
-			iopf_respond_prg(ctx, s.k[i].dev, s.k[i].pasid, s.k[i].prgi,
-					 IOPF_CODE_SUCCESS);
+		if (s.nh && mode == LIB_PRG_MANY)
+			iopf_respond_prg_many(ctx, s.k, s.nh, NULL);
+		else
+			for (size_t i = 0; i < s.nh; i++) /* LIB_PRG: one at a time */
+				iopf_respond_prg(ctx, s.k[i].dev_id, s.k[i].pasid,
+						 s.k[i].prgi, IOPF_CODE_SUCCESS);
 		s.nh = 0;
 		iopf_ctx_get_stats(ctx, &st);
 	} while (st.answers_success < n && st.read_calls < 4 * n + 16);
@@ -1533,7 +1541,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: iopf-bench --host|--kernel|--fairness [--quick] [--json FILE] [--dat FILE]\n"
 		   "                  [--groups N] [--rounds R] [--growth-max N]\n"
-		   "       iopf-bench --profile-once N | --profile-many N | --profile-prg N\n"
+		   "       iopf-bench --profile-once N | --profile-many N | --profile-prg[-many] N\n"
 		   "                  [--devices D]\n"
 		   "  --host     fake kernel, producer path, growth, memory, latency,\n"
 		   "             fairness\n"
@@ -1557,6 +1565,7 @@ static void usage(FILE *f)
 		   "  --profile-many N  the same, deferred and answered by\n"
 		   "             iopf_respond_many() a round at a time\n"
 		   "  --profile-prg N   the same, each answered by iopf_respond_prg()\n"
+		   "  --profile-prg-many N  the same, a round's by iopf_respond_prg_many()\n"
 		   "  --devices D  the fake kernel's groups over D devices in turn\n"
 		   "             (default 4)\n");
 }
@@ -1606,6 +1615,9 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--profile-prg") && i + 1 < argc) {
 			profile = strtoull(argv[++i], NULL, 0);
 			pmode = LIB_PRG;
+		} else if (!strcmp(argv[i], "--profile-prg-many") && i + 1 < argc) {
+			profile = strtoull(argv[++i], NULL, 0);
+			pmode = LIB_PRG_MANY;
 		}
 		else {
 			usage(!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help") ? stdout : stderr);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "group-inl.h"
 
 /* Unlock, wake the loop so the answer is written, deliver producer
  * answers. */
@@ -22,12 +23,20 @@ static int answered(struct iopf_ctx *ctx, int rc)
 	return rc;
 }
 
-static int refused(struct iopf_ctx *ctx, int err, const char *what,
-		   uint32_t dev, uint32_t prgi)
+/* A refused answer, counted and logged (ctx->lock held): returns err. */
+static int refuse(struct iopf_ctx *ctx, int err, const char *what,
+		  uint32_t dev, uint32_t prgi)
 {
 	ctx->st.refused_answers++;
 	iopf__log(ctx, LOG_I, "answer %s (dev %u prgi %u) refused: %s", what,
 		  dev, prgi, strerror(-err));
+	return err;
+}
+
+static int refused(struct iopf_ctx *ctx, int err, const char *what,
+		   uint32_t dev, uint32_t prgi)
+{
+	refuse(ctx, err, what, dev, prgi);
 	pthread_mutex_unlock(&ctx->lock);
 	return err;
 }
@@ -52,27 +61,48 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
 /* How many handles ahead iopf_respond_many() prefetches a group. */
 #define PREFETCH_AHEAD 8
 
-/* End the k groups gathered by iopf_respond_many(), all live. */
-static void end_gathered(struct iopf_ctx *ctx, struct iopf_group **gs,
-			 const int *codes, unsigned int k)
+/* The answers of one many-call (by handle or by PRG index), gathered and
+ * ended ENDS at a time: their sources are told once a run of them, not
+ * once a group. A gathered group is still live: a second answer that
+ * finds it ends those gathered first, then looks again. */
+#define ENDS 64
+
+struct gather {
+	struct iopf_group *gs[ENDS];
+	int cs[ENDS];
+	unsigned int k;
+	int done;
+};
+
+/* End the groups gathered so far, all live. */
+static void gather_end(struct iopf_ctx *ctx, struct gather *ga)
 {
-	for (unsigned int i = 0; i < k; i++)
-		gs[i]->gathered = false;
-	if (k)
-		iopf__group_end_many(ctx, gs, codes, k);
+	for (unsigned int i = 0; i < ga->k; i++)
+		ga->gs[i]->gathered = false;
+	if (ga->k)
+		iopf__group_end_many(ctx, ga->gs, ga->cs, ga->k);
+	ga->k = 0;
+}
+
+static void gather_add(struct iopf_ctx *ctx, struct gather *ga,
+		       struct iopf_group *g, int code)
+{
+	g->gathered = true;
+	ga->gs[ga->k] = g;
+	ga->cs[ga->k++] = code;
+	ga->done++;
+	if (ga->k == ENDS)
+		gather_end(ctx, ga);
 }
 
 IOPF_API int iopf_respond_many(struct iopf_ctx *ctx,
 			       const iopf_handle_t *handles, const int *codes,
 			       size_t n, int *results)
 {
-	/* ended ENDS at a time: the sources told once a run of them, not
-	 * once a group */
-	enum { ENDS = 64 };
-	struct iopf_group *gs[ENDS];
-	int cs[ENDS], done = 0;
-	unsigned int k = 0;
+	struct gather ga;
 
+	ga.k = 0;
+	ga.done = 0;
 	if (!ctx || (n && (!handles || !codes)))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
@@ -95,29 +125,21 @@ IOPF_API int iopf_respond_many(struct iopf_ctx *ctx,
 			/* the same handle twice: the second finds its group
 			 * ended once those gathered are */
 			if (g && g->gathered) {
-				end_gathered(ctx, gs, cs, k);
-				k = 0;
+				gather_end(ctx, &ga);
 				g = iopf__group_from_handle(ctx, handles[i], &err);
 			}
 			if (g) {
-				g->gathered = true;
-				gs[k] = g;
-				cs[k++] = codes[i];
+				gather_add(ctx, &ga, g, codes[i]);
 				err = 0;
-				done++;
 			}
 		}
 		if (err)
 			ctx->st.refused_answers++;
 		if (results)
 			results[i] = err;
-		if (k == ENDS) {
-			end_gathered(ctx, gs, cs, k);
-			k = 0;
-		}
 	}
-	end_gathered(ctx, gs, cs, k);
-	return answered(ctx, done);
+	gather_end(ctx, &ga);
+	return answered(ctx, ga.done);
 }
 
 /* Per-device matching flags (iopf_ctx_set_device_flags()), stored as the
@@ -186,44 +208,111 @@ static struct iopf_group *oldest_any_pasid(struct iopf_ctx *ctx, uint32_t dev,
 	return best;
 }
 
-IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
-			      uint32_t pasid, uint32_t prgi,
-			      enum iopf_code code)
+/* prg_target() but for its common case. */
+static struct iopf_group *prg_target_slow(struct iopf_ctx *ctx, uint32_t dev_id,
+					  uint32_t pasid, uint32_t prgi, int *err)
 {
 	struct prg_key k = { .dev_id = dev_id, .pasid = pasid, .prgi = prgi };
 	struct iopf_group *g;
 	unsigned int df;
+
+	if (ctx->ngone && iopf__dev_is_gone(ctx, dev_id)) {
+		*err = refuse(ctx, -ENODEV, "by PRG index", dev_id, prgi);
+		return NULL;
+	}
+	df = dev_flags(ctx, dev_id);
+	if ((df & IOPF_DEV_PRG_PASID_OPTIONAL) && pasid == IOPF_NO_PASID) {
+		g = oldest_any_pasid(ctx, dev_id, prgi);
+		*err = g ? 0 : -ENOENT;
+	} else {
+		*err = iopf__group_by_prg(ctx, &k, &g);
+	}
+	if (!*err)
+		return g;
+	if (*err == -ENOENT)
+		ctx->st.unmatched_answers++;
+	if (*err == -ENOENT && (df & IOPF_DEV_LOG_UNMATCHED) && !(df & DF_LOGGED)) {
+		/* replaces in place: cannot fail */
+		tbl_put(&ctx->devflags, dev_id, 0, (void *)(uintptr_t)(df | DF_LOGGED));
+		iopf__log(ctx, LOG_W,
+			  "dev %u: guest answer (pasid %#x prgi %u) matches no outstanding group; later ones of this device are only counted",
+			  dev_id, pasid, prgi);
+	}
+	refuse(ctx, *err, "by PRG index", dev_id, prgi);
+	return NULL;
+}
+
+/* The group a guest answer for (dev_id, pasid, prgi) goes to, or NULL
+ * and *err, the refusal counted and logged. ctx->lock held. Inline: no
+ * device gone, no device flags, the group found at once. */
+static inline struct iopf_group *prg_target(struct iopf_ctx *ctx, uint32_t dev_id,
+					    uint32_t pasid, uint32_t prgi, int *err)
+{
+	if (__builtin_expect(!ctx->ngone && !ctx->devflags.n, 1)) {
+		struct prg_key k = { .dev_id = dev_id, .pasid = pasid, .prgi = prgi };
+		struct iopf_group *g;
+
+		if (!group_by_prg(ctx, &k, &g)) {
+			*err = 0;
+			return g;
+		}
+	}
+	return prg_target_slow(ctx, dev_id, pasid, prgi, err);
+}
+
+IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
+			      uint32_t pasid, uint32_t prgi,
+			      enum iopf_code code)
+{
+	struct iopf_group *g;
 	int err;
 
 	if (!ctx || (code != IOPF_CODE_SUCCESS && code != IOPF_CODE_INVALID))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
 	iopf__tick(ctx);
-	if (ctx->ngone && iopf__dev_is_gone(ctx, dev_id))
-		return refused(ctx, -ENODEV, "by PRG index", dev_id, prgi);
-	df = dev_flags(ctx, dev_id);
-	if ((df & IOPF_DEV_PRG_PASID_OPTIONAL) && pasid == IOPF_NO_PASID) {
-		g = oldest_any_pasid(ctx, dev_id, prgi);
-		err = g ? 0 : -ENOENT;
-	} else {
-		err = iopf__group_by_prg(ctx, &k, &g);
-	}
-	if (err) {
-		if (err == -ENOENT)
-			ctx->st.unmatched_answers++;
-		if (err == -ENOENT && (df & IOPF_DEV_LOG_UNMATCHED) &&
-		    !(df & DF_LOGGED)) {
-			/* replaces in place: cannot fail */
-			tbl_put(&ctx->devflags, dev_id, 0,
-				(void *)(uintptr_t)(df | DF_LOGGED));
-			iopf__log(ctx, LOG_W,
-				  "dev %u: guest answer (pasid %#x prgi %u) matches no outstanding group; later ones of this device are only counted",
-				  dev_id, pasid, prgi);
-		}
-		return refused(ctx, err, "by PRG index", dev_id, prgi);
+	if (!(g = prg_target(ctx, dev_id, pasid, prgi, &err))) {
+		pthread_mutex_unlock(&ctx->lock);
+		return err;
 	}
 	iopf__group_end(ctx, g, (int)code, END_ANSWERED);
 	return answered(ctx, 0);
+}
+
+IOPF_API int iopf_respond_prg_many(struct iopf_ctx *ctx,
+				   const struct iopf_prg_answer *answers,
+				   size_t n, int *results)
+{
+	struct gather ga;
+
+	ga.k = 0;
+	ga.done = 0;
+	if (!ctx || (n && !answers))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	iopf__tick(ctx);
+	for (size_t i = 0; i < n; i++) {
+		const struct iopf_prg_answer *a = &answers[i];
+		struct iopf_group *g;
+		int err = -EINVAL;
+
+		if (a->code != IOPF_CODE_SUCCESS && a->code != IOPF_CODE_INVALID) {
+			ctx->st.refused_answers++;
+		} else if ((g = prg_target(ctx, a->dev_id, a->pasid, a->prgi, &err))) {
+			/* a key answered twice: its oldest is gathered, so the
+			 * second goes to the next once those gathered end */
+			if (g->gathered) {
+				gather_end(ctx, &ga);
+				g = prg_target(ctx, a->dev_id, a->pasid, a->prgi, &err);
+			}
+			if (g)
+				gather_add(ctx, &ga, g, a->code);
+		}
+		if (results)
+			results[i] = err;
+	}
+	gather_end(ctx, &ga);
+	return answered(ctx, ga.done);
 }
 
 IOPF_API int iopf_ctx_set_device_flags(struct iopf_ctx *ctx, uint32_t dev_id,

@@ -50,6 +50,34 @@ static inline int prg_insert(struct iopf_ctx *ctx, struct iopf_group *g)
 	return iopf__prg_insert(ctx, g);
 }
 
+/* The head of a key's groups in flow f's array at PRG index prgi, or
+ * NULL (none, or not kept there). */
+static inline struct iopf_group *prg_head_of(struct iopf_ctx *ctx, const struct flow *f,
+					     uint32_t prgi)
+{
+	return prgi < f->prg_cap && f->prg[prgi] ? iopf__slot(ctx, f->prg[prgi] - 1) : NULL;
+}
+
+/* iopf__group_by_prg(), its common case inline: the index on, no head in
+ * the table, the key's flow among those looked up lately, its oldest
+ * group open to an answer. */
+static inline int group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
+			       struct iopf_group **out)
+{
+	if (__builtin_expect(ctx->prg_on && !ctx->by_prg.n, 1)) {
+		uint64_t key = key_hi(k);
+		struct flow *f = ctx->sched.fcache[fcache_slot(key)];
+		struct iopf_group *g;
+
+		if (f && f->key == key && (g = prg_head_of(ctx, f, k->prgi)) &&
+		    gst_answerable(gst(g))) {
+			*out = g;
+			return 0;
+		}
+	}
+	return iopf__group_by_prg(ctx, k, out);
+}
+
 /* Out of the PRG index (g->indexed): a key's only group inline. */
 static inline void prg_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 {

@@ -155,18 +155,12 @@ static bool prg_direct(const struct iopf_group *g)
 	return g->key.prgi < PRG_DIRECT && g->flow != 0;
 }
 
-static struct iopf_group *head_of(struct iopf_ctx *ctx, const struct flow *f,
-				  uint32_t prgi)
-{
-	return prgi < f->prg_cap && f->prg[prgi] ? iopf__slot(ctx, f->prg[prgi] - 1) : NULL;
-}
-
 /* The head of g's key, NULL if it has none. (A flow's array covers
  * prg_cell() of group-inl.h; it may not have grown to g's index yet.) */
 static struct iopf_group *prg_head(struct iopf_ctx *ctx, const struct iopf_group *g)
 {
 	if (prg_direct(g))
-		return head_of(ctx, ctx->sched.flows[g->flow], g->key.prgi);
+		return prg_head_of(ctx, ctx->sched.flows[g->flow], g->key.prgi);
 	return tbl_get(&ctx->by_prg, key_hi(&g->key), g->key.prgi);
 }
 
@@ -281,7 +275,7 @@ int iopf__group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 		ctx->tracked = true;
 	}
 	g = k->prgi < PRG_DIRECT && (f = sched_flow_find(ctx, key_hi(k))) ?
-		    oldest_answerable(head_of(ctx, f, k->prgi)) : NULL;
+		    oldest_answerable(prg_head_of(ctx, f, k->prgi)) : NULL;
 	if (ctx->by_prg.n)
 		t = oldest_answerable(tbl_get(&ctx->by_prg, key_hi(k), k->prgi));
 	if (t && (!g || (int32_t)(t->seq - g->seq) < 0))

@@ -58,8 +58,9 @@ dat=$out/growth.dat
 
 # 2. libiopf's own instructions per group: (inclusive Ir of iopf_ctx_dispatch
 #    - inclusive Ir of the fake kernel's read, write and poll) / N.
-#    Three runs: at once over 4 devices (the headline), at once with 1
-#    device, deferred and answered by iopf_respond_many() with 1 device.
+#    Five runs: at once over 4 devices (the headline), then with 1 device:
+#    at once, deferred and answered by iopf_respond_many() a round, by
+#    iopf_respond_prg() each, by iopf_respond_prg_many() a round.
 echo
 if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then
 	n=100000
@@ -77,13 +78,13 @@ if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; t
 		callgrind_annotate --inclusive=yes --threshold=100 "$cg" > "$cg.txt" 2>/dev/null || true
 		awk -v n=$n -v key="$key" -v what="$what" -v parts="$out/profile.json.parts" '
 			function ir(s) { gsub(",", "", s); return s + 0 }
-			/[: ](iopf_ctx_dispatch|iopf_respond_many|iopf_ctx_flush) \[/ { d += ir($1) }
+			/[: ](iopf_ctx_dispatch|iopf_respond_many|iopf_respond_prg|iopf_respond_prg_many|iopf_ctx_flush) \[/ { d += ir($1) }
 			/[: ]fk_sys_(read|write|poll) \[/ { k += ir($1) }
 			END {
 				if (!d) { print "host: iopf_ctx_dispatch not found in the callgrind profile"; exit 1 }
 				ipg = (d - k) / n
 				printf "Host, instructions per group (callgrind, %d single-record groups of the fake kernel,\n", n
-				printf "  %s): iopf_ctx_dispatch, iopf_respond_many, iopf_ctx_flush %d Ir\n", what, d
+				printf "  %s): iopf_ctx_dispatch, the answer calls, iopf_ctx_flush %d Ir\n", what, d
 				printf "  - fake kernel read/write/poll %d Ir = %.0f instructions per group of libiopf'"'"'s own work\n", k, ipg
 				printf "  \"%s\": %.1f\n", key, ipg >> parts
 			}' "$cg.txt" | tee -a "$out/profile.txt" || true
@@ -94,6 +95,10 @@ if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; t
 		--profile-once $n --devices 1
 	profile host.instructions_per_group_many_1dev "deferred, iopf_respond_many() a round, 1 device" \
 		--profile-many $n --devices 1
+	profile host.instructions_per_group_prg_1dev "deferred, iopf_respond_prg() each, 1 device" \
+		--profile-prg $n --devices 1
+	profile host.instructions_per_group_prg_many_1dev "deferred, iopf_respond_prg_many() a round, 1 device" \
+		--profile-prg-many $n --devices 1
 	{ echo "{"; sed '$!s/$/,/' "$out/profile.json.parts"; echo "}"; } > "$out/profile.json"
 	rm -f "$out/profile.json.parts"
 else

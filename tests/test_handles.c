@@ -272,7 +272,38 @@ START_TEST(respond_prg_matches_a_model_of_each_key)
 		drive(t.ctx);
 		if (!nout)
 			continue;
-		if (op < 8) { /* by PRG index: a key with groups, or any */
+		if (op == 6) { /* a guest's queue of answers: one call */
+			struct iopf_prg_answer a[8];
+			int res[8], want[8], na = 1 + (int)(mrnd(&r) % 8), got = 0;
+
+			for (int j = 0; j < na; j++) {
+				int pick = (int)(mrnd(&r) % (uint64_t)n);
+
+				a[j] = (struct iopf_prg_answer){
+					.dev_id = mg[pick].dev,
+					.pasid = mg[pick].pasid ? mg[pick].pasid : IOPF_NO_PASID,
+					.prgi = mrnd(&r) % 5 ? mg[pick].prgi : 7,
+					.code = mrnd(&r) % 7 ? (int32_t)(mrnd(&r) % 2) : 9 };
+				/* the model takes them one after the other */
+				want[j] = a[j].code > 1 ? -1 :
+					  model_oldest(n, a[j].dev_id,
+						       a[j].pasid == IOPF_NO_PASID ? 0 : a[j].pasid,
+						       a[j].prgi);
+				if (want[j] >= 0) {
+					mg[want[j]].out = false;
+					nout--;
+					got++;
+				}
+			}
+			ck_assert_int_eq(iopf_respond_prg_many(t.ctx, a, (size_t)na, res), got);
+			iopf_ctx_flush(t.ctx);
+			for (int j = 0; j < na; j++) {
+				ck_assert_int_eq(res[j], a[j].code > 1 ? -EINVAL :
+							 want[j] < 0 ? -ENOENT : 0);
+				if (want[j] >= 0)
+					ck_assert_int_eq(answer_of(t.f, mg[want[j]].seq), a[j].code);
+			}
+		} else if (op < 8) { /* by PRG index: a key with groups, or any */
 			int pick = (int)(mrnd(&r) % (uint64_t)n), want;
 			uint32_t dev = mg[pick].dev, pasid = mg[pick].pasid, prgi = mg[pick].prgi;
 			enum iopf_code code = mrnd(&r) % 2 ? IOPF_CODE_SUCCESS : IOPF_CODE_INVALID;
@@ -351,6 +382,69 @@ START_TEST(respond_prg_finds_groups_taken_in_without_a_flow)
 		tctx_fini(&t);
 	}
 	ck_assert_int_gt(fell_back, 0); /* the case this test is for happened */
+}
+END_TEST
+
+/* iopf_respond_prg_many(): each answer as iopf_respond_prg() would take
+ * it, in order, results per answer; a key twice reaches its two oldest
+ * groups; more answers than are ended at a time (64). */
+static int h_defer_all(struct iopf_group *g, void *ud)
+{
+	(void)g;
+	(void)ud;
+	return IOPF_DEFER;
+}
+
+START_TEST(respond_prg_many_answers_as_calls_would)
+{
+	struct iopf_prg_answer a[200];
+	int res[200];
+	uint64_t seq[150];
+	struct tctx t;
+	IOPF_OPTS(iopf_stats, st);
+
+	tctx_init(&t);
+	iopf_ctx_set_handler(t.ctx, h_defer_all, NULL); /* more than handles[] holds */
+	ck_assert_int_eq(iopf_respond_prg_many(NULL, a, 1, res), -EINVAL);
+	ck_assert_int_eq(iopf_respond_prg_many(t.ctx, NULL, 1, res), -EINVAL);
+	ck_assert_int_eq(iopf_respond_prg_many(t.ctx, NULL, 0, NULL), 0);
+	for (int i = 0; i < 150; i++) /* keys 0..74 twice each */
+		seq[i] = fk_trigger(t.f, 4, 3, (uint32_t)(i % 75) * 7, 1, 0);
+	drive(t.ctx);
+	for (int i = 0; i < 200; i++)
+		a[i] = (struct iopf_prg_answer){ .dev_id = 4, .pasid = 3,
+						 .prgi = (uint32_t)(i % 100) * 7,
+						 .code = i % 3 ? IOPF_CODE_SUCCESS :
+								 IOPF_CODE_INVALID };
+	a[10].code = 5; /* refused alone */
+	ck_assert_int_eq(iopf_respond_prg_many(t.ctx, a, 200, res), 149);
+	iopf_ctx_flush(t.ctx);
+	for (int i = 0; i < 200; i++) {
+		int key = i % 100;
+
+		ck_assert_int_eq(res[i], i == 10 ? -EINVAL : key >= 75 ? -ENOENT : 0);
+	}
+	/* the first answer of a key reached its oldest group, the second
+	 * the next: i and i + 100 for keys below 75 */
+	for (int k = 0; k < 75; k++) {
+		if (k == 10) { /* its first answer was refused: 110 took the oldest */
+			ck_assert_int_eq(answer_of(t.f, seq[k]), a[110].code);
+			ck_assert_int_eq(answer_of(t.f, seq[k + 75]), -1);
+			continue;
+		}
+		ck_assert_int_eq(answer_of(t.f, seq[k]), a[k].code);
+		ck_assert_int_eq(answer_of(t.f, seq[k + 75]), a[k + 100].code);
+	}
+	ck_assert_int_eq(iopf_ctx_get_stats(t.ctx, &st), 0);
+	ck_assert_uint_eq(st.unmatched_answers, 50);
+	ck_assert_uint_eq(st.refused_answers, 51);
+	/* the one left, by a call of one */
+	a[0] = (struct iopf_prg_answer){ .dev_id = 4, .pasid = 3, .prgi = 70,
+					 .code = IOPF_CODE_SUCCESS };
+	ck_assert_int_eq(iopf_respond_prg_many(t.ctx, a, 1, NULL), 1);
+	iopf_ctx_flush(t.ctx);
+	assert_each_answered_once(t.f);
+	tctx_fini(&t);
 }
 END_TEST
 
@@ -538,6 +632,7 @@ Suite *suite_handles(void)
 	tcase_add_test(tc, respond_prg_oldest_first_when_slots_are_reused);
 	tcase_add_loop_test(tc, respond_prg_matches_a_model_of_each_key, 0, 8);
 	tcase_add_loop_test(tc, respond_prg_finds_groups_taken_in_without_a_flow, 0, 2);
+	tcase_add_test(tc, respond_prg_many_answers_as_calls_would);
 	tcase_add_test(tc, detach_refuses_later_answers_without_write);
 	tcase_add_test(tc, unnoticed_detach_seen_through_cookie_reuse);
 	tcase_add_test(tc, close_answers_outstanding_and_refuses_later);

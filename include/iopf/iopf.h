@@ -827,6 +827,35 @@ IOPF_API int iopf_respond_many(struct iopf_ctx *ctx,
 			       const iopf_handle_t *handles, const int *codes,
 			       size_t n, int *results);
 
+/** One guest answer for iopf_respond_prg_many() (since 1.3): the
+ *  arguments of iopf_respond_prg(). Its 16-byte layout is fixed. */
+struct iopf_prg_answer {
+	uint32_t dev_id; /**< device id (the iommufd device object id faults carry) */
+	uint32_t pasid;  /**< PASID, or IOPF_NO_PASID */
+	uint32_t prgi;   /**< Page Request Group index */
+	int32_t code;    /**< IOPF_CODE_SUCCESS or IOPF_CODE_INVALID */
+};
+
+/**
+ * @brief Answer many groups by (device, PASID, PRG index) under one take
+ * of the lock (since 1.3): a guest's page responses as a VMM takes them
+ * off its virtual IOMMU's queue, as iopf_respond_prg() on each, in order.
+ * Two answers with the same key go to its two oldest groups, as two
+ * calls would. Costs less a group than one call each: one lock, one
+ * clock read, the ends in runs.
+ * @param ctx the context.
+ * @param answers n answers.
+ * @param n how many.
+ * @param results NULL, or n ints receiving what iopf_respond_prg() would
+ *        have returned for each (0 or a negative errno).
+ * @return the number answered (0..n), or -EINVAL (ctx NULL, or answers
+ *         NULL with n > 0). A bad code refuses that one answer (-EINVAL in
+ *         results, counted as refused), not the call.
+ */
+IOPF_API int iopf_respond_prg_many(struct iopf_ctx *ctx,
+				   const struct iopf_prg_answer *answers,
+				   size_t n, int *results);
+
 /**
  * @brief Every field of one record, as the kernel (or the producer) gave
  * it (since 1.3). Read with iopf_group_record_info(); declare it with

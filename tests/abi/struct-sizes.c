@@ -9,6 +9,7 @@
  * - sz smaller than the sz field itself: refused. */
 #include <iopf/iopf.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +223,18 @@ static void device_stats(void)
 	iopf_ctx_free(ctx);
 }
 
+/* Structs without sz are fixed: arrays of them cross the ABI
+ * (iopf_respond_prg_many()), so no field may move or be added. */
+static void fixed_layouts(void)
+{
+	CHECK(sizeof(struct iopf_prg_answer) == 16);
+	CHECK(offsetof(struct iopf_prg_answer, dev_id) == 0);
+	CHECK(offsetof(struct iopf_prg_answer, pasid) == 4);
+	CHECK(offsetof(struct iopf_prg_answer, prgi) == 8);
+	CHECK(offsetof(struct iopf_prg_answer, code) == 12);
+	CHECK(sizeof(struct iopf_record) == 16);
+}
+
 int main(void)
 {
 	ctx_opts();
@@ -229,6 +242,7 @@ int main(void)
 	producer_opts();
 	stats();
 	device_stats();
+	fixed_layouts();
 	if (failures) {
 		printf("struct sizes: %d checks failed\n", failures);
 		return 1;

@@ -394,6 +394,26 @@ static void do_op(void)
 	case 1: /* respond_prg */
 		pasid = (f & 0x10) ? rd_u32(&S.rd) : (f & 0x20) ? IOPF_NO_PASID : 0;
 		prgi = (f & 0x40) ? rd_u32(&S.rd) : rd_u8(&S.rd) & 3;
+		if (f & 0x08) { /* the same key and the next few, one call */
+			struct iopf_prg_answer a[4];
+			int res[4], na = 1 + (int)(dev & 3), ok = 0;
+			uint32_t d = (f & 0x80) ? rd_u32(&S.rd) : dev & 3;
+
+			for (int j = 0; j < na; j++)
+				a[j] = (struct iopf_prg_answer){ d, pasid, prgi + (uint32_t)(j / 2),
+								 codes[(dev >> 5) ^ (j & 1)] };
+			rc = iopf_respond_prg_many(S.ctx, a, (size_t)na, res);
+			for (int j = 0; j < na; j++) {
+				ok += res[j] == 0;
+				if (a[j].code != 0 && a[j].code != 1)
+					FUZZ_CHECK(res[j] == -EINVAL, "respond_prg_many bad code: %d", res[j]);
+				else
+					FUZZ_CHECK(FZ_IN(res[j], 0, -ENOENT, -ENODEV, -ENOMEM),
+						   "respond_prg_many gave %d", res[j]);
+			}
+			FUZZ_CHECK(rc == ok, "respond_prg_many: %d answered, %d results 0", rc, ok);
+			break;
+		}
 		rc = iopf_respond_prg(S.ctx, (f & 0x80) ? rd_u32(&S.rd) : dev & 3,
 				      pasid, prgi, (enum iopf_code)codes[dev >> 5]);
 		if (codes[dev >> 5] != 0 && codes[dev >> 5] != 1)
@@ -600,6 +620,7 @@ static void null_checks(void)
 			   iopf_ctx_device_gone(NULL, 0) == -EINVAL &&
 			   iopf_respond(NULL, 1, IOPF_CODE_SUCCESS) == -EINVAL &&
 			   iopf_respond_prg(NULL, 0, 0, 0, IOPF_CODE_SUCCESS) == -EINVAL &&
+			   iopf_respond_prg_many(NULL, NULL, 0, NULL) == -EINVAL &&
 			   iopf_source_get_fd(NULL) == -EINVAL &&
 			   iopf_source_get_fault_id(NULL) == 0 &&
 			   iopf_source_detach(NULL, 0, 0, 0) == -EINVAL &&

@@ -358,6 +358,28 @@ impl Responder {
             .collect())
     }
 
+    /// Answer many guest answers, each `(dev_id, pasid, prgi, code)`, under
+    /// one take of the lock, in order (a key twice reaches its two oldest
+    /// groups); returns what [`respond_prg`](Responder::respond_prg) would
+    /// have returned for each.
+    pub fn respond_prg_many(&self, answers: &[(u32, Option<u32>, u32, Code)]) -> io::Result<Vec<io::Result<()>>> {
+        let raw: Vec<sys::iopf_prg_answer> = answers
+            .iter()
+            .map(|&(dev_id, pasid, prgi, code)| sys::iopf_prg_answer {
+                dev_id,
+                pasid: pasid_raw(pasid),
+                prgi,
+                code: code.raw() as i32,
+            })
+            .collect();
+        let mut res = vec![0 as c_int; answers.len()];
+        self.call(|c| unsafe { sys::iopf_respond_prg_many(c, raw.as_ptr(), raw.len(), res.as_mut_ptr()) })?;
+        Ok(res
+            .into_iter()
+            .map(|r| if r < 0 { Err(err(r)) } else { Ok(()) })
+            .collect())
+    }
+
     /// Answer INVALID every outstanding group of a device (a guest reset).
     pub fn answer_invalid(&self, dev_id: u32, pasids: Pasids) -> io::Result<usize> {
         let (pasid, flags) = pasids.raw();

@@ -221,14 +221,21 @@ fn guest_answers_by_prg_index_and_handle() {
     let r = ctx.responder();
     let guest = thread::spawn(move || {
         let mut many = Vec::new();
+        let mut prg_many = Vec::new();
         for (dev, pasid, prgi, h) in rx.iter().take(100) {
-            match prgi % 3 {
-                0 => r.respond_prg(dev, pasid, prgi, Code::Success).unwrap(),
-                1 => r.respond(h, Code::Invalid).unwrap(),
-                _ => many.push((h, Code::Success)),
+            let code = expected(prgi);
+            match prgi % 4 {
+                0 => r.respond_prg(dev, pasid, prgi, code).unwrap(),
+                1 => r.respond(h, code).unwrap(),
+                2 => many.push((h, code)),
+                _ => prg_many.push((dev, pasid, prgi, code)),
             }
         }
         assert!(r.respond_many(&many).unwrap().iter().all(Result::is_ok));
+        assert!(!prg_many.is_empty());
+        assert!(r.respond_prg_many(&prg_many).unwrap().iter().all(Result::is_ok));
+        let late = r.respond_prg_many(&prg_many[..1]).unwrap();
+        assert_eq!(errno(late[0].as_ref().unwrap_err()), libc::ENOENT);
     });
     for i in 0..100 {
         submit_group(&p, i);
