@@ -54,7 +54,7 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
 	g = iopf__group_from_handle(ctx, h, &err);
 	if (!g)
 		return refused(ctx, err, "by handle", 0, 0);
-	iopf__group_end(ctx, g, (int)code, END_ANSWERED);
+	group_end(ctx, g, (int)code, END_ANSWERED, false);
 	return answered(ctx, 0);
 }
 
@@ -275,7 +275,7 @@ IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 		pthread_mutex_unlock(&ctx->lock);
 		return err;
 	}
-	iopf__group_end(ctx, g, (int)code, END_ANSWERED);
+	group_end(ctx, g, (int)code, END_ANSWERED, false);
 	return answered(ctx, 0);
 }
 

@@ -32,6 +32,24 @@ static struct faultq *FQ(struct iopf_source *s)
 
 /* ---- answers: the group's life is over, the answer is data ---- */
 
+/* fq_ended() for one group: its cookie's slot freed, its answer (if
+ * any) appended at nb. Returns the new nb. */
+static inline __attribute__((always_inline)) unsigned int
+fq_gather(struct iopf_group **bc, struct iopf_k_page_response *w,
+	  struct batch_key *k, unsigned int nb, struct iopf_group *g, int code)
+{
+	uint32_t cookie = g->cookie;
+
+	/* every group of a fault queue holds its cookie's slot */
+	if (bc[cookie] == g)
+		bc[cookie] = NULL;
+	if (code == NO_ANSWER)
+		return nb;
+	w[nb] = (struct iopf_k_page_response){ .cookie = cookie, .code = (uint32_t)code };
+	k[nb] = (struct batch_key){ .dev_id = g->key.dev_id, .pasid = g->key.pasid };
+	return nb + 1;
+}
+
 static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 		     struct iopf_group *const *gs, const int *codes,
 		     unsigned int n)
@@ -44,6 +62,10 @@ static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 	struct batch_key *k = fq->bkey;
 	unsigned int nb = fq->nbatch, max = ctx->batch_max;
 
+	if (n == 1 && nb + 1 < max) { /* one answer (by PRG index, by handle) */
+		fq->nbatch = fq_gather(bc, w, k, nb, gs[0], codes[0]);
+		return;
+	}
 	for (unsigned int i = 0; i < n;) {
 		/* as many as fill the batch to max, then a write; one at a
 		 * time past max (a passing write failure kept answers, and
@@ -51,20 +73,8 @@ static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 		unsigned int room = nb < max ? max - nb : 1;
 		unsigned int end = i + (n - i < room ? n - i : room);
 
-		for (; i < end; i++) {
-			struct iopf_group *g = gs[i];
-			uint32_t cookie = g->cookie;
-
-			/* every group of a fault queue holds its cookie's slot */
-			if (bc[cookie] == g)
-				bc[cookie] = NULL;
-			if (codes[i] == NO_ANSWER)
-				continue;
-			w[nb] = (struct iopf_k_page_response){
-				.cookie = cookie, .code = (uint32_t)codes[i] };
-			k[nb++] = (struct batch_key){ .dev_id = g->key.dev_id,
-						      .pasid = g->key.pasid };
-		}
+		for (; i < end; i++)
+			nb = fq_gather(bc, w, k, nb, gs[i], codes[i]);
 		if (nb >= max) {
 			fq->nbatch = nb;
 			iopf__batch_full(ctx, fq);
