@@ -54,7 +54,7 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
 	g = iopf__group_from_handle(ctx, h, &err);
 	if (!g)
 		return refused(ctx, err, "by handle", 0, 0);
-	group_end(ctx, g, (int)code, END_ANSWERED, false);
+	iopf__group_end(ctx, g, (int)code, END_ANSWERED);
 	return answered(ctx, 0);
 }
 
@@ -275,6 +275,8 @@ IOPF_API int iopf_respond_prg(struct iopf_ctx *ctx, uint32_t dev_id,
 		pthread_mutex_unlock(&ctx->lock);
 		return err;
 	}
+	/* inline: the one-group end specialized here (a guest answers each
+	 * group this way); iopf__group_end() is the same body */
 	group_end(ctx, g, (int)code, END_ANSWERED, false);
 	return answered(ctx, 0);
 }
