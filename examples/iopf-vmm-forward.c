@@ -10,7 +10,8 @@
  * guest device id, PASID, PRG index, address, LAST flag). A simulated guest
  * driver consumes the ring and answers with page group responses that name
  * only (guest device, PASID, PRG index); the VMM translates the device id
- * and calls iopf_respond_prg(). Three acts:
+ * and answers the queue with iopf_respond_prg_many() (iopf_respond_prg()
+ * for each, one call). Three acts:
  *   1. a well-behaved guest;
  *   2. a misbehaving guest for one device: duplicate answers, answers for
  *      PRG indexes never sent, answers for a device it does not have -
@@ -182,27 +183,47 @@ static const char *refusal(int rc)
 	}
 }
 
+/* The guest's response queue, taken as a whole: its answers in one
+ * iopf_respond_prg_many() call (one lock for all), each as
+ * iopf_respond_prg() would take it, in order. */
 static void vmm_take_answers(struct vmm *v)
 {
+	struct iopf_prg_answer *a = calloc(v->nresp ? v->nresp : 1, sizeof(*a));
+	int *rc = malloc((v->nresp ? v->nresp : 1) * sizeof(*rc));
+	size_t *from = malloc((v->nresp ? v->nresp : 1) * sizeof(*from)), n = 0;
+
+	if (!a || !rc || !from) {
+		fprintf(stderr, "iopf-vmm-forward: out of memory\n");
+		exit(1);
+	}
 	for (size_t i = 0; i < v->nresp; i++) {
 		struct prg_resp *r = &v->resp[i];
 		uint32_t dev;
-		int rc;
 
 		v->guest_answers++;
 		if (vdev_to_host(r->vdev, &dev)) {
 			v->unknown_vdev++; /* the VMM's own check */
 			continue;
 		}
-		rc = iopf_respond_prg(v->ctx, dev, r->pasid, r->prgi, r->code);
-		if (rc == 0)
+		a[n] = (struct iopf_prg_answer){ .dev_id = dev, .pasid = r->pasid,
+						 .prgi = r->prgi, .code = (int32_t)r->code };
+		from[n++] = i;
+	}
+	iopf_respond_prg_many(v->ctx, a, n, rc);
+	for (size_t j = 0; j < n; j++) {
+		const struct prg_resp *r = &v->resp[from[j]];
+
+		if (rc[j] == 0)
 			v->accepted++;
 		else
 			v->refused++;
-		if (rc && v->verbose)
+		if (rc[j] && v->verbose)
 			printf("    refused: vdev %#x pasid %#x prgi %u: %s\n", r->vdev,
-			       r->pasid, r->prgi, refusal(rc));
+			       r->pasid, r->prgi, refusal(rc[j]));
 	}
+	free(a);
+	free(rc);
+	free(from);
 	v->nresp = 0;
 }
 

@@ -208,7 +208,8 @@ static struct iopf_group *oldest_any_pasid(struct iopf_ctx *ctx, uint32_t dev,
 	return best;
 }
 
-/* prg_target() but for its common case. */
+/* prg_target() whole: a device gone, device flags, no group found at
+ * once (the index to build, the fallback flow, a refusal). */
 static struct iopf_group *prg_target_slow(struct iopf_ctx *ctx, uint32_t dev_id,
 					  uint32_t pasid, uint32_t prgi, int *err)
 {

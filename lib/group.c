@@ -155,8 +155,8 @@ static bool prg_direct(const struct iopf_group *g)
 	return g->key.prgi < PRG_DIRECT && g->flow != 0;
 }
 
-/* The head of g's key, NULL if it has none. (A flow's array covers
- * prg_cell() of group-inl.h; it may not have grown to g's index yet.) */
+/* The head of g's key, NULL if it has none. (prg_cell() in group-inl.h
+ * is the same array cell, once the array has grown to g's index.) */
 static struct iopf_group *prg_head(struct iopf_ctx *ctx, const struct iopf_group *g)
 {
 	if (prg_direct(g))
