@@ -912,8 +912,9 @@ static void bench_growth(FILE *dat)
  * oldest first (FIFO) or in random order. Keys are unique: 10,000
  * (device, PASID) pairs, PRG index i / 10,000 (so up to 5.12 M
  * outstanding). A steady state, as a VMM's: answers come in batches (at
- * most 1,024, a quarter of O), each followed by new groups of the keys
- * just answered, so O stay outstanding; random order draws a new
+ * most 1,000, a quarter of O: either divides every O measured, so each
+ * key is answered once a time round), each followed by new groups of
+ * the keys just answered, so O stay outstanding; random order draws a new
  * permutation of the keys each time round. `sample` answers warm it up
  * (the index build before them swept O groups through the caches), the
  * next `sample` are timed; only the answers are on the clock.
@@ -922,7 +923,7 @@ static void bench_growth(FILE *dat)
 
 static double growth_answer_ns(uint64_t O, bool random_order, uint64_t sample)
 {
-	uint64_t batch = O / 4 < 1024 ? O / 4 : 1024, *order = malloc(O * sizeof(*order));
+	uint64_t batch = O / 4 < 1000 ? O / 4 : 1000, *order = malloc(O * sizeof(*order));
 	uint64_t pos = 0, done = 0, timed = 0;
 	struct iopf_ctx *ctx = iopf_ctx_new(NULL);
 	IOPF_OPTS(iopf_producer_opts, po, .respond = no_resp);
