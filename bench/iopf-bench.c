@@ -6,15 +6,18 @@
  * several rounds; the kernel part runs under `vmrun --icount`, where guest
  * time counts instructions.
  *
- *   iopf-bench --host [--quick] [--json FILE]    fake kernel, producer path,
- *                                    growth, memory, latency, fairness
- *                                    (any machine)
+ *   iopf-bench --host [--quick] [--json FILE]    fake kernel, cold and warm
+ *                                    caches, producer path, growth, memory,
+ *                                    latency, fairness (any machine)
+ *   iopf-bench --cache [--quick]     cold and warm caches alone
  *   iopf-bench --fairness [--json FILE]  the fairness part alone
  *   iopf-bench --producer [--quick] [--json FILE]  the producer path alone
  *                                    (8 to 10k groups interleaved)
  *   iopf-bench --kernel [--quick] [--json FILE]  the real fault object
  *                                    (inside vmrun)
- *   iopf-bench --profile-once N      N groups, nothing else (for callgrind)
+ *   iopf-bench --profile-once N      N groups, nothing else (for callgrind;
+ *                                    --profile-many, --profile-prg[-many]:
+ *                                    the deferred answer paths; --devices D)
  *
  * Baselines, written as their authors do:
  * - naive: one read() and one write() per group (the kernel selftest,
@@ -588,6 +591,122 @@ static void bench_fake(uint64_t n, int rounds)
 	free(s.h);
 	free(s.codes);
 	free(s.k);
+	fk_uninstall();
+}
+
+/* ---- host: cold and warm caches ---- */
+
+/*
+ * A fault loop runs now and then, between stretches of the guest's or the
+ * application's own work that push its data out of the caches. Bursts of
+ * B queued single-record groups (1, 16, 256) of the fake kernel, each
+ * drained before the next is raised, by naive, the 256-record loop and
+ * libiopf answering at once (one context for all bursts, as a VMM keeps
+ * one); cold: 64 MB (twice the last level here) swept through the caches
+ * before each burst, warm: nothing in between. Each loop first polls the
+ * fault fd, as a loop that waits for faults does (libiopf's dispatch
+ * polls its epoll fd), then drains; libiopf is driven by
+ * iopf_ctx_dispatch() alone. Methods take turns burst by burst; the
+ * median burst's time over B.
+ */
+#define EVICT_BYTES (64u << 20)
+
+static void evict(uint8_t *buf)
+{
+	for (size_t i = 0; i < EVICT_BYTES; i += 64)
+		buf[i]++;
+}
+
+/* One burst of a baseline loop: poll the fault fd, then drain. */
+static __attribute__((noinline)) double loop_burst(struct fk_fault *f, unsigned int B,
+						     bool per_answer)
+{
+	struct pollfd p = { .fd = fk_fault_fd(f), .events = POLLIN };
+	double t0 = now(), tp;
+	struct run r;
+
+	if (poll(&p, 1, 0) != 1)
+		abort();
+	tp = now() - t0;
+	r = chunked(&fake_ops, fk_fault_fd(f), B, per_answer ? 1 : 256, per_answer);
+	return tp + r.secs;
+}
+
+/* One burst of libiopf answering at once: dispatch until all answered
+ * (written at the end of the round that answers them). */
+static __attribute__((noinline)) double lib_burst(struct iopf_ctx *ctx, struct libstate *s,
+						    struct fk_fault *f, unsigned int B)
+{
+	double t0 = now(), t;
+
+	while (atomic_load(&s->handled) < B)
+		iopf_ctx_dispatch(ctx);
+	t = now() - t0;
+	atomic_store(&s->handled, 0);
+	if (fk_outstanding(f) || fk_queued(f))
+		abort(); /* every answer written */
+	return t;
+}
+
+static void bench_cache(bool quick)
+{
+	static const unsigned int bursts[] = { 1, 16, 256 };
+	const char *const names[3] = { "naive", "256-record loop", lib_name[0] };
+	static const char *const slug[3] = { "naive", "loop256", "lib_at_once" };
+	const int nb = quick ? 31 : 101;
+	uint8_t *ev = calloc(1, EVICT_BYTES);
+	struct libstate s = { 0 };
+
+	if (!ev)
+		return;
+	fk_install();
+	printf("\nHost, cold and warm caches: bursts of B queued single-record groups, each drained\n"
+	       "  before the next (median of %d bursts); cold: 64 MB swept through the caches before\n"
+	       "  each burst\n", nb);
+	printf("  %-6s %-28s %12s %12s %10s %14s\n", "B", "method", "warm ns/grp", "cold ns/grp",
+	       "cold/warm", "vs loop, cold");
+	for (size_t bi = 0; bi < 3; bi++) {
+		unsigned int B = bursts[bi];
+		double v[3][2][128], med[3][2];
+		struct fk_fault *f[3];
+		struct iopf_ctx *ctx;
+
+		for (int k = 0; k < 3; k++)
+			f[k] = fk_fault_new();
+		ctx = lib_ctx(LIB_AT_ONCE, &s, B);
+		iopf_fault_queue_adopt(ctx, fk_fault_fd(f[2]), fk_fault_id(f[2]), NULL);
+		for (int cold = 0; cold < 2; cold++)
+			for (int i = 0; i < nb; i++)
+				for (int k = 0; k < 3; k++) {
+					double t;
+
+					fake_fill(f[k], B, 1);
+					if (cold)
+						evict(ev);
+					t = k < 2 ? loop_burst(f[k], B, k == 0) :
+						    lib_burst(ctx, &s, f[k], B);
+					v[k][cold][i] = t * 1e9 / B;
+				}
+		iopf_ctx_free(ctx);
+		for (int k = 0; k < 3; k++) {
+			fk_fault_free(f[k]);
+			for (int cold = 0; cold < 2; cold++)
+				med[k][cold] = median(v[k][cold], nb);
+		}
+		for (int k = 0; k < 3; k++) {
+			printf("  %-6u %-28s %12.0f %12.0f %9.2fx %13.2fx\n", B, names[k], med[k][0],
+			       med[k][1], med[k][1] / med[k][0], med[1][1] / med[k][1]);
+			jkey(med[k][0], "cache.b%u.%s.warm_ns_per_group", B, slug[k]);
+			jkey(med[k][1], "cache.b%u.%s.cold_ns_per_group", B, slug[k]);
+		}
+		jkey(med[1][0] / med[2][0], "cache.b%u.lib_vs_loop256_warm", B);
+		jkey(med[1][1] / med[2][1], "cache.b%u.lib_vs_loop256_cold", B);
+	}
+	printf("  vs loop: the 256-record loop's time over the method's (above 1: faster), cold\n");
+	free(s.h);
+	free(s.codes);
+	free(s.k);
+	free(ev);
 	fk_uninstall();
 }
 
@@ -1544,12 +1663,13 @@ static void usage(FILE *f)
 		   "                  [--groups N] [--rounds R] [--growth-max N]\n"
 		   "       iopf-bench --profile-once N | --profile-many N | --profile-prg[-many] N\n"
 		   "                  [--devices D]\n"
-		   "  --host     fake kernel, producer path, growth, memory, latency,\n"
-		   "             fairness\n"
+		   "  --host     fake kernel, cold and warm caches, producer path, growth,\n"
+		   "             memory, latency, fairness\n"
 		   "  --fairness the fairness part of --host alone\n"
 		   "  --growth   the growth-by-answer-order part of --host alone\n"
 		   "  --memory   the memory part of --host alone\n"
 		   "  --producer the producer-path part of --host alone\n"
+		   "  --cache    the cold-and-warm-caches part of --host alone\n"
 		   "  --kernel   the real fault object (inside ../shared/kernel/vmrun --icount)\n"
 		   "  --quick    fewer groups and rounds, growth by answer order to 100k\n"
 		   "  --json F   write the figures to F as one flat JSON object of\n"
@@ -1574,7 +1694,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	bool host = false, kernel = false, quick = false, fairness = false;
-	bool growth = false, memory = false, producer = false;
+	bool growth = false, memory = false, producer = false, cache = false;
 	const char *json = NULL, *datp = NULL;
 	uint64_t groups = 0, growth_max = 0, profile = 0;
 	enum lib_mode pmode = LIB_AT_ONCE;
@@ -1595,6 +1715,8 @@ int main(int argc, char **argv)
 			memory = true;
 		else if (!strcmp(argv[i], "--producer"))
 			producer = true;
+		else if (!strcmp(argv[i], "--cache"))
+			cache = true;
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
 			json = argv[++i];
 		else if (!strcmp(argv[i], "--dat") && i + 1 < argc)
@@ -1631,7 +1753,7 @@ int main(int argc, char **argv)
 		rounds = quick ? 3 : 5;
 	if (!growth_max)
 		growth_max = quick ? 100000 : 1000000;
-	if ((!host && !kernel && !fairness && !growth && !memory && !producer) ||
+	if ((!host && !kernel && !fairness && !growth && !memory && !producer && !cache) ||
 	    rounds < 1 || rounds > 16) {
 		usage(stderr);
 		return 2;
@@ -1644,6 +1766,7 @@ int main(int argc, char **argv)
 
 		bench_memory(1000000);
 		bench_fake(n, rounds);
+		bench_cache(quick);
 		bench_producer(n, rounds);
 		bench_growth(dat);
 		bench_growth_order(growth_max, rounds < 7 ? 7 : rounds); /* noisy: more rounds */
@@ -1655,6 +1778,8 @@ int main(int argc, char **argv)
 		bench_memory(1000000);
 	if (producer && !host)
 		bench_producer(groups ? groups : quick ? 50000 : 200000, rounds);
+	if (cache && !host)
+		bench_cache(quick);
 	if (growth && !host)
 		bench_growth_order(growth_max, rounds < 7 ? 7 : rounds);
 	if (host || fairness)
