@@ -16,7 +16,8 @@
  *   iopf-bench --kernel [--quick] [--json FILE]  the real fault object
  *                                    (inside vmrun)
  *   iopf-bench --profile-once N      N groups, nothing else (for callgrind;
- *                                    --profile-many, --profile-prg[-many]:
+ *                                    --profile-defer, --profile-many,
+ *                                    --profile-prg[-many]:
  *                                    the deferred answer paths; --devices D)
  *
  * Baselines, written as their authors do:
@@ -1260,7 +1261,8 @@ static void bench_growth_order(uint64_t max_out, int rounds)
  * kernel's fk_sys_read, fk_sys_write and fk_sys_poll) / N: libiopf's own
  * instructions per group. --profile-many N: the handler defers each
  * group and a round's groups are answered by one iopf_respond_many()
- * call (count its inclusive Ir too); --profile-prg N: each answered by
+ * call (count its inclusive Ir too); --profile-defer N: each answered
+ * by iopf_respond(), as a runtime does; --profile-prg N: each answered by
  * iopf_respond_prg(), as a VMM does with its guest's answers;
  * --profile-prg-many N: a round's by one iopf_respond_prg_many() call.
  */
@@ -1278,14 +1280,17 @@ static int profile_once(uint64_t n, enum lib_mode mode)
 	iopf_fault_queue_adopt(ctx, fk_fault_fd(f), fk_fault_id(f), NULL);
 	do {
 		iopf_ctx_dispatch(ctx);
-		if (s.nh && mode == LIB_MANY) { /* a round's groups in one call */
+		if (!s.nh)
+			;
+		else if (mode == LIB_MANY) /* a round's groups in one call */
 			iopf_respond_many(ctx, s.h, s.codes, s.nh, NULL);
-			s.nh = 0;
-		}
-		if (s.nh && mode == LIB_PRG_MANY)
+		else if (mode == LIB_DEFER) /* one at a time */
+			for (size_t i = 0; i < s.nh; i++)
+				iopf_respond(ctx, s.h[i], IOPF_CODE_SUCCESS);
+		else if (mode == LIB_PRG_MANY)
 			iopf_respond_prg_many(ctx, s.k, s.nh, NULL);
-		else
-			for (size_t i = 0; i < s.nh; i++) /* LIB_PRG: one at a time */
+		else /* LIB_PRG: one at a time */
+			for (size_t i = 0; i < s.nh; i++)
 				iopf_respond_prg(ctx, s.k[i].dev_id, s.k[i].pasid,
 						 s.k[i].prgi, IOPF_CODE_SUCCESS);
 		s.nh = 0;
@@ -1685,6 +1690,7 @@ static void usage(FILE *f)
 		   "             nothing else (for callgrind: scripts/bench.sh)\n"
 		   "  --profile-many N  the same, deferred and answered by\n"
 		   "             iopf_respond_many() a round at a time\n"
+		   "  --profile-defer N the same, each answered by iopf_respond()\n"
 		   "  --profile-prg N   the same, each answered by iopf_respond_prg()\n"
 		   "  --profile-prg-many N  the same, a round's by iopf_respond_prg_many()\n"
 		   "  --devices D  the fake kernel's groups over D devices in turn\n"
@@ -1735,6 +1741,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--profile-many") && i + 1 < argc) {
 			profile = strtoull(argv[++i], NULL, 0);
 			pmode = LIB_MANY;
+		} else if (!strcmp(argv[i], "--profile-defer") && i + 1 < argc) {
+			profile = strtoull(argv[++i], NULL, 0);
+			pmode = LIB_DEFER;
 		} else if (!strcmp(argv[i], "--profile-prg") && i + 1 < argc) {
 			profile = strtoull(argv[++i], NULL, 0);
 			pmode = LIB_PRG;

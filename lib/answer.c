@@ -51,7 +51,7 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
 	iopf__tick(ctx);
-	g = iopf__group_from_handle(ctx, h, &err);
+	g = group_from_handle(ctx, h, &err);
 	if (!g)
 		return refused(ctx, err, "by handle", 0, 0);
 	iopf__group_end(ctx, g, (int)code, END_ANSWERED);
@@ -121,7 +121,7 @@ IOPF_API int iopf_respond_many(struct iopf_ctx *ctx,
 				__builtin_prefetch(iopf__slot(ctx, idx - 1), 1);
 		}
 		if (codes[i] == IOPF_CODE_SUCCESS || codes[i] == IOPF_CODE_INVALID) {
-			g = iopf__group_from_handle(ctx, handles[i], &err);
+			g = group_from_handle(ctx, handles[i], &err);
 			/* the same handle twice: the second finds its group
 			 * ended once those gathered are */
 			if (g && g->gathered) {

@@ -78,6 +78,22 @@ static inline int group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 	return iopf__group_by_prg(ctx, k, out);
 }
 
+/* iopf__group_from_handle(), its common case inline: the handle names
+ * a live slot of its generation, the group open to an answer. */
+static inline struct iopf_group *group_from_handle(struct iopf_ctx *ctx,
+						   iopf_handle_t h, int *err)
+{
+	uint32_t idx = (uint32_t)h;
+
+	if (__builtin_expect(idx - 1 < ctx->nslots, 1)) {
+		struct iopf_group *g = iopf__slot(ctx, idx - 1);
+
+		if (g->gen == (uint32_t)(h >> 32) && gst_answerable(gst(g)))
+			return g;
+	}
+	return iopf__group_from_handle(ctx, h, err);
+}
+
 /* Out of the PRG index (g->indexed): a key's only group inline. */
 static inline void prg_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 {
