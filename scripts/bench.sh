@@ -58,9 +58,10 @@ dat=$out/growth.dat
 
 # 2. libiopf's own instructions per group: (inclusive Ir of iopf_ctx_dispatch
 #    - inclusive Ir of the fake kernel's read, write and poll) / N.
-#    Five runs: at once over 4 devices (the headline), then with 1 device:
-#    at once, deferred and answered by iopf_respond_many() a round, by
-#    iopf_respond_prg() each, by iopf_respond_prg_many() a round.
+#    Six runs: at once over 4 devices (the headline), then with 1 device:
+#    at once, deferred and answered by iopf_respond() each, by
+#    iopf_respond_many() a round, by iopf_respond_prg() each, by
+#    iopf_respond_prg_many() a round.
 echo
 if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then
 	n=100000
@@ -78,7 +79,7 @@ if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; t
 		callgrind_annotate --inclusive=yes --threshold=100 "$cg" > "$cg.txt" 2>/dev/null || true
 		awk -v n=$n -v key="$key" -v what="$what" -v parts="$out/profile.json.parts" '
 			function ir(s) { gsub(",", "", s); return s + 0 }
-			/[: ](iopf_ctx_dispatch|iopf_respond_many|iopf_respond_prg|iopf_respond_prg_many|iopf_ctx_flush) \[/ { d += ir($1) }
+			/[: ](iopf_ctx_dispatch|iopf_respond|iopf_respond_many|iopf_respond_prg|iopf_respond_prg_many|iopf_ctx_flush) \[/ { d += ir($1) }
 			/[: ]fk_sys_(read|write|poll) \[/ { k += ir($1) }
 			END {
 				if (!d) { print "host: iopf_ctx_dispatch not found in the callgrind profile"; exit 1 }
@@ -93,6 +94,8 @@ if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; t
 		--profile-once $n
 	profile host.instructions_per_group_1dev "answered at once, 1 device (the shape of the kernel bench)" \
 		--profile-once $n --devices 1
+	profile host.instructions_per_group_defer_1dev "deferred, iopf_respond() each, 1 device" \
+		--profile-defer $n --devices 1
 	profile host.instructions_per_group_many_1dev "deferred, iopf_respond_many() a round, 1 device" \
 		--profile-many $n --devices 1
 	profile host.instructions_per_group_prg_1dev "deferred, iopf_respond_prg() each, 1 device" \
