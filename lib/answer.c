@@ -208,8 +208,26 @@ static struct iopf_group *oldest_any_pasid(struct iopf_ctx *ctx, uint32_t dev,
 	return best;
 }
 
-/* prg_target() whole: a device gone, device flags, no group found at
- * once (the index to build, the fallback flow, a refusal). */
+/* A guest answer for (dev_id, pasid, prgi) that found no group (err):
+ * counted, logged, NULL. df: the device's matching flags. */
+static struct iopf_group *prg_refuse(struct iopf_ctx *ctx, uint32_t dev_id,
+				     uint32_t pasid, uint32_t prgi, unsigned int df,
+				     int err)
+{
+	if (err == -ENOENT)
+		ctx->st.unmatched_answers++;
+	if (err == -ENOENT && (df & IOPF_DEV_LOG_UNMATCHED) && !(df & DF_LOGGED)) {
+		/* replaces in place: cannot fail */
+		tbl_put(&ctx->devflags, dev_id, 0, (void *)(uintptr_t)(df | DF_LOGGED));
+		iopf__log(ctx, LOG_W,
+			  "dev %u: guest answer (pasid %#x prgi %u) matches no outstanding group; later ones of this device are only counted",
+			  dev_id, pasid, prgi);
+	}
+	refuse(ctx, err, "by PRG index", dev_id, prgi);
+	return NULL;
+}
+
+/* prg_target() with a device gone or device flags set. */
 static struct iopf_group *prg_target_slow(struct iopf_ctx *ctx, uint32_t dev_id,
 					  uint32_t pasid, uint32_t prgi, int *err)
 {
@@ -228,24 +246,13 @@ static struct iopf_group *prg_target_slow(struct iopf_ctx *ctx, uint32_t dev_id,
 	} else {
 		*err = iopf__group_by_prg(ctx, &k, &g);
 	}
-	if (!*err)
-		return g;
-	if (*err == -ENOENT)
-		ctx->st.unmatched_answers++;
-	if (*err == -ENOENT && (df & IOPF_DEV_LOG_UNMATCHED) && !(df & DF_LOGGED)) {
-		/* replaces in place: cannot fail */
-		tbl_put(&ctx->devflags, dev_id, 0, (void *)(uintptr_t)(df | DF_LOGGED));
-		iopf__log(ctx, LOG_W,
-			  "dev %u: guest answer (pasid %#x prgi %u) matches no outstanding group; later ones of this device are only counted",
-			  dev_id, pasid, prgi);
-	}
-	refuse(ctx, *err, "by PRG index", dev_id, prgi);
-	return NULL;
+	return *err ? prg_refuse(ctx, dev_id, pasid, prgi, df, *err) : g;
 }
 
 /* The group a guest answer for (dev_id, pasid, prgi) goes to, or NULL
- * and *err, the refusal counted and logged. ctx->lock held. Inline: no
- * device gone, no device flags, the group found at once. */
+ * and *err, the refusal counted and logged. ctx->lock held. Inline when
+ * no device is gone and no device has flags: then the lookup's answer is
+ * final, found or refused. */
 static inline struct iopf_group *prg_target(struct iopf_ctx *ctx, uint32_t dev_id,
 					    uint32_t pasid, uint32_t prgi, int *err)
 {
@@ -253,10 +260,9 @@ static inline struct iopf_group *prg_target(struct iopf_ctx *ctx, uint32_t dev_i
 		struct prg_key k = { .dev_id = dev_id, .pasid = pasid, .prgi = prgi };
 		struct iopf_group *g;
 
-		if (!group_by_prg(ctx, &k, &g)) {
-			*err = 0;
-			return g;
-		}
+		if ((*err = group_by_prg(ctx, &k, &g)))
+			return prg_refuse(ctx, dev_id, pasid, prgi, 0, *err);
+		return g;
 	}
 	return prg_target_slow(ctx, dev_id, pasid, prgi, err);
 }
