@@ -1207,8 +1207,9 @@ static void bench_growth_order(uint64_t max_out, int rounds)
 			v[oi][3][rd] = chase_ns(outs[oi], sample);
 		}
 	printf("\nHost, growth by answer order: iopf_respond_prg() with n outstanding, unique keys"
-	       " (%d pairs), median of %d rounds;\n  many: the same groups by handle in random order,"
-	       " 256 an iopf_respond_many() call;\n  floor: random/1k if an answer read one random"
+	       " (%d pairs), median of %d rounds;\n  many: n groups of the same keys by handle in random"
+	       " order, 256 an iopf_respond_many() call,\n  all n answered right after intake (not a"
+	       " steady state);\n  floor: random/1k if an answer read one random"
 	       " uncached line more than at 1k (the machine's\n  latency for one line among n"
 	       " 112-byte objects), the least any answer path could grow\n", GP, rounds);
 	printf("  %-11s %12s %14s %9s %10s %8s %12s %8s\n", "outstanding", "FIFO ns/ans",
