@@ -54,7 +54,7 @@ IOPF_API int iopf_respond(struct iopf_ctx *ctx, iopf_handle_t h,
 	g = group_from_handle(ctx, h, &err);
 	if (!g)
 		return refused(ctx, err, "by handle", 0, 0);
-	iopf__group_end(ctx, g, (int)code, END_ANSWERED);
+	iopf__group_answer(ctx, g, (int)code);
 	return answered(ctx, 0);
 }
 

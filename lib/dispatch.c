@@ -220,6 +220,7 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		void *ud = hb->one->ud;
 
 		all = true;
+#pragma GCC unroll 2
 		for (int i = 0; i < n; i++) {
 			struct iopf_group *g = gs[i];
 

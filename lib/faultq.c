@@ -50,11 +50,15 @@ fq_gather(struct iopf_group **bc, struct iopf_k_page_response *w,
 	return nb + 1;
 }
 
-static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
-		     struct iopf_group *const *gs, const int *codes,
-		     unsigned int n)
+/* fq_ended() for more than one group, or one that fills the batch: as
+ * many as fill the batch to max, then a write; one at a time past max (a
+ * passing write failure kept answers, and iopf__batch_full() makes room
+ * for one more each time). Apart from fq_ended(), so that one answer
+ * does not pay for this loop's registers. */
+static __attribute__((noinline)) void
+fq_ended_n(struct iopf_ctx *ctx, struct faultq *fq, struct iopf_group *const *gs,
+	   const int *codes, unsigned int n)
 {
-	struct faultq *fq = FQ(src);
 	struct iopf_group **bc = fq->by_cookie;
 	/* iopf__batch_add() with the batch's fields in locals: stores to
 	 * the answers cannot then make the compiler read them again */
@@ -62,17 +66,11 @@ static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 	struct batch_key *k = fq->bkey;
 	unsigned int nb = fq->nbatch, max = ctx->batch_max;
 
-	if (n == 1 && nb + 1 < max) { /* one answer (by PRG index, by handle) */
-		fq->nbatch = fq_gather(bc, w, k, nb, gs[0], codes[0]);
-		return;
-	}
 	for (unsigned int i = 0; i < n;) {
-		/* as many as fill the batch to max, then a write; one at a
-		 * time past max (a passing write failure kept answers, and
-		 * iopf__batch_full() makes room for one more each time) */
 		unsigned int room = nb < max ? max - nb : 1;
 		unsigned int end = i + (n - i < room ? n - i : room);
 
+#pragma GCC unroll 4
 		for (; i < end; i++)
 			nb = fq_gather(bc, w, k, nb, gs[i], codes[i]);
 		if (nb >= max) {
@@ -84,6 +82,19 @@ static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 		}
 	}
 	fq->nbatch = nb;
+}
+
+static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
+		     struct iopf_group *const *gs, const int *codes,
+		     unsigned int n)
+{
+	struct faultq *fq = FQ(src);
+
+	if (n == 1 && fq->nbatch + 1 < ctx->batch_max) /* by PRG index, by handle */
+		fq->nbatch = fq_gather(fq->by_cookie, fq->wbuf, fq->bkey,
+				       fq->nbatch, gs[0], codes[0]);
+	else
+		fq_ended_n(ctx, fq, gs, codes, n);
 }
 
 /* Answer INVALID a cookie we hold no group object for. */
@@ -181,8 +192,12 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 }
 
 /* take_group() of a one-record group: the free list's first slot when it
- * has no records of its own, its record written inline. */
-static inline void take_one(struct iopf_ctx *ctx, struct faultq *fq,
+ * has no records of its own, its record written inline. bc and nc: the
+ * queue's cookie table and its length, in the caller's locals (stores to
+ * the group could otherwise be the table's, for the compiler); false when
+ * the general way was taken (it may grow the table: reload them). */
+static inline bool take_one(struct iopf_ctx *ctx, struct faultq *fq,
+			    struct iopf_group **bc, uint32_t nc,
 			    const struct iopf_k_pgfault *r, uint64_t now,
 			    struct intake_run *run)
 {
@@ -191,11 +206,11 @@ static inline void take_one(struct iopf_ctx *ctx, struct faultq *fq,
 
 	/* a cookie beyond the table, or still naming a group, a slot with
 	 * records of its own (cap > 1) or none: the general way */
-	if (__builtin_expect(cookie >= fq->ncookies || fq->by_cookie[cookie] ||
+	if (__builtin_expect(cookie >= nc || bc[cookie] ||
 			     !(g = ctx->free_list) || g->cap != 1, 0)) {
 		retire_reused(ctx, fq, cookie);
 		take_group(ctx, fq, r, 1, now, run);
-		return;
+		return false;
 	}
 	ctx->free_list = g->qnext;
 	group_init(g, &fq->s, &(struct prg_key){
@@ -207,8 +222,9 @@ static inline void take_one(struct iopf_ctx *ctx, struct faultq *fq,
 				       .flags = r->flags };
 	g->len1 = r->length;
 	g->cookie = cookie;
-	fq->by_cookie[cookie] = g;
+	bc[cookie] = g;
 	group_intake_run(ctx, g, 1, now, run);
+	return true;
 }
 
 static bool same_group(const struct iopf_k_pgfault *a,
@@ -239,13 +255,19 @@ static uint32_t parse(struct iopf_ctx *ctx, struct faultq *fq,
 		/* the common case: whole groups of one record, known flags
 		 * only, one after another (a cookie's old group, if any, is
 		 * retired by take_one) */
+		struct iopf_group **bc = fq->by_cookie;
+		uint32_t nc = fq->ncookies;
+
 		for (; i < n; i++) {
 			if ((b[i].flags & (IOPF_K_PGFAULT_FLAGS_LAST_PAGE |
 					   ~IOPF_K_PGFAULT_FLAGS_ALL)) !=
 				    IOPF_K_PGFAULT_FLAGS_LAST_PAGE ||
 			    !b[i].cookie)
 				break;
-			take_one(ctx, fq, &b[i], now, &run);
+			if (!take_one(ctx, fq, bc, nc, &b[i], now, &run)) {
+				bc = fq->by_cookie;
+				nc = fq->ncookies;
+			}
 		}
 		groups += i - start;
 		if (i == n)

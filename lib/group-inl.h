@@ -259,6 +259,7 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 
 	/* counted once, by device: the context's totals are their sums */
 	if (one_run) {
+#pragma GCC unroll 4
 		for (unsigned int i = 0; i < n; i++) {
 			mixed |= (uintptr_t)gs[i]->src ^ (uintptr_t)src;
 			ninval += (uint32_t)codes[i]; /* answers: 0 or 1 */
@@ -301,6 +302,7 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
 		struct iopf_group *head = ctx->free_list;
 		uint32_t freed = 0;
 
+#pragma GCC unroll 4
 		for (unsigned int i = 0; i < n; i++) {
 			struct iopf_group *g = gs[i];
 

@@ -510,6 +510,55 @@ START_TEST(malformed_group_on_reused_cookie_retires_the_old)
 }
 END_TEST
 
+/* A read whose first group's cookie lies past the cookie table (which
+ * grows for it) and whose next group has a lower cookie: the lower one
+ * goes into the grown table. (The kernel allocates a read's cookies in
+ * increasing order; records in any order still must not reach freed
+ * memory.) Were it written to the old, freed table, the kernel's reuse of
+ * that cookie would go unseen and the old group's answer would reach the
+ * new group; under ASan, the write itself fails. */
+static iopf_handle_t hcookie[128];
+static int h_keep_by_cookie(struct iopf_group *g, void *ud)
+{
+	(void)ud;
+	hcookie[iopf_group_cookie(g)] = iopf_group_handle(g);
+	return IOPF_DEFER;
+}
+
+START_TEST(cookie_table_grown_mid_read_holds_the_lower_cookies)
+{
+	struct iopf_k_pgfault r[2] = {
+		{ .flags = IOPF_K_PGFAULT_FLAGS_LAST_PAGE, .dev_id = 1, .grpid = 1, .cookie = 100 },
+		{ .flags = IOPF_K_PGFAULT_FLAGS_LAST_PAGE, .dev_id = 2, .grpid = 2, .cookie = 3 },
+	};
+	struct iopf_k_pgfault again = { .flags = IOPF_K_PGFAULT_FLAGS_LAST_PAGE,
+					.dev_id = 3, .grpid = 3, .cookie = 3 };
+	struct tctx t;
+	iopf_handle_t old3;
+
+	tctx_init(&t);
+	memset(hcookie, 0, sizeof(hcookie));
+	iopf_ctx_set_handler(t.ctx, h_keep_by_cookie, NULL);
+	fk_trigger(t.f, 1, 0, 0, 1, 0); /* cookie 1: a table of 64 */
+	ck_assert_int_eq(drive(t.ctx), 1);
+	fk_inject_raw(t.f, r, 2);       /* one read: cookie 100, then 3 */
+	ck_assert_int_eq(drive(t.ctx), 2);
+	ck_assert(hcookie[100] && hcookie[3]);
+	old3 = hcookie[3];
+	fk_inject_raw(t.f, &again, 1);  /* cookie 3 handed out again */
+	ck_assert_int_eq(drive(t.ctx), 1);
+	ck_assert_uint_eq(tstats(t.ctx).kernel_answered, 1);
+	ck_assert_int_eq(iopf_respond(t.ctx, old3, IOPF_CODE_SUCCESS), -ESHUTDOWN);
+	ck_assert_int_eq(iopf_respond(t.ctx, hcookie[3], IOPF_CODE_INVALID), 0);
+	ck_assert_int_eq(iopf_respond(t.ctx, hcookie[100], IOPF_CODE_SUCCESS), 0);
+	ck_assert_int_eq(iopf_respond(t.ctx, hcookie[1], IOPF_CODE_SUCCESS), 0);
+	ck_assert_int_eq(iopf_ctx_flush(t.ctx), 0);
+	ck_assert_uint_eq(fk_stale_writes(t.f), 0);
+	ck_assert_uint_eq(fk_outstanding(t.f), 0);
+	tctx_fini(&t);
+}
+END_TEST
+
 /* A queue paused by max_outstanding resumes whichever call makes room:
  * here a detach the kernel answered, told from outside any dispatch (1.2
  * rewrite: only answers woke the loop, so this stalled). */
@@ -705,6 +754,7 @@ Suite *suite_once(void)
 	tcase_add_test(tc, respond_callback_submits);
 	tcase_add_test(tc, stale_raw_answer_never_reaches_reused_cookie);
 	tcase_add_test(tc, malformed_group_on_reused_cookie_retires_the_old);
+	tcase_add_test(tc, cookie_table_grown_mid_read_holds_the_lower_cookies);
 	tcase_add_test(tc, room_made_by_detach_wakes_a_paused_queue);
 	tcase_add_test(tc, source_failing_mid_batch_ends_each_group_once);
 	tcase_add_test(tc, random_dead_fds_end_each_group_once);
