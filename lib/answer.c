@@ -12,7 +12,7 @@
 
 /* Unlock, wake the loop so the answer is written, deliver producer
  * answers. */
-static int answered(struct iopf_ctx *ctx, int rc)
+static IOPF_ALWAYS_INLINE int answered(struct iopf_ctx *ctx, int rc)
 {
 	/* An answer from outside the dispatching thread wakes the loop so
 	 * the batch is written without waiting for the next fault. */
@@ -253,8 +253,9 @@ static struct iopf_group *prg_target_slow(struct iopf_ctx *ctx, uint32_t dev_id,
  * and *err, the refusal counted and logged. ctx->lock held. Inline when
  * no device is gone and no device has flags: then the lookup's answer is
  * final, found or refused. */
-static inline struct iopf_group *prg_target(struct iopf_ctx *ctx, uint32_t dev_id,
-					    uint32_t pasid, uint32_t prgi, int *err)
+static IOPF_ALWAYS_INLINE struct iopf_group *
+prg_target(struct iopf_ctx *ctx, uint32_t dev_id, uint32_t pasid, uint32_t prgi,
+	   int *err)
 {
 	if (__builtin_expect(!ctx->ngone && !ctx->devflags.n, 1)) {
 		struct prg_key k = { .dev_id = dev_id, .pasid = pasid, .prgi = prgi };

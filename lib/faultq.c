@@ -34,7 +34,7 @@ static struct faultq *FQ(struct iopf_source *s)
 
 /* fq_ended() for one group: its cookie's slot freed, its answer (if
  * any) appended at nb. Returns the new nb. */
-static inline __attribute__((always_inline)) unsigned int
+static IOPF_ALWAYS_INLINE unsigned int
 fq_gather(struct iopf_group **bc, struct iopf_k_page_response *w,
 	  struct batch_key *k, unsigned int nb, struct iopf_group *g, int code)
 {

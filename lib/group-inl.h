@@ -80,8 +80,8 @@ static inline int group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 
 /* iopf__group_from_handle(), its common case inline: the handle names
  * a live slot of its generation, the group open to an answer. */
-static inline struct iopf_group *group_from_handle(struct iopf_ctx *ctx,
-						   iopf_handle_t h, int *err)
+static IOPF_ALWAYS_INLINE struct iopf_group *
+group_from_handle(struct iopf_ctx *ctx, iopf_handle_t h, int *err)
 {
 	uint32_t idx = (uint32_t)h;
 
@@ -95,7 +95,8 @@ static inline struct iopf_group *group_from_handle(struct iopf_ctx *ctx,
 }
 
 /* Out of the PRG index (g->indexed): a key's only group inline. */
-static inline void prg_remove(struct iopf_ctx *ctx, struct iopf_group *g)
+static IOPF_ALWAYS_INLINE void prg_remove(struct iopf_ctx *ctx,
+					  struct iopf_group *g)
 {
 	uint32_t *c;
 
@@ -111,10 +112,9 @@ static inline void prg_remove(struct iopf_ctx *ctx, struct iopf_group *g)
 /* A slot taken for a group of nrec records: its fields set, src held.
  * The links need no reset: each list clears its own when a group leaves
  * it (indexed, prg_*), or sets it when one joins (qnext, dnext). */
-static inline struct iopf_group *group_init(struct iopf_group *g,
-					    struct iopf_source *src,
-					    const struct prg_key *key,
-					    uint32_t nrec)
+static IOPF_ALWAYS_INLINE struct iopf_group *
+group_init(struct iopf_group *g, struct iopf_source *src,
+	   const struct prg_key *key, uint32_t nrec)
 {
 	g->key = *key;
 	g->src = src;
@@ -128,10 +128,9 @@ static inline struct iopf_group *group_init(struct iopf_group *g,
 
 /* A slot for a group of nrec records, holding a reference to src: the
  * free list's first when its records fit, else group.c's slow path. */
-static inline struct iopf_group *group_get(struct iopf_ctx *ctx,
-					   struct iopf_source *src,
-					   const struct prg_key *key,
-					   uint32_t nrec)
+static IOPF_ALWAYS_INLINE struct iopf_group *
+group_get(struct iopf_ctx *ctx, struct iopf_source *src,
+	  const struct prg_key *key, uint32_t nrec)
 {
 	struct iopf_group *g = ctx->free_list;
 
@@ -144,7 +143,8 @@ static inline struct iopf_group *group_get(struct iopf_ctx *ctx,
 /* A slot's group is gone: the generation goes up, the slot is FREE.
  * Returns its source, for the caller to let go (group_put(), or once
  * for many). The caller puts the slot on the free list. */
-static inline struct iopf_source *group_retire(struct iopf_group *g)
+static IOPF_ALWAYS_INLINE struct iopf_source *
+group_retire(struct iopf_group *g)
 {
 	struct iopf_source *src = g->src;
 
@@ -185,7 +185,7 @@ static inline void group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
  * PRG index or the deadline has no room for is answered INVALID at once. Counted by
  * device only (sched_intake): the context's groups and records are the
  * sums over devices plus what never got a group object. */
-static inline __attribute__((always_inline)) void
+static IOPF_ALWAYS_INLINE void
 group_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
 		 uint64_t now, struct intake_run *run)
 {
@@ -215,7 +215,7 @@ static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
 /* group_end_n(), for each group once counted: out of the PRG index, its
  * end reason kept (a tomb for its handle once it reached a handler),
  * DONE. prg: ctx->prg_on (no group is indexed without it). */
-static inline __attribute__((always_inline)) void
+static IOPF_ALWAYS_INLINE void
 group_done(struct iopf_ctx *ctx, struct iopf_group *g, int code, enum gend why,
 	   bool prg)
 {
@@ -242,9 +242,10 @@ group_done(struct iopf_ctx *ctx, struct iopf_group *g, int code, enum gend why,
  * one_flow: the caller knows them all of one flow, in intake order (a
  * run handed out by the scheduler).
  */
-static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *gs,
-			       const int *codes, unsigned int n, enum gend why,
-			       bool auto_answer, bool unpin, bool one_flow)
+static IOPF_ALWAYS_INLINE void
+group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *gs,
+	    const int *codes, unsigned int n, enum gend why, bool auto_answer,
+	    bool unpin, bool one_flow)
 {
 	struct iopf_source *src = gs[0]->src;
 	struct end_runs er;
@@ -331,8 +332,9 @@ static inline void group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *g
  * answer gets if its life had already ended (nothing is done then; the
  * caller counts the refusal).
  */
-static inline int group_end(struct iopf_ctx *ctx, struct iopf_group *g,
-			    int code, enum gend why, bool auto_answer)
+static IOPF_ALWAYS_INLINE int group_end(struct iopf_ctx *ctx,
+					struct iopf_group *g, int code,
+					enum gend why, bool auto_answer)
 {
 	if (!gst_live(gst(g)))
 		return iopf__end_error(g->end);

@@ -32,6 +32,11 @@
 #include "table.h"
 #include "trace.h"
 
+/* For the hot paths' small helpers: inlined at -O2 too (what distribution
+ * builds use), not only at -O3, so that each call site is specialized
+ * for its constant arguments. */
+#define IOPF_ALWAYS_INLINE inline __attribute__((always_inline))
+
 /* ---- groups ---- */
 
 /* A group's one state. Written under ctx->lock (atomically, so that a

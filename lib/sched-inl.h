@@ -40,7 +40,8 @@ static inline void flow_enqueue(struct dsched *d, struct flow *f)
 }
 
 /* The flow of a key: the cache, else the table. */
-static inline struct flow *sched_flow(struct iopf_ctx *ctx, uint64_t key)
+static IOPF_ALWAYS_INLINE struct flow *sched_flow(struct iopf_ctx *ctx,
+						  uint64_t key)
 {
 	struct flow *f = ctx->sched.fcache[fcache_slot(key)];
 
@@ -75,7 +76,7 @@ static inline void flow_count_intake(struct sched *s, struct flow *f,
 
 /* Into the ready FIFO of its flow, that of key (pinned by it), counted.
  * Returns the flow. */
-static inline __attribute__((always_inline)) struct flow *
+static IOPF_ALWAYS_INLINE struct flow *
 sched_intake_key(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t key)
 {
 	struct sched *s = &ctx->sched;
@@ -103,7 +104,7 @@ sched_intake_key(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t key)
 	return f;
 }
 
-static inline __attribute__((always_inline)) void sched_intake(struct iopf_ctx *ctx,
+static IOPF_ALWAYS_INLINE void sched_intake(struct iopf_ctx *ctx,
 								struct iopf_group *g)
 {
 	sched_intake_key(ctx, g, key_hi(&g->key));
@@ -134,7 +135,7 @@ static inline void sched_run_end(struct iopf_ctx *ctx, struct intake_run *r)
 
 /* sched_intake() for a group of nrec records (g->nrec, known to the
  * caller) of a read: a link when of the run's flow. */
-static inline __attribute__((always_inline)) void
+static IOPF_ALWAYS_INLINE void
 sched_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
 		 struct intake_run *r)
 {
@@ -167,7 +168,7 @@ sched_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
  * a group still QUEUED is marked HANDLING as it is handed out (for the
  * caller that calls its handler next: see iopf__sched_pop_n()).
  */
-static inline __attribute__((always_inline)) unsigned int
+static IOPF_ALWAYS_INLINE unsigned int
 sched_take(struct sched *s, int q, struct dsched *d, struct iopf_group **gs,
 	   unsigned int n, bool mark)
 {
@@ -235,8 +236,8 @@ static inline struct iopf_group *sched_pop(struct iopf_ctx *ctx)
 /* The latency bucket of a group taken in at t_in and answered now: the
  * groups of one read share t_in and those of one batch share now, so the
  * last one is kept rather than worked out for each group. */
-static inline unsigned int lat_bucket(struct sched *s, uint64_t t_in,
-				      uint64_t now)
+static IOPF_ALWAYS_INLINE unsigned int lat_bucket(struct sched *s,
+						  uint64_t t_in, uint64_t now)
 {
 	if (t_in != s->lat_tin || now != s->lat_now) {
 		uint64_t ns = now > t_in ? now - t_in : 0;
@@ -249,8 +250,9 @@ static inline unsigned int lat_bucket(struct sched *s, uint64_t t_in,
 	return s->lat_b;
 }
 
-static inline void count_end(struct sched_count *c, int code, enum gend why,
-			     bool auto_answer, unsigned int bucket, uint32_t n)
+static IOPF_ALWAYS_INLINE void count_end(struct sched_count *c, int code,
+					 enum gend why, bool auto_answer,
+					 unsigned int bucket, uint32_t n)
 {
 	if (code == NO_ANSWER) {
 		c->kernel += n;
@@ -344,9 +346,9 @@ static inline void sched_end_add(struct iopf_ctx *ctx, struct end_runs *e,
 
 /* n answers (nsucc of them SUCCESS, the rest INVALID) to groups of one
  * flow taken in at the same time as g: one run, counted at once. */
-static inline void sched_end_answers(struct iopf_ctx *ctx,
-				     const struct iopf_group *g, uint32_t n,
-				     uint32_t nsucc)
+static IOPF_ALWAYS_INLINE void
+sched_end_answers(struct iopf_ctx *ctx, const struct iopf_group *g,
+		  uint32_t n, uint32_t nsucc)
 {
 	struct sched *s = &ctx->sched;
 	struct flow *f = s->flows[g->flow];
