@@ -372,14 +372,16 @@ static void arm_timer(struct iopf_ctx *ctx)
 }
 
 /* Answer INVALID every group outstanding past its deadline. They are kept
- * in intake order, so only the oldest needs looking at. */
-static void expire(struct iopf_ctx *ctx, uint64_t now)
+ * in intake order, so only the oldest needs looking at. The clock is read
+ * only with deadlines set. */
+static void expire(struct iopf_ctx *ctx)
 {
-	uint64_t dl = (uint64_t)ctx->deadline_ms * 1000000u;
+	uint64_t dl = (uint64_t)ctx->deadline_ms * 1000000u, now;
 	struct iopf_group *g;
 
 	if (!ctx->deadline_ms)
 		return;
+	now = iopf__tick(ctx);
 	while ((g = iopf__deadline_oldest(ctx)) && g->t_in + dl <= now) {
 		ctx->st.deadline_expired++;
 		iopf__log(ctx, LOG_W,
@@ -437,7 +439,7 @@ static int round_locked(struct iopf_ctx *ctx, struct iopf_group **cancel)
 		if (s->ops->read && !s->failed && s->ops->read(ctx, s) < 0)
 			rc = -EIO;
 	}
-	expire(ctx, iopf__tick(ctx));
+	expire(ctx);
 	return rc;
 }
 
@@ -468,7 +470,7 @@ static int dispatch(struct iopf_ctx *ctx, unsigned int max_groups,
 	rc = round_locked(ctx, &cancel);
 	left = ctx->sched.nready;
 	if (max_us)
-		t_end = ctx->now + (uint64_t)max_us * 1000u;
+		t_end = iopf__tick(ctx) + (uint64_t)max_us * 1000u;
 	pthread_mutex_unlock(&ctx->lock);
 	iopf__cancel_deliver(ctx, cancel);
 	iopf__deliver(ctx);
