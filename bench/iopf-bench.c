@@ -388,7 +388,8 @@ static const char *met(bool ok, double ratio)
 	static int i;
 
 	i = (i + 1) % 4;
-	snprintf(buf[i], sizeof(buf[i]), ok ? "met (%.2fx)" : "NOT met (%.2fx)", ratio);
+	/* three places: 0.897 is not met, and must not print as 0.90 */
+	snprintf(buf[i], sizeof(buf[i]), ok ? "met (%.3fx)" : "NOT met (%.3fx)", ratio);
 	return buf[i];
 }
 
