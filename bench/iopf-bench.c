@@ -393,18 +393,15 @@ static const char *met(bool ok, double ratio)
 	return buf[i];
 }
 
-/*
- * The same n groups queued on a fresh fault object and drained by the
- * 256-record loop, untimed: what every timed method follows, so that each
- * starts from the same kernel state. (In a fixed order each method
- * followed another's drain, and the state that drain left moved it: 1.3's
- * "at once" row, after the VT-d-style loop's 20,000 single writes, came
- * out 1.6% below the batch handler's, which costs the same.)
- */
-static void settle(struct kmock *m, uint64_t n)
+/* The baseline loops of the kernel part (bench_kernel()'s first rows). */
+enum { NAIVE, L256, ONEREAD, VTD, NBASE };
+
+/* n groups queued on a fresh fault object, drained by baseline loop. */
+static struct run loop_drain(struct kmock *m, uint64_t n, int loop)
 {
 	uint32_t id;
 	int fd = raw_fault_alloc(m, &id);
+	struct run r;
 
 	if (fd < 0) {
 		fprintf(stderr, "iopf-bench: fault object: %s\n", strerror(errno));
@@ -412,9 +409,28 @@ static void settle(struct kmock *m, uint64_t n)
 	}
 	attach(m, id);
 	trigger_n(m, n);
-	(void)chunked(&real_ops, fd, n, 256, false);
+	switch (loop) {
+	case NAIVE: r = naive(&real_ops, fd, n, 1); break;
+	case L256: r = chunked(&real_ops, fd, n, 256, false); break;
+	case ONEREAD: r = tuned(&real_ops, fd, n, 1); break;
+	default: r = chunked(&real_ops, fd, n, 2048, true); break;
+	}
 	kmock_detach(m, m->stdev_id);
 	close(fd);
+	return r;
+}
+
+/*
+ * The same n groups drained by the 256-record loop, untimed: what every
+ * timed method follows, so that each starts from the same kernel state.
+ * (In a fixed order each method followed another's drain, and the state
+ * that drain left moved it: 1.3's "at once" row, after the VT-d-style
+ * loop's 20,000 single writes, came out 1.6% below the batch handler's,
+ * which costs the same.)
+ */
+static void settle(struct kmock *m, uint64_t n)
+{
+	(void)loop_drain(m, n, L256);
 }
 
 /*
@@ -433,8 +449,8 @@ static void settle(struct kmock *m, uint64_t n)
 static int bench_kernel(uint64_t n, int rounds)
 {
 	struct kmock m;
-	enum { NAIVE, L256, ONEREAD, VTD, NBASE, AT_ONCE = NBASE, DEFER, WORKERS, BIGBUF,
-	       BATCH, MANY, PRG, PRG_MANY, NM };
+	enum { AT_ONCE = NBASE, DEFER, WORKERS, BIGBUF, BATCH, MANY, PRG,
+	       PRG_MANY, NM };
 	static const char *const names[NM] = {
 		"naive loop", "256-record loop", "one-read loop", "VT-d-style loop",
 		"libiopf, answers at once", "libiopf, deferred answers",
@@ -465,18 +481,7 @@ static int bench_kernel(uint64_t n, int rounds)
 
 			settle(&m, n);
 			if (k < NBASE) {
-				int fd = raw_fault_alloc(&m, &id);
-
-				attach(&m, id);
-				trigger_n(&m, n);
-				switch (k) {
-				case NAIVE: r = naive(&real_ops, fd, n, 1); break;
-				case L256: r = chunked(&real_ops, fd, n, 256, false); break;
-				case ONEREAD: r = tuned(&real_ops, fd, n, 1); break;
-				default: r = chunked(&real_ops, fd, n, 2048, true); break;
-				}
-				kmock_detach(&m, m.stdev_id);
-				close(fd);
+				r = loop_drain(&m, n, k);
 			} else {
 				enum lib_mode mode = (enum lib_mode)(k - AT_ONCE);
 				struct iopf_ctx *ctx = lib_ctx(mode, &s, n);

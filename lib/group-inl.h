@@ -65,11 +65,10 @@ static inline int group_by_prg(struct iopf_ctx *ctx, const struct prg_key *k,
 			       struct iopf_group **out)
 {
 	if (__builtin_expect(ctx->prg_on && !ctx->by_prg.n, 1)) {
-		uint64_t key = key_hi(k);
-		struct flow *f = ctx->sched.fcache[fcache_slot(key)];
+		struct flow *f = fcache_get(ctx, key_hi(k));
 		struct iopf_group *g;
 
-		if (f && f->key == key && (g = prg_head_of(ctx, f, k->prgi)) &&
+		if (f && (g = prg_head_of(ctx, f, k->prgi)) &&
 		    gst_answerable(gst(g))) {
 			*out = g;
 			return 0;

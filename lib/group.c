@@ -334,13 +334,6 @@ int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 	return group_end(ctx, g, code, why, false);
 }
 
-/* iopf__group_end() of an answer (END_ANSWERED), specialized: what a
- * caller answering one group at a time pays for. */
-int iopf__group_answer(struct iopf_ctx *ctx, struct iopf_group *g, int code)
-{
-	return group_end(ctx, g, code, END_ANSWERED, false);
-}
-
 /* Many live groups answered by handle: group_end_n(). */
 void iopf__group_end_many(struct iopf_ctx *ctx, struct iopf_group *const *gs,
 			  const int *codes, unsigned int n)

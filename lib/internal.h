@@ -502,8 +502,6 @@ void iopf__group_put(struct iopf_ctx *ctx, struct iopf_group *g);
 void iopf__group_intake(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t now);
 int iopf__group_end(struct iopf_ctx *ctx, struct iopf_group *g, int code,
 		    enum gend why);
-/* iopf__group_end(ctx, g, code, END_ANSWERED): an answer. */
-int iopf__group_answer(struct iopf_ctx *ctx, struct iopf_group *g, int code);
 /* iopf__group_end() for n live groups, answered by handle. */
 void iopf__group_end_many(struct iopf_ctx *ctx, struct iopf_group *const *gs,
 			  const int *codes, unsigned int n);

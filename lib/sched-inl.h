@@ -39,22 +39,30 @@ static inline void flow_enqueue(struct dsched *d, struct flow *f)
 	d->ftail = f;
 }
 
-/* The flow of a key: the cache, else the table. */
-static IOPF_ALWAYS_INLINE struct flow *sched_flow(struct iopf_ctx *ctx,
+/* The flow of a key if among those looked up lately, else NULL. */
+static IOPF_ALWAYS_INLINE struct flow *fcache_get(struct iopf_ctx *ctx,
 						  uint64_t key)
 {
 	struct flow *f = ctx->sched.fcache[fcache_slot(key)];
 
-	return f && f->key == key ? f : iopf__flow_lookup(ctx, key);
+	return f && f->key == key ? f : NULL;
 }
 
-/* The flow of key if it has one, else NULL; makes none (the slow path
- * is iopf__flow_find()). */
+/* The flow of a key: the cache, else the table, else a new one. */
+static IOPF_ALWAYS_INLINE struct flow *sched_flow(struct iopf_ctx *ctx,
+						  uint64_t key)
+{
+	struct flow *f = fcache_get(ctx, key);
+
+	return f ? f : iopf__flow_lookup(ctx, key);
+}
+
+/* The flow of key if it has one, else NULL; makes none. */
 static inline struct flow *sched_flow_find(struct iopf_ctx *ctx, uint64_t key)
 {
-	struct flow *f = ctx->sched.fcache[fcache_slot(key)];
+	struct flow *f = fcache_get(ctx, key);
 
-	return f && f->key == key ? f : iopf__flow_find(ctx, key);
+	return f ? f : iopf__flow_find(ctx, key);
 }
 
 /* n groups of recs records taken in on flow f: counted by its device
@@ -105,7 +113,7 @@ sched_intake_key(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t key)
 }
 
 static IOPF_ALWAYS_INLINE void sched_intake(struct iopf_ctx *ctx,
-								struct iopf_group *g)
+					    struct iopf_group *g)
 {
 	sched_intake_key(ctx, g, key_hi(&g->key));
 }

@@ -147,18 +147,6 @@ static struct flow *flow_new(struct iopf_ctx *ctx, uint64_t key)
 
 /* The flow of key, made if new (the fallback without memory): the slow
  * path of sched_flow() in sched-inl.h. */
-struct flow *iopf__flow_lookup(struct iopf_ctx *ctx, uint64_t key)
-{
-	struct sched *s = &ctx->sched;
-	struct flow *f = tbl_get(&s->by_key, key, 0);
-
-	if (!f)
-		f = flow_new(ctx, key);
-	if (f != &s->fallback)
-		s->fcache[fcache_slot(key)] = f;
-	return f;
-}
-
 /* The flow of key if it has one, else NULL (the fallback's groups are
  * in no flow of their own). Makes none: sched_flow_find()'s slow path. */
 struct flow *iopf__flow_find(struct iopf_ctx *ctx, uint64_t key)
@@ -167,6 +155,16 @@ struct flow *iopf__flow_find(struct iopf_ctx *ctx, uint64_t key)
 	struct flow *f;
 
 	if ((f = tbl_get(&s->by_key, key, 0)))
+		s->fcache[fcache_slot(key)] = f;
+	return f;
+}
+
+struct flow *iopf__flow_lookup(struct iopf_ctx *ctx, uint64_t key)
+{
+	struct sched *s = &ctx->sched;
+	struct flow *f = iopf__flow_find(ctx, key);
+
+	if (!f && (f = flow_new(ctx, key)) != &s->fallback)
 		s->fcache[fcache_slot(key)] = f;
 	return f;
 }

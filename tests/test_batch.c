@@ -19,8 +19,7 @@ START_TEST(one_write_per_round)
 
 	tctx_init(&t);
 	iopf_ctx_set_handler(t.ctx, h_success, &n);
-	for (int i = 0; i < 100; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 100);
 	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 100);
 	ck_assert_uint_eq(fk_writes(t.f), 1);
 	ck_assert_uint_eq(tstats(t.ctx).write_calls, 1);
@@ -38,8 +37,7 @@ START_TEST(batch_cap_splits_writes)
 
 	tctx_init_opts(&t, &o, NULL);
 	iopf_ctx_set_handler(t.ctx, h_success, &n);
-	for (int i = 0; i < 100; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 100);
 	drive(t.ctx);
 	ck_assert_uint_eq(fk_writes(t.f), 7); /* ceil(100 / 16) */
 	assert_each_answered_once(t.f);
@@ -58,8 +56,7 @@ START_TEST(passing_write_failure_mid_batch_keeps_answers)
 
 	tctx_init_opts(&t, &o, NULL);
 	iopf_ctx_set_handler(t.ctx, h_success, &n);
-	for (int i = 0; i < 64; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 64);
 	fk_fail_next(t.f, 1, ENOMEM);
 	drive(t.ctx);
 	ck_assert_int_eq(n, 64);
@@ -93,8 +90,7 @@ START_TEST(lasting_write_failure_keeps_every_answer)
 	tctx_init_opts(&t, &o, NULL);
 	fail_f = t.f;
 	iopf_ctx_set_handler(t.ctx, h_success_then_fail_writes, &n);
-	for (int i = 0; i < 64; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 64);
 	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 64);
 	ck_assert_uint_eq(tstats(t.ctx).answers_success, 64);
 	ck_assert_uint_eq(fk_outstanding(t.f), 64); /* none written yet */
@@ -114,8 +110,7 @@ START_TEST(deferred_answers_wait_for_flush)
 	nhandles = 0;
 	tctx_init(&t);
 	iopf_ctx_set_handler(t.ctx, h_defer, NULL);
-	for (int i = 0; i < 10; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 10);
 	drive(t.ctx);
 	ck_assert_int_eq(nhandles, 10);
 	for (int i = 0; i < 10; i++)
@@ -182,8 +177,7 @@ static void transient_write_error(int err)
 
 	tctx_init(&t);
 	iopf_ctx_set_handler(t.ctx, h_success, &n);
-	for (int i = 0; i < 5; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 5);
 	fk_fail_next(t.f, 1, err);
 	drive(t.ctx);
 	ck_assert_int_eq(n, 5);

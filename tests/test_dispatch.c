@@ -123,8 +123,7 @@ START_TEST(run_until_stop)
 	tctx_init(&t);
 	iopf_ctx_set_handler(t.ctx, h_success, &n);
 	pthread_create(&th, NULL, run_loop, t.ctx);
-	for (int i = 0; i < 50; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 50);
 	ck_assert_int_eq(iopf_ctx_drain(t.ctx, 1, 0, IOPF_ALL_PASIDS, 5000), 0);
 	iopf_ctx_stop(t.ctx);
 	pthread_join(th, &rc);
@@ -207,8 +206,7 @@ START_TEST(workers_share_slow_handlers)
 	slow_n = 0;
 	tctx_init_opts(&t, &o, NULL);
 	iopf_ctx_set_handler(t.ctx, h_slow, NULL);
-	for (uint32_t i = 0; i < 8; i++)
-		fk_trigger(t.f, 1, 0, i, 1, 0);
+	trigger_groups(t.f, 1, 8);
 	for (int i = 0; i < 500 && fk_outstanding(t.f) + fk_queued(t.f); i++) {
 		struct pollfd p = { .fd = iopf_ctx_get_fd(t.ctx), .events = POLLIN };
 
@@ -325,8 +323,7 @@ START_TEST(max_outstanding_pauses_reading)
 
 	tctx_init_opts(&t, &o, &fo);
 	iopf_ctx_set_handler(t.ctx, h_defer1, NULL);
-	for (int i = 0; i < 10; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 10);
 	drive(t.ctx);
 	ck_assert_uint_eq(tstats(t.ctx).outstanding, 4);
 	ck_assert_uint_eq(fk_queued(t.f), 6); /* the kernel holds the rest */
@@ -357,8 +354,7 @@ START_TEST(latency_histogram_counts_answers)
 
 	tctx_init(&t);
 	iopf_ctx_set_handler(t.ctx, h_success, &n);
-	for (int i = 0; i < 10; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 10);
 	drive(t.ctx);
 	struct iopf_stats st = tstats(t.ctx);
 	uint64_t total = 0;
@@ -562,8 +558,7 @@ START_TEST(handler_ends_groups_of_its_batch_returned_ones_too)
 	reset_ctx = t.ctx;
 	reset_calls = 0;
 	iopf_ctx_set_handler(t.ctx, h_reset_second, NULL);
-	for (uint32_t i = 0; i < 4; i++)
-		fk_trigger(t.f, 1, 0, i, 1, 0);
+	trigger_groups(t.f, 1, 4);
 	drive(t.ctx);
 	iopf_ctx_flush(t.ctx);
 	ck_assert_int_eq(reset_calls, 2); /* the last two ended before their turn */

@@ -110,8 +110,7 @@ START_TEST(many_groups_per_read)
 
 	tctx_init(&t);
 	iopf_ctx_set_handler(t.ctx, h_success, &n);
-	for (int i = 0; i < 200; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 200);
 	drive(t.ctx);
 	ck_assert_int_eq(n, 200);
 	ck_assert_uint_le(fk_reads(t.f), 2); /* 256-record buffer */

@@ -498,8 +498,7 @@ START_TEST(close_answers_outstanding_and_refuses_later)
 	struct tctx t;
 
 	setup_defer(&t, NULL);
-	for (int i = 0; i < 5; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 5);
 	drive(t.ctx);
 	iopf_source_close(t.src);
 	ck_assert_int_eq(iopf_respond(t.ctx, handles[0], IOPF_CODE_SUCCESS), -ESHUTDOWN);
@@ -516,8 +515,7 @@ START_TEST(ctx_free_answers_everything)
 	struct tctx t;
 
 	setup_defer(&t, NULL);
-	for (int i = 0; i < 5; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 5);
 	drive(t.ctx);
 	fk_trigger(t.f, 1, 0, 9, 1, 0); /* still in the kernel queue: its */
 	iopf_ctx_free(t.ctx);           /* answer is the kernel's business */
@@ -569,8 +567,7 @@ START_TEST(deadline_skips_groups_answered_in_time)
 	tctx_init_opts(&t, &o, NULL);
 	iopf_ctx_set_handler(t.ctx, h_every_third_deferred, &n);
 	for (int round = 0; round < 6; round++) {
-		for (uint32_t i = 0; i < 100; i++)
-			fk_trigger(t.f, 1, 0, i, 1, 0);
+		trigger_groups(t.f, 1, 100);
 		drive(t.ctx);
 	}
 	ck_assert_int_eq(n, 600);

@@ -109,8 +109,7 @@ START_TEST(bulk_end_mid_round)
 	bulk_ctx = t.ctx;
 	calls = 0;
 	iopf_ctx_set_handler(t.ctx, h_bulk, NULL);
-	for (uint32_t i = 0; i < 5; i++)
-		fk_trigger(t.f, 3, 0, i, 1, 0);
+	trigger_groups(t.f, 3, 5);
 	drive(t.ctx);
 	ck_assert_int_eq(calls, 1);
 	for (uint64_t s = 1; s <= 5; s++)
@@ -325,8 +324,7 @@ START_TEST(max_outstanding_is_hard)
 
 	tctx_init_opts(&t, &o, NULL);
 	iopf_ctx_set_handler(t.ctx, h_defer_all, NULL);
-	for (uint32_t i = 0; i < 100; i++)
-		fk_trigger(t.f, 1, 0, i, 1, 0);
+	trigger_groups(t.f, 1, 100);
 	drive(t.ctx);
 	ck_assert_uint_eq(tstats(t.ctx).groups, 10);
 	ck_assert_uint_eq(fk_queued(t.f), 90);
@@ -571,8 +569,7 @@ START_TEST(room_made_by_detach_wakes_a_paused_queue)
 	iopf_ctx_set_handler(t.ctx, h_defer_all, NULL);
 	fk_trigger(t.f, 1, 0, 1, 1, 0);
 	fk_trigger(t.f, 1, 0, 2, 1, 0);
-	for (uint32_t i = 0; i < 3; i++)
-		fk_trigger(t.f, 2, 0, i, 1, 0);
+	trigger_groups(t.f, 2, 3);
 	drive(t.ctx);
 	ck_assert_uint_eq(tstats(t.ctx).outstanding, 2);
 	ck_assert_uint_eq(fk_queued(t.f), 3);

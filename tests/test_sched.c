@@ -57,8 +57,7 @@ START_TEST(round_robin_over_devices_then_pasids)
 
 	tctx_init(&t);
 	iopf_ctx_set_handler(t.ctx, h_record, &s);
-	for (int i = 0; i < 10; i++) /* dev 1 floods */
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 10); /* dev 1 floods */
 	fk_trigger(t.f, 2, 0, 1, 1, 0);
 	fk_trigger(t.f, 2, 0, 2, 1, 0);
 	fk_trigger(t.f, 1, 7, 1, 1, 0);
@@ -87,10 +86,8 @@ START_TEST(weights_and_priority)
 	ck_assert_int_eq(iopf_ctx_set_device_sched(t.ctx, 1, 3, 0), 0);
 	ck_assert_int_eq(iopf_ctx_set_device_sched(t.ctx, 1, 65537, 0), -EINVAL);
 	ck_assert_int_eq(iopf_ctx_set_device_sched(t.ctx, 1, 1, 8), -EINVAL);
-	for (int i = 0; i < 6; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
-	for (int i = 0; i < 3; i++)
-		fk_trigger(t.f, 2, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 6);
+	trigger_groups(t.f, 2, 3);
 	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 9);
 	expect_order(&s, weighted, 9);
 
@@ -121,8 +118,7 @@ START_TEST(bounded_by_groups_leaves_fd_readable_and_writes_per_slice)
 
 	tctx_init(&t);
 	iopf_ctx_set_handler(t.ctx, h_success, &n);
-	for (int i = 0; i < 10; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 10);
 	ck_assert_int_eq(iopf_ctx_dispatch_bounded(t.ctx, 3, 0), 3);
 	fk_answers(t.f, &na);
 	ck_assert_uint_eq(na, 3); /* this slice's answers are written */
@@ -141,8 +137,7 @@ START_TEST(bounded_by_groups_leaves_fd_readable_and_writes_per_slice)
 	n = 0;
 	tctx_init_opts(&t, &o, NULL);
 	iopf_ctx_set_handler(t.ctx, h_success, &n);
-	for (int i = 0; i < 10; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 10);
 	ck_assert_int_eq(iopf_ctx_dispatch(t.ctx), 4);
 	ck_assert_int_eq(drive(t.ctx), 6);
 	assert_each_answered_once(t.f);
@@ -179,8 +174,7 @@ START_TEST(bounded_by_time_starts_no_handler_past_budget)
 
 	tctx_init(&t);
 	iopf_ctx_set_handler(t.ctx, h_slow, &n);
-	for (int i = 0; i < 20; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 20);
 	t0 = now_us();
 	rc = iopf_ctx_dispatch_bounded(t.ctx, 0, 12000);
 	/* handlers of 5 ms in a 12 ms budget: at least one, at most three,
@@ -210,8 +204,7 @@ START_TEST(tiny_budget_still_progresses)
 
 	tctx_init(&t);
 	iopf_ctx_set_handler(t.ctx, h_success, &n);
-	for (int i = 0; i < 5; i++)
-		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
+	trigger_groups(t.f, 1, 5);
 	while (n < 5 && calls++ < 5)
 		ck_assert_int_ge(iopf_ctx_dispatch_bounded(t.ctx, 0, 1), 1);
 	ck_assert_int_eq(n, 5);

@@ -65,6 +65,14 @@ static inline struct iopf_stats tstats(struct iopf_ctx *ctx)
 	return st;
 }
 
+/* n single-record groups of dev (no PASID), PRG indexes 0 to n - 1, as
+ * the selftest mock raises them. */
+static inline void trigger_groups(struct fk_fault *f, uint32_t dev, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		fk_trigger(f, dev, 0, i, 1, 0);
+}
+
 /* Dispatch until a round does nothing (bounded). Returns groups handled. */
 static inline int drive(struct iopf_ctx *ctx)
 {
