@@ -352,7 +352,6 @@ IOPF_API int iopf_ctx_answer_invalid(struct iopf_ctx *ctx, uint32_t dev_id,
 	if (!ctx || (flags & ~IOPF_ALL_PASIDS))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
-	iopf__tick(ctx);
 	n = iopf__groups_end_matching(ctx, NULL, dev_id, pasid, flags,
 				      IOPF_CODE_INVALID, END_CLOSED, NULL);
 	for (struct iopf_source *s = ctx->sources; s; s = s->next)

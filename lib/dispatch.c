@@ -425,10 +425,7 @@ static int round_locked(struct iopf_ctx *ctx, struct iopf_group **cancel)
 		}
 	}
 	/* Removals first: they drop answers that must not be written. Then
-	 * answers: they free cookies and room the reads may use. A removal
-	 * answers groups: the clock read for their latency. */
-	if (uevents || ctx->nremoving)
-		iopf__tick(ctx);
+	 * answers: they free cookies and room the reads may use. */
 	if (uevents)
 		iopf__watch_read(ctx, cancel);
 	if (ctx->nremoving)

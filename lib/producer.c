@@ -435,7 +435,6 @@ IOPF_API int iopf_producer_flush_pasid(struct iopf_source *src,
 	ctx = src->ctx;
 	pthread_mutex_lock(&ctx->lock);
 	if (!src->closed) {
-		iopf__tick(ctx);
 		n = iopf__groups_end_matching(ctx, src, dev_id, pasid, 0,
 					      IOPF_CODE_INVALID, END_CLOSED,
 					      NULL);

@@ -50,7 +50,9 @@ static bool matches(const struct iopf_group *g, struct iopf_source *src,
 /* End every outstanding group of src (NULL: any source) matching (dev,
  * pasid, flags; IOPF_ALL_DEVICES: all) with code (NO_ANSWER: the kernel
  * answered). With cancel, groups a handler holds are also chained there,
- * pinned, for the cancel callback. Returns how many ended. */
+ * pinned, for the cancel callback. Returns how many ended. An answer's
+ * latency is counted against the clock read here, whoever the caller
+ * (an application thread, a removal in a dispatch round). */
 int iopf__groups_end_matching(struct iopf_ctx *ctx, struct iopf_source *src,
 			      uint32_t dev, uint32_t pasid,
 			      unsigned int flags, int code, enum gend why,
@@ -59,6 +61,8 @@ int iopf__groups_end_matching(struct iopf_ctx *ctx, struct iopf_source *src,
 	struct iopf_group *g;
 	int n = 0;
 
+	if (code != NO_ANSWER)
+		iopf__tick(ctx);
 	FOR_EACH_LIVE(ctx, i, g) {
 		if (!matches(g, src, dev, pasid, flags))
 			continue;
@@ -84,7 +88,6 @@ void iopf__source_close_locked(struct iopf_ctx *ctx, struct iopf_source *src)
 
 	if (src->closed)
 		return;
-	iopf__tick(ctx);
 	n = iopf__groups_end_matching(ctx, src, 0, 0, IOPF_ALL_DEVICES,
 				      src->failed ? NO_ANSWER : IOPF_CODE_INVALID,
 				      END_CLOSED, NULL);

@@ -325,6 +325,35 @@ START_TEST(producer_refuses_gone_device_and_drops_its_partials)
 }
 END_TEST
 
+/* The INVALID answers a removal gives a producer's groups count their
+ * latency against the clock at the removal, whichever thread removes the
+ * device: here the application, long after the context last read the
+ * clock (the removal used to count them against that older reading). */
+START_TEST(removal_answers_count_latency_up_to_the_removal)
+{
+	struct tctx t;
+	int answers = 0;
+	IOPF_OPTS(iopf_producer_opts, po, .respond = on_resp, .userdata = &answers);
+	IOPF_OPTS(iopf_device_stats, ds);
+	struct iopf_request last = { .dev_id = 6, .prgi = 3,
+				     .flags = IOPF_F_LAST_PAGE };
+	struct iopf_source *p;
+
+	setup(&t);
+	p = iopf_producer_new(t.ctx, &po);
+	ck_assert_int_eq(iopf_producer_submit(p, &last), 1);
+	drive(t.ctx);
+	ck_assert_int_eq(ndeferred, 1);
+	usleep(30000);
+	ck_assert_int_eq(iopf_ctx_device_gone(t.ctx, 6), 1);
+	ck_assert_int_eq(answers, 1);
+	ck_assert_int_eq(iopf_ctx_get_device_stats(t.ctx, 6, 0, IOPF_ALL_PASIDS, &ds), 0);
+	ck_assert_uint_eq(ds.answers_invalid, 1);
+	ck_assert_uint_ge(iopf_device_stats_latency_ns(&ds, 1.0), 30000000);
+	tctx_fini(&t);
+}
+END_TEST
+
 /* A forged "remove" sent by a user-space process to the kernel's uevent
  * group, through a real netlink socket: received, counted, ignored. */
 START_TEST(forged_uevent_from_user_space_over_netlink_is_ignored)
@@ -488,6 +517,7 @@ Suite *suite_device(void)
 	tcase_add_test(tc, parse_recorded_messages);
 	tcase_add_test(tc, parse_refuses_malformed_messages);
 	tcase_add_test(tc, kernel_remove_cancels_handled_groups_and_refuses_answers);
+	tcase_add_test(tc, removal_answers_count_latency_up_to_the_removal);
 	tcase_add_test(tc, untrusted_malformed_and_unknown_uevents_are_ignored);
 	tcase_add_test(tc, match_by_devpath_and_unbind);
 	tcase_add_test(tc, manual_gone_drops_unwritten_answers_and_unhandled_groups);
