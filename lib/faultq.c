@@ -40,9 +40,8 @@ fq_gather(struct iopf_group **bc, struct iopf_k_page_response *w,
 {
 	uint32_t cookie = g->cookie;
 
-	/* every group of a fault queue holds its cookie's slot */
-	if (bc[cookie] == g)
-		bc[cookie] = NULL;
+	/* every live group of a fault queue holds its cookie's slot */
+	bc[cookie] = NULL;
 	if (code == NO_ANSWER)
 		return nb;
 	w[nb] = (struct iopf_k_page_response){ .cookie = cookie, .code = (uint32_t)code };
@@ -191,26 +190,33 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 	group_intake_run(ctx, g, n, now, run);
 }
 
+enum { TAKEN, TAKEN_SLOW, NOT_TAKEN };
+
 /* take_group() of a one-record group: the free list's first slot when it
- * has no records of its own, its record written inline. bc and nc: the
- * queue's cookie table and its length, in the caller's locals (stores to
- * the group could otherwise be the table's, for the compiler); false when
- * the general way was taken (it may grow the table: reload them). */
-static inline bool take_one(struct iopf_ctx *ctx, struct faultq *fq,
-			    struct iopf_group **bc, uint32_t nc,
-			    const struct iopf_k_pgfault *r, uint64_t now,
-			    struct intake_run *run)
+ * has no records of its own, its record written inline. bc and last: the
+ * queue's cookie table and its last cookie (length - 1: the table is
+ * never empty), in the caller's locals (stores to the group could
+ * otherwise be the table's, for the compiler). TAKEN_SLOW when the
+ * general way was taken (it may grow the table: reload them); NOT_TAKEN
+ * for cookie 0 (the caller refuses it). */
+static inline int take_one(struct iopf_ctx *ctx, struct faultq *fq,
+			   struct iopf_group **bc, uint32_t last,
+			   const struct iopf_k_pgfault *r, uint64_t now,
+			   struct intake_run *run)
 {
 	uint32_t cookie = r->cookie;
 	struct iopf_group *g;
 
-	/* a cookie beyond the table, or still naming a group, a slot with
-	 * records of its own (cap > 1) or none: the general way */
-	if (__builtin_expect(cookie >= nc || bc[cookie] ||
+	/* cookie 0 or beyond the table (one compare), or still naming a
+	 * group, a slot with records of its own (cap > 1) or none: the
+	 * general way */
+	if (__builtin_expect(cookie - 1 >= last || bc[cookie] ||
 			     !(g = ctx->free_list) || g->cap != 1, 0)) {
+		if (!cookie)
+			return NOT_TAKEN;
 		retire_reused(ctx, fq, cookie);
 		take_group(ctx, fq, r, 1, now, run);
-		return false;
+		return TAKEN_SLOW;
 	}
 	ctx->free_list = g->qnext;
 	group_init(g, &fq->s, &(struct prg_key){
@@ -224,7 +230,7 @@ static inline bool take_one(struct iopf_ctx *ctx, struct faultq *fq,
 	g->cookie = cookie;
 	bc[cookie] = g;
 	group_intake_run(ctx, g, 1, now, run);
-	return true;
+	return TAKEN;
 }
 
 static bool same_group(const struct iopf_k_pgfault *a,
@@ -256,17 +262,21 @@ static uint32_t parse(struct iopf_ctx *ctx, struct faultq *fq,
 		 * only, one after another (a cookie's old group, if any, is
 		 * retired by take_one) */
 		struct iopf_group **bc = fq->by_cookie;
-		uint32_t nc = fq->ncookies;
+		uint32_t last = fq->ncookies - 1;
 
 		for (; i < n; i++) {
+			int t;
+
 			if ((b[i].flags & (IOPF_K_PGFAULT_FLAGS_LAST_PAGE |
 					   ~IOPF_K_PGFAULT_FLAGS_ALL)) !=
-				    IOPF_K_PGFAULT_FLAGS_LAST_PAGE ||
-			    !b[i].cookie)
+			    IOPF_K_PGFAULT_FLAGS_LAST_PAGE)
 				break;
-			if (!take_one(ctx, fq, bc, nc, &b[i], now, &run)) {
+			t = take_one(ctx, fq, bc, last, &b[i], now, &run);
+			if (__builtin_expect(t != TAKEN, 0)) {
+				if (t == NOT_TAKEN)
+					break;
 				bc = fq->by_cookie;
-				nc = fq->ncookies;
+				last = fq->ncookies - 1;
 			}
 		}
 		groups += i - start;
@@ -633,7 +643,8 @@ static struct iopf_source *fq_new(struct iopf_ctx *ctx, int fd, uint32_t id,
 	fq->wbuf = xcalloc(ctx->batch_max, sizeof(*fq->wbuf));
 	fq->bkey = xcalloc(ctx->batch_max, sizeof(*fq->bkey));
 	fq->batch_cap = ctx->batch_max;
-	if (!fq->buf || !fq->wbuf || !fq->bkey)
+	/* the cookie table is never empty (take_one()) */
+	if (!fq->buf || !fq->wbuf || !fq->bkey || !cookie_grow(fq, 1))
 		goto fail;
 	pthread_mutex_lock(&ctx->lock);
 	err = -iopf__poll_set(ctx, &fq->s, true);

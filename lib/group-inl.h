@@ -190,7 +190,6 @@ group_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
 {
 	g->t_in = now;
 	g->seq = ctx->seq++;
-	ctx->outstanding++;
 	IOPF_TRACE_GROUP_COMPLETE(g);
 	gst_set(g, GS_QUEUED);
 	if (run) /* one of a read's groups (faultq.c) */

@@ -91,6 +91,7 @@ sched_intake_key(struct iopf_ctx *ctx, struct iopf_group *g, uint64_t key)
 	struct flow *f = sched_flow(ctx, key);
 	struct dsched *d = f->dev;
 
+	ctx->outstanding++;
 	g->flow = f->idx;
 	flow_count_intake(s, f, 1, g->nrec);
 	g->pins++; /* the ready queue's */
@@ -121,10 +122,14 @@ static IOPF_ALWAYS_INLINE void sched_intake(struct iopf_ctx *ctx,
 /*
  * Groups of one read taken in one after another, most of them of the
  * flow of the group before (one device streaming): such a group is only
- * linked to its flow's FIFO, its counts kept here and added to the flow
- * and its device once the run ends (sched_run_end(), before any other
- * intake and at the end of the read). Nothing reads those counts
- * meanwhile: no group is handed out, no flow made or reused.
+ * linked to its flow's FIFO, its counts kept here and added to the flow,
+ * its device and the context's outstanding groups once the run ends
+ * (sched_run_end(), before any other intake and at the end of the read),
+ * and the FIFO's last link cleared then. Nothing reads those counts or
+ * walks that FIFO meanwhile: no group is handed out, no flow made or
+ * reused. (An end meanwhile, of a group of the run itself if the PRG
+ * index or the deadline has no room, subtracts before the run adds: the
+ * counts are right again when it ends.)
  */
 struct intake_run {
 	struct flow *f;    /* the flow of the run, or NULL */
@@ -137,6 +142,8 @@ static inline void sched_run_end(struct iopf_ctx *ctx, struct intake_run *r)
 {
 	if (!r->n)
 		return;
+	r->f->tail->qnext = NULL;
+	ctx->outstanding += r->n;
 	flow_count_intake(&ctx->sched, r->f, r->n, r->n + r->extra);
 	r->n = r->extra = 0;
 }
@@ -153,8 +160,7 @@ sched_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
 	if (f && r->key == key) {
 		g->flow = f->idx;
 		g->pins++; /* the ready queue's */
-		g->qnext = NULL;
-		f->tail->qnext = g;
+		f->tail->qnext = g; /* g's own: at the run's end */
 		f->tail = g;
 		r->n++;
 		if (nrec > 1)
