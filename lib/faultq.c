@@ -33,16 +33,17 @@ static struct faultq *FQ(struct iopf_source *s)
 /* ---- answers: the group's life is over, the answer is data ---- */
 
 /* fq_ended() for one group: its cookie's slot freed, its answer (if
- * any) appended at nb. Returns the new nb. */
+ * any: answers says there is one) appended at nb. Returns the new nb. */
 static IOPF_ALWAYS_INLINE unsigned int
 fq_gather(struct iopf_group **bc, struct iopf_k_page_response *w,
-	  struct batch_key *k, unsigned int nb, struct iopf_group *g, int code)
+	  struct batch_key *k, unsigned int nb, struct iopf_group *g, int code,
+	  bool answers)
 {
 	uint32_t cookie = g->cookie;
 
 	/* every live group of a fault queue holds its cookie's slot */
 	bc[cookie] = NULL;
-	if (code == NO_ANSWER)
+	if (!answers && code == NO_ANSWER)
 		return nb;
 	w[nb] = (struct iopf_k_page_response){ .cookie = cookie, .code = (uint32_t)code };
 	k[nb] = (struct batch_key){ .dev_id = g->key.dev_id, .pasid = g->key.pasid };
@@ -52,11 +53,11 @@ fq_gather(struct iopf_group **bc, struct iopf_k_page_response *w,
 /* fq_ended() for more than one group, or one that fills the batch: as
  * many as fill the batch to max, then a write; one at a time past max (a
  * passing write failure kept answers, and iopf__batch_full() makes room
- * for one more each time). Apart from fq_ended(), so that one answer
- * does not pay for this loop's registers. */
-static __attribute__((noinline)) void
+ * for one more each time). Apart from fq_ended() (in the two functions
+ * below), so that one answer does not pay for this loop's registers. */
+static IOPF_ALWAYS_INLINE void
 fq_ended_n(struct iopf_ctx *ctx, struct faultq *fq, struct iopf_group *const *gs,
-	   const int *codes, unsigned int n)
+	   const int *codes, unsigned int n, bool answers)
 {
 	struct iopf_group **bc = fq->by_cookie;
 	/* iopf__batch_add() with the batch's fields in locals: stores to
@@ -71,7 +72,7 @@ fq_ended_n(struct iopf_ctx *ctx, struct faultq *fq, struct iopf_group *const *gs
 
 #pragma GCC unroll 4
 		for (; i < end; i++)
-			nb = fq_gather(bc, w, k, nb, gs[i], codes[i]);
+			nb = fq_gather(bc, w, k, nb, gs[i], codes[i], answers);
 		if (nb >= max) {
 			fq->nbatch = nb;
 			iopf__batch_full(ctx, fq);
@@ -83,17 +84,35 @@ fq_ended_n(struct iopf_ctx *ctx, struct faultq *fq, struct iopf_group *const *gs
 	fq->nbatch = nb;
 }
 
+/* fq_ended_n() compiled twice: for answers only (a handler batch, many
+ * answers by handle or PRG index), and for any code. */
+static __attribute__((noinline)) void
+fq_answered_n(struct iopf_ctx *ctx, struct faultq *fq,
+	      struct iopf_group *const *gs, const int *codes, unsigned int n)
+{
+	fq_ended_n(ctx, fq, gs, codes, n, true);
+}
+
+static __attribute__((noinline)) void
+fq_ended_any_n(struct iopf_ctx *ctx, struct faultq *fq,
+	       struct iopf_group *const *gs, const int *codes, unsigned int n)
+{
+	fq_ended_n(ctx, fq, gs, codes, n, false);
+}
+
 static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 		     struct iopf_group *const *gs, const int *codes,
-		     unsigned int n)
+		     unsigned int n, bool answers)
 {
 	struct faultq *fq = FQ(src);
 
 	if (n == 1 && fq->nbatch + 1 < ctx->batch_max) /* by PRG index, by handle */
 		fq->nbatch = fq_gather(fq->by_cookie, fq->wbuf, fq->bkey,
-				       fq->nbatch, gs[0], codes[0]);
+				       fq->nbatch, gs[0], codes[0], false);
+	else if (answers)
+		fq_answered_n(ctx, fq, gs, codes, n);
 	else
-		fq_ended_n(ctx, fq, gs, codes, n);
+		fq_ended_any_n(ctx, fq, gs, codes, n);
 }
 
 /* Answer INVALID a cookie we hold no group object for. */

@@ -255,6 +255,8 @@ group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *gs,
 	bool one_run = one_flow && why == END_ANSWERED && !auto_answer &&
 		       gs[0]->t_in == gs[n - 1]->t_in;
 	uint32_t ninval = 0;
+	/* answered by a handler or a caller: a code, never NO_ANSWER */
+	bool answers = why == END_ANSWERED;
 
 	/* counted once, by device: the context's totals are their sums */
 	if (one_run) {
@@ -278,13 +280,14 @@ group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *gs,
 	 * (a write that finds its fd dead), and its failure ends its live
 	 * groups, which must not include one of these. */
 	if (__builtin_expect(!mixed, 1)) {
-		src->ops->ended(ctx, src, gs, codes, n);
+		src->ops->ended(ctx, src, gs, codes, n, answers);
 	} else {
 		for (unsigned int i = 0, j; i < n; i = j) {
 			src = gs[i]->src;
 			for (j = i + 1; j < n && gs[j]->src == src; j++)
 				;
-			src->ops->ended(ctx, src, gs + i, codes + i, j - i);
+			src->ops->ended(ctx, src, gs + i, codes + i, j - i,
+					answers);
 		}
 	}
 	ctx->outstanding -= n;

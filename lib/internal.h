@@ -183,10 +183,11 @@ struct src_ops {
 	/* Take in what waits to be read. 0, or -EIO: the source failed. */
 	int (*read)(struct iopf_ctx *ctx, struct iopf_source *src);
 	/* Groups of this source ended; codes[i] is gs[i]'s answer,
-	 * IOPF_CODE_* or NO_ANSWER (the kernel answered it). */
+	 * IOPF_CODE_* or NO_ANSWER (the kernel answered it). answers: none
+	 * is NO_ANSWER (the caller knows, most often at compile time). */
 	void (*ended)(struct iopf_ctx *ctx, struct iopf_source *src,
 		      struct iopf_group *const *gs, const int *codes,
-		      unsigned int n);
+		      unsigned int n, bool answers);
 	/* Write the answers gathered so far (fault queues). */
 	/* Returns how many answers a passing failure kept back. */
 	unsigned int (*flush)(struct iopf_ctx *ctx, struct iopf_source *src);

@@ -300,7 +300,7 @@ IOPF_API int iopf_producer_submit(struct iopf_source *src,
 
 static void pr_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 		     struct iopf_group *const *gs, const int *codes,
-		     unsigned int n)
+		     unsigned int n, bool answers)
 {
 	/* Every completed group gets its respond call, whatever ended it. */
 	for (unsigned int i = 0; i < n; i++) {

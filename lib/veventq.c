@@ -218,7 +218,7 @@ void iopf__vevents_deliver(struct iopf_ctx *ctx)
 
 static void vq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 		     struct iopf_group *const *gs, const int *codes,
-		     unsigned int n)
+		     unsigned int n, bool answers)
 {
 }
 
