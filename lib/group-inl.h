@@ -251,7 +251,8 @@ group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *gs,
 	bool prg = ctx->prg_on; /* none is indexed if off */
 	/* Answers to groups of one flow taken in by one read (the first
 	 * and last of a flow's run share their intake time only if all
-	 * do): counted once for all, only the answers told apart. */
+	 * do): counted once for all, only the answers told apart. One read
+	 * is of one source: no two intakes share a time (iopf__tick()). */
 	bool one_run = one_flow && why == END_ANSWERED && !auto_answer &&
 		       gs[0]->t_in == gs[n - 1]->t_in;
 	uint32_t ninval = 0;
@@ -262,7 +263,6 @@ group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *gs,
 	if (one_run) {
 #pragma GCC unroll 4
 		for (unsigned int i = 0; i < n; i++) {
-			mixed |= (uintptr_t)gs[i]->src ^ (uintptr_t)src;
 			ninval += (uint32_t)codes[i]; /* answers: 0 or 1 */
 			group_done(ctx, gs[i], codes[i], why, prg);
 		}

@@ -435,7 +435,8 @@ struct iopf_ctx {
 	uint64_t nends;           /* groups ended so far: a batch's handlers
 				   * see whether any ended meanwhile */
 	uint64_t now;             /* last clock read under the lock: one a
-				   * batch, not one a group (iopf__tick) */
+				   * batch, not one a group (iopf__tick);
+				   * never the same twice */
 	struct iopf_source *sources;
 	struct iopf_stats st;
 	/* workers */
@@ -641,9 +642,15 @@ void iopf__watch_read(struct iopf_ctx *ctx, struct iopf_group **cancel);
 #define IOPF_TAG_TIMER ((void *)2)
 #define IOPF_TAG_UEVENT ((void *)3)
 
+/* The clock, read under ctx->lock. Each read returns a later time than
+ * the one before (by 1 ns if the clock did not move): the groups taken in
+ * at one intake time are those of one read of one source (group_end_n()
+ * relies on it). */
 static inline uint64_t iopf__tick(struct iopf_ctx *ctx)
 {
-	return ctx->now = iopf__now_ns();
+	uint64_t t = iopf__now_ns();
+
+	return ctx->now = t > ctx->now ? t : ctx->now + 1;
 }
 
 /* ---- small pieces of the hot path, inline ---- */

@@ -247,6 +247,46 @@ START_TEST(several_queues_one_context)
 }
 END_TEST
 
+/* One device (and PASID) on two fault queues: its groups share a flow, so
+ * the scheduler hands out both queues' groups in one run and one handler
+ * batch answers them. Each answer must reach its own queue, and one write
+ * each (the end path tells sources apart by intake time: no two reads
+ * share one). */
+START_TEST(one_device_on_two_queues_answered_in_one_batch)
+{
+	struct tctx t;
+	struct fk_fault *f2;
+	struct iopf_source *s2;
+	IOPF_OPTS(iopf_stats, st);
+	int n = 0;
+
+	tctx_init(&t);
+	f2 = fk_fault_new();
+	s2 = iopf_fault_queue_adopt(t.ctx, fk_fault_fd(f2), fk_fault_id(f2), NULL);
+	ck_assert_ptr_nonnull(s2);
+	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	for (int round = 0; round < 3; round++) {
+		/* the same cookies on both queues, each queue's in one read */
+		for (uint32_t i = 0; i < 20; i++) {
+			fk_trigger(t.f, 1, 0, i, 1, 0);
+			fk_trigger(f2, 1, 0, i, 1, 0);
+		}
+		ck_assert_int_eq(drive(t.ctx), 40);
+	}
+	ck_assert_int_eq(n, 120);
+	assert_each_answered_once(t.f);
+	assert_each_answered_once(f2);
+	ck_assert_uint_eq(fk_writes(t.f), 3);
+	ck_assert_uint_eq(fk_writes(f2), 3);
+	ck_assert_int_eq(iopf_ctx_get_stats(t.ctx, &st), 0);
+	ck_assert_uint_eq(st.answers_success, 120);
+	ck_assert_uint_eq(st.outstanding, 0);
+	iopf_source_close(s2);
+	tctx_fini(&t);
+	fk_fault_free(f2);
+}
+END_TEST
+
 Suite *suite_batch(void)
 {
 	Suite *s = suite_create("batch");
@@ -263,6 +303,7 @@ Suite *suite_batch(void)
 	tcase_add_test(tc, write_eagain_retried);
 	tcase_add_test(tc, read_eintr_retried_eagain_waits);
 	tcase_add_test(tc, several_queues_one_context);
+	tcase_add_test(tc, one_device_on_two_queues_answered_in_one_batch);
 	suite_add_tcase(s, tc);
 	return s;
 }
