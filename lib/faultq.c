@@ -267,7 +267,7 @@ static bool same_group(const struct iopf_k_pgfault *a,
 static uint32_t parse(struct iopf_ctx *ctx, struct faultq *fq,
 		      const struct iopf_k_pgfault *b, uint32_t n)
 {
-	uint64_t now = iopf__tick(ctx);
+	uint64_t now = iopf__intake_tick(ctx);
 	struct intake_run run = { 0 };
 	uint32_t i = 0, groups = 0;
 

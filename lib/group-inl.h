@@ -252,7 +252,8 @@ group_end_n(struct iopf_ctx *ctx, struct iopf_group *const *gs,
 	/* Answers to groups of one flow taken in by one read (the first
 	 * and last of a flow's run share their intake time only if all
 	 * do): counted once for all, only the answers told apart. One read
-	 * is of one source: no two intakes share a time (iopf__tick()). */
+	 * is of one source: no two intakes share a time
+	 * (iopf__intake_tick()). */
 	bool one_run = one_flow && why == END_ANSWERED && !auto_answer &&
 		       gs[0]->t_in == gs[n - 1]->t_in;
 	uint32_t ninval = 0;

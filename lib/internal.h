@@ -435,8 +435,8 @@ struct iopf_ctx {
 	uint64_t nends;           /* groups ended so far: a batch's handlers
 				   * see whether any ended meanwhile */
 	uint64_t now;             /* last clock read under the lock: one a
-				   * batch, not one a group (iopf__tick);
-				   * never the same twice */
+				   * batch, not one a group (iopf__tick) */
+	uint64_t t_intake;        /* the last intake time (iopf__intake_tick) */
 	struct iopf_source *sources;
 	struct iopf_stats st;
 	/* workers */
@@ -642,15 +642,20 @@ void iopf__watch_read(struct iopf_ctx *ctx, struct iopf_group **cancel);
 #define IOPF_TAG_TIMER ((void *)2)
 #define IOPF_TAG_UEVENT ((void *)3)
 
-/* The clock, read under ctx->lock. Each read returns a later time than
- * the one before (by 1 ns if the clock did not move): the groups taken in
- * at one intake time are those of one read of one source (group_end_n()
- * relies on it). */
 static inline uint64_t iopf__tick(struct iopf_ctx *ctx)
 {
-	uint64_t t = iopf__now_ns();
+	return ctx->now = iopf__now_ns();
+}
 
-	return ctx->now = t > ctx->now ? t : ctx->now + 1;
+/* iopf__tick() for an intake (a read of a fault queue, a producer's
+ * group): a later time than the intake before, by 1 ns if the clock did
+ * not move, so that the groups taken in at one time are those of one
+ * read of one source (group_end_n() relies on it). */
+static inline uint64_t iopf__intake_tick(struct iopf_ctx *ctx)
+{
+	uint64_t t = iopf__tick(ctx);
+
+	return ctx->t_intake = t > ctx->t_intake ? t : ctx->t_intake + 1;
 }
 
 /* ---- small pieces of the hot path, inline ---- */

@@ -231,7 +231,7 @@ static int complete(struct iopf_ctx *ctx, struct producer *p,
 	grp_rec(g)[n - 1] = *last;
 	/* A request carries no length: 0 (iopf_group_record_info()). */
 	memset(grp_len(g), 0, n * sizeof(uint32_t));
-	iopf__group_intake(ctx, g, iopf__tick(ctx));
+	iopf__group_intake(ctx, g, iopf__intake_tick(ctx));
 	return 1;
 }
 
