@@ -206,7 +206,7 @@ static void take_group(struct iopf_ctx *ctx, struct faultq *fq,
 	}
 	g->cookie = cookie;
 	fq->by_cookie[cookie] = g;
-	group_intake_run(ctx, g, n, now, run);
+	group_intake_run(ctx, g, n, now, run, true);
 }
 
 enum { TAKEN, TAKEN_SLOW, NOT_TAKEN };
@@ -218,10 +218,10 @@ enum { TAKEN, TAKEN_SLOW, NOT_TAKEN };
  * otherwise be the table's, for the compiler). TAKEN_SLOW when the
  * general way was taken (it may grow the table: reload them); NOT_TAKEN
  * for cookie 0 (the caller refuses it). */
-static inline int take_one(struct iopf_ctx *ctx, struct faultq *fq,
-			   struct iopf_group **bc, uint32_t last,
-			   const struct iopf_k_pgfault *r, uint64_t now,
-			   struct intake_run *run)
+static IOPF_ALWAYS_INLINE int
+take_one(struct iopf_ctx *ctx, struct faultq *fq, struct iopf_group **bc,
+	 uint32_t last, const struct iopf_k_pgfault *r, uint64_t now,
+	 struct intake_run *run, bool tracked)
 {
 	uint32_t cookie = r->cookie;
 	struct iopf_group *g;
@@ -248,7 +248,7 @@ static inline int take_one(struct iopf_ctx *ctx, struct faultq *fq,
 	g->len1 = r->length;
 	g->cookie = cookie;
 	bc[cookie] = g;
-	group_intake_run(ctx, g, 1, now, run);
+	group_intake_run(ctx, g, 1, now, run, tracked);
 	return TAKEN;
 }
 
@@ -258,6 +258,36 @@ static bool same_group(const struct iopf_k_pgfault *a,
 	return a->dev_id == b->dev_id && a->pasid == b->pasid &&
 	       a->grpid == b->grpid &&
 	       ((a->flags ^ b->flags) & IOPF_K_PGFAULT_FLAGS_PASID_VALID) == 0;
+}
+
+/* Take in b[i], b[i + 1], ... while they are whole groups of one record,
+ * known flags only (a cookie's old group, if any, is retired by
+ * take_one()). Returns the index of the first record not taken.
+ * tracked: ctx->tracked. */
+static IOPF_ALWAYS_INLINE uint32_t
+take_ones(struct iopf_ctx *ctx, struct faultq *fq,
+	  const struct iopf_k_pgfault *b, uint32_t i, uint32_t n, uint64_t now,
+	  struct intake_run *run, bool tracked)
+{
+	struct iopf_group **bc = fq->by_cookie;
+	uint32_t last = fq->ncookies - 1;
+
+	for (; i < n; i++) {
+		int t;
+
+		if ((b[i].flags & (IOPF_K_PGFAULT_FLAGS_LAST_PAGE |
+				   ~IOPF_K_PGFAULT_FLAGS_ALL)) !=
+		    IOPF_K_PGFAULT_FLAGS_LAST_PAGE)
+			break;
+		t = take_one(ctx, fq, bc, last, &b[i], now, run, tracked);
+		if (__builtin_expect(t != TAKEN, 0)) {
+			if (t == NOT_TAKEN)
+				break;
+			bc = fq->by_cookie;
+			last = fq->ncookies - 1;
+		}
+	}
+	return i;
 }
 
 /* Split what one read() returned into groups. The kernel returns whole
@@ -277,27 +307,11 @@ static uint32_t parse(struct iopf_ctx *ctx, struct faultq *fq,
 		uint32_t start = i, cookie;
 		const char *bad = NULL;
 
-		/* the common case: whole groups of one record, known flags
-		 * only, one after another (a cookie's old group, if any, is
-		 * retired by take_one) */
-		struct iopf_group **bc = fq->by_cookie;
-		uint32_t last = fq->ncookies - 1;
-
-		for (; i < n; i++) {
-			int t;
-
-			if ((b[i].flags & (IOPF_K_PGFAULT_FLAGS_LAST_PAGE |
-					   ~IOPF_K_PGFAULT_FLAGS_ALL)) !=
-			    IOPF_K_PGFAULT_FLAGS_LAST_PAGE)
-				break;
-			t = take_one(ctx, fq, bc, last, &b[i], now, &run);
-			if (__builtin_expect(t != TAKEN, 0)) {
-				if (t == NOT_TAKEN)
-					break;
-				bc = fq->by_cookie;
-				last = fq->ncookies - 1;
-			}
-		}
+		/* the common case (twice: the loop knows whether the PRG
+		 * index or a deadline is kept, which no intake changes) */
+		i = __builtin_expect(ctx->tracked, 0) ?
+			    take_ones(ctx, fq, b, i, n, now, &run, true) :
+			    take_ones(ctx, fq, b, i, n, now, &run, false);
 		groups += i - start;
 		if (i == n)
 			break;

@@ -181,12 +181,13 @@ static inline void group_unpin(struct iopf_ctx *ctx, struct iopf_group *g)
 }
 
 /* A complete group enters the context: outstanding, ready. A group the
- * PRG index or the deadline has no room for is answered INVALID at once. Counted by
+ * PRG index or the deadline has no room for is answered INVALID at once
+ * (may_track false: the caller knows neither is kept). Counted by
  * device only (sched_intake): the context's groups and records are the
  * sums over devices plus what never got a group object. */
 static IOPF_ALWAYS_INLINE void
 group_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
-		 uint64_t now, struct intake_run *run)
+		 uint64_t now, struct intake_run *run, bool may_track)
 {
 	g->t_in = now;
 	g->seq = ctx->seq++;
@@ -196,7 +197,7 @@ group_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
 		sched_intake_run(ctx, g, nrec, run);
 	else
 		sched_intake(ctx, g);
-	if (__builtin_expect(!ctx->tracked, 1))
+	if (!may_track || __builtin_expect(!ctx->tracked, 1))
 		return;
 	if (ctx->prg_on && prg_insert(ctx, g))
 		iopf__group_untracked(ctx, g, "index");
@@ -207,7 +208,7 @@ group_intake_run(struct iopf_ctx *ctx, struct iopf_group *g, uint32_t nrec,
 static inline void group_intake(struct iopf_ctx *ctx, struct iopf_group *g,
 				uint64_t now)
 {
-	group_intake_run(ctx, g, g->nrec, now, NULL);
+	group_intake_run(ctx, g, g->nrec, now, NULL, true);
 }
 
 /* group_end_n(), for each group once counted: out of the PRG index, its
