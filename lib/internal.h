@@ -336,6 +336,7 @@ struct flow {
 	uint64_t key;              /* dev << 32 | pasid */
 	uint32_t idx;              /* ctx->sched.flows[idx] == this */
 	uint32_t refs;             /* groups naming it (intake to free) */
+	uint32_t nready;           /* groups on head..tail */
 	bool active;               /* on its device's list of ready flows */
 	uint32_t prg_cap;          /* prg[]'s length: 0 or 64..PRG_DIRECT */
 	uint32_t *prg;             /* PRG index -> slot + 1 of its key's

@@ -71,6 +71,7 @@ static inline void flow_count_intake(struct sched *s, struct flow *f,
 				     uint32_t n, uint32_t recs)
 {
 	f->refs += n;
+	f->nready += n;
 	f->dev->cnt.groups += n;
 	f->dev->cnt.records += recs;
 	f->dev->cnt.ready += n;
@@ -192,14 +193,17 @@ sched_take(struct sched *s, int q, struct dsched *d, struct iopf_group **gs,
 
 	if (!f->anext)
 		lim = d->anext && d->credit < n ? d->credit : n;
+	if (lim > f->nready)
+		lim = f->nready;
 	do {
 		gs[m++] = g; /* its qnext is set by the next list it joins */
 		if (mark && gst(g) == GS_QUEUED)
 			gst_set(g, GS_HANDLING);
 		g = g->qnext;
-	} while (m < lim && g);
+	} while (m < lim);
 	if (!(f->head = g))
 		f->tail = NULL;
+	f->nready -= m;
 	s->nready -= m;
 	d->cnt.ready -= m;
 	if (f->cnt)
