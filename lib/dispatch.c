@@ -78,14 +78,28 @@ static struct binding *handle_pre(struct iopf_ctx *ctx, struct iopf_group *g,
 /* A handler returned its answer (no lock): from now on answers by handle
  * are refused, as they would be had it been applied at once. A group
  * ended meanwhile stays ended (compare and swap). */
-static bool returned(struct iopf_group *g, int rc)
+static bool made_final(struct iopf_group *g)
 {
 	uint8_t st = GS_HANDLING;
 
-	return rc != IOPF_DEFER &&
-	       __atomic_compare_exchange_n(&g->state, &st, (uint8_t)GS_RETURNED,
+	return __atomic_compare_exchange_n(&g->state, &st, (uint8_t)GS_RETURNED,
 					   false, __ATOMIC_ACQ_REL,
 					   __ATOMIC_ACQUIRE);
+}
+
+static bool returned(struct iopf_group *g, int rc)
+{
+	return rc != IOPF_DEFER && made_final(g);
+}
+
+/* returned(), for the batch's flag: true when g is RETURNED with an
+ * answer (a code, checked first: the common case looks once). */
+static IOPF_ALWAYS_INLINE bool returned_answer(struct iopf_group *g, int rc)
+{
+	if (__builtin_expect((unsigned int)rc <= IOPF_CODE_INVALID, 1))
+		return made_final(g);
+	returned(g, rc);
+	return false;
 }
 
 /* After the handler returned rc (ctx->lock held): true when the group is
@@ -231,8 +245,7 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 			IOPF_TRACE_HANDLER_START(g);
 			rc[i] = fn(g, ud);
 			IOPF_TRACE_HANDLER_END(g, rc[i]);
-			all &= returned(g, rc[i]) &&
-			       (unsigned int)rc[i] <= IOPF_CODE_INVALID;
+			all &= returned_answer(g, rc[i]);
 		}
 	} else if (hb->one) {
 		/* one batch handler for them all: each run of groups still
@@ -257,8 +270,7 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 				bd->batch(gs + i, rc + i, (size_t)(j - i), bd->ud);
 				for (int k = i; k < j; k++) {
 					IOPF_TRACE_HANDLER_END(gs[k], rc[k]);
-					all &= returned(gs[k], rc[k]) &&
-					       (unsigned int)rc[k] <= IOPF_CODE_INVALID;
+					all &= returned_answer(gs[k], rc[k]);
 				}
 			}
 			i = j + skip;
