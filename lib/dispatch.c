@@ -234,7 +234,9 @@ static void batch_run(struct iopf_ctx *ctx, struct iopf_group **gs, int n,
 		void *ud = hb->one->ud;
 
 		all = true;
+#ifndef __clang__ /* which cannot unroll it, and says so */
 #pragma GCC unroll 2
+#endif
 		for (int i = 0; i < n; i++) {
 			struct iopf_group *g = gs[i];
 
