@@ -106,7 +106,9 @@ static void fq_ended(struct iopf_ctx *ctx, struct iopf_source *src,
 {
 	struct faultq *fq = FQ(src);
 
-	if (n == 1 && fq->nbatch + 1 < ctx->batch_max) /* by PRG index, by handle */
+	/* one answer (by PRG index, by handle): the code looked at, not
+	 * answers (the same test, and answers costs a register here) */
+	if (n == 1 && fq->nbatch + 1 < ctx->batch_max)
 		fq->nbatch = fq_gather(fq->by_cookie, fq->wbuf, fq->bkey,
 				       fq->nbatch, gs[0], codes[0], false);
 	else if (answers)

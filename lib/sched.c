@@ -145,8 +145,6 @@ static struct flow *flow_new(struct iopf_ctx *ctx, uint64_t key)
 	return f;
 }
 
-/* The flow of key, made if new (the fallback without memory): the slow
- * path of sched_flow() in sched-inl.h. */
 /* The flow of key if it has one, else NULL (the fallback's groups are
  * in no flow of their own). Makes none: sched_flow_find()'s slow path. */
 struct flow *iopf__flow_find(struct iopf_ctx *ctx, uint64_t key)
@@ -159,6 +157,8 @@ struct flow *iopf__flow_find(struct iopf_ctx *ctx, uint64_t key)
 	return f;
 }
 
+/* The flow of key, made if new (the fallback without memory): the slow
+ * path of sched_flow() in sched-inl.h. */
 struct flow *iopf__flow_lookup(struct iopf_ctx *ctx, uint64_t key)
 {
 	struct sched *s = &ctx->sched;

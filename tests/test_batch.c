@@ -218,6 +218,21 @@ START_TEST(read_eintr_retried_eagain_waits)
 }
 END_TEST
 
+/* A second fake fault queue adopted by t's context, and a handler that
+ * answers SUCCESS and counts in *n. Returns the queue's source. */
+static struct iopf_source *second_queue(struct tctx *t, struct fk_fault **f2,
+					int *n)
+{
+	struct iopf_source *s2;
+
+	*f2 = fk_fault_new();
+	s2 = iopf_fault_queue_adopt(t->ctx, fk_fault_fd(*f2), fk_fault_id(*f2),
+				    NULL);
+	ck_assert_ptr_nonnull(s2);
+	iopf_ctx_set_handler(t->ctx, h_success, n);
+	return s2;
+}
+
 START_TEST(several_queues_one_context)
 {
 	struct tctx t;
@@ -226,10 +241,7 @@ START_TEST(several_queues_one_context)
 	int n = 0;
 
 	tctx_init(&t);
-	f2 = fk_fault_new();
-	s2 = iopf_fault_queue_adopt(t.ctx, fk_fault_fd(f2), fk_fault_id(f2), NULL);
-	ck_assert_ptr_nonnull(s2);
-	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	s2 = second_queue(&t, &f2, &n);
 	/* the same cookies on both queues: answers go to their own fd */
 	for (int i = 0; i < 20; i++) {
 		fk_trigger(t.f, 1, 0, (uint32_t)i, 1, 0);
@@ -261,10 +273,7 @@ START_TEST(one_device_on_two_queues_answered_in_one_batch)
 	int n = 0;
 
 	tctx_init(&t);
-	f2 = fk_fault_new();
-	s2 = iopf_fault_queue_adopt(t.ctx, fk_fault_fd(f2), fk_fault_id(f2), NULL);
-	ck_assert_ptr_nonnull(s2);
-	iopf_ctx_set_handler(t.ctx, h_success, &n);
+	s2 = second_queue(&t, &f2, &n);
 	for (int round = 0; round < 3; round++) {
 		/* the same cookies on both queues, each queue's in one read */
 		for (uint32_t i = 0; i < 20; i++) {
